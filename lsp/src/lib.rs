@@ -1,0 +1,3 @@
+//! # scl-lsp — the language server
+//!
+//! **Architecture invariant:** `lsp-types` appear only in this crate.

@@ -1,0 +1,4 @@
+//! # scl-runtime — everything that touches the world
+//!
+//! The `scl` command line, the store-and-forward engine, and the site and
+//! central roles. Nothing depends on this crate.

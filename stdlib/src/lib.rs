@@ -1,0 +1,6 @@
+//! # scl-stdlib — the built-in modules
+//!
+//! The signatures of `ExternalSystem`, `Notify`, `Database`, `Route`,
+//! `Attributes`, `Instance`, `Scripts`, `Shared`, `Deliveries`, `Log`, `Json`,
+//! `Time` and `Math` are declared once, here, and read by the checker and the
+//! language server.
