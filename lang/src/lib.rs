@@ -14,6 +14,7 @@ pub mod diagnostics;
 pub mod hir;
 pub mod modules;
 pub mod span;
+pub mod suggest;
 pub mod types;
 
 pub use diagnostics::{Diagnostic, Severity};
