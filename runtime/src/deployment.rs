@@ -1,0 +1,572 @@
+//! The deployment file: one TOML file that describes a whole installation
+//! (see `docs/deployment.md`).
+//!
+//! Loading has two steps: serde reads the TOML into typed definitions (an
+//! unknown key or a value of the wrong type is an error with its line and
+//! column), then [`Deployment::validate`] checks the references between
+//! sections (an instance's template and site, an API method's keys, …), again
+//! naming the file position. Paths in the file are relative to the file.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use scl_lang::modules::{DeploymentNames, ScriptKind, TemplateNames};
+
+/// A deployment file, read and validated.
+#[derive(Debug, Clone)]
+pub struct Deployment {
+    /// The file it was read from; script paths are relative to its folder.
+    pub path: PathBuf,
+    pub source: String,
+    pub file: DeploymentFile,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentFile {
+    #[serde(default = "default_data_dir")]
+    pub data_dir: String,
+    #[serde(default)]
+    pub central: Option<CentralDef>,
+    #[serde(default)]
+    pub site: Vec<SiteDef>,
+    #[serde(default)]
+    pub smtp: Option<SmtpDef>,
+    #[serde(default)]
+    pub notification_lists: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub external_systems: BTreeMap<String, ExternalSystemDef>,
+    #[serde(default)]
+    pub databases: BTreeMap<String, DatabaseDef>,
+    #[serde(default)]
+    pub templates: BTreeMap<String, TemplateDef>,
+    #[serde(default)]
+    pub instance: Vec<InstanceDef>,
+    #[serde(default)]
+    pub shared_scripts: BTreeMap<String, Spanned<String>>,
+    #[serde(default)]
+    pub api_keys: BTreeMap<String, ApiKeyDef>,
+    #[serde(default)]
+    pub api_methods: BTreeMap<String, ApiMethodDef>,
+}
+
+fn default_data_dir() -> String {
+    "./scl-data".to_string()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CentralDef {
+    pub listen: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteDef {
+    pub name: Spanned<String>,
+    pub listen: String,
+    pub url: String,
+    pub token_env: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    None,
+    Starttls,
+    Ssl,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpDef {
+    pub host: String,
+    pub port: u16,
+    #[serde(default = "default_tls")]
+    pub tls: TlsMode,
+    pub from: String,
+    #[serde(default = "default_smtp_timeout")]
+    pub timeout_s: u64,
+    #[serde(default = "default_smtp_connections")]
+    pub max_connections: u32,
+    #[serde(default)]
+    pub auth: Option<SmtpAuthDef>,
+    #[serde(default)]
+    pub retry: Option<RetryDef>,
+    /// Extra trusted root certificates (PEM files), relative to the deployment file.
+    #[serde(default)]
+    pub trusted_roots: Vec<String>,
+}
+
+fn default_tls() -> TlsMode {
+    TlsMode::None
+}
+fn default_smtp_timeout() -> u64 {
+    30
+}
+fn default_smtp_connections() -> u32 {
+    5
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum SmtpAuthDef {
+    None,
+    Basic {
+        username: String,
+        password_env: String,
+    },
+    Oauth2 {
+        tenant_id: String,
+        client_id: String,
+        client_secret_env: String,
+        token_url: Option<String>,
+        scope: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryDef {
+    /// How many retries after the first attempt before the message is parked.
+    pub max_retries: u32,
+    /// Fixed interval between retries, when no `backoff_s` schedule is given.
+    #[serde(default)]
+    pub interval_s: Option<u64>,
+    /// A backoff schedule: the wait before retry 1, 2, …; the last entry repeats.
+    #[serde(default)]
+    pub backoff_s: Option<Vec<u64>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalSystemDef {
+    pub base_url: String,
+    #[serde(default = "default_http_timeout")]
+    pub timeout_s: u64,
+    #[serde(default)]
+    pub auth: Option<HttpAuthDef>,
+    #[serde(default)]
+    pub retry: Option<RetryDef>,
+    #[serde(default)]
+    pub methods: BTreeMap<String, ExternalMethodDef>,
+    /// Standard Webhooks signing secrets (environment variable names); the
+    /// first signs, all are sent, so receivers can rotate.
+    #[serde(default)]
+    pub signing_secrets_env: Vec<String>,
+    /// Largest request body accepted before any attempt; default 1 MiB.
+    #[serde(default)]
+    pub max_payload_bytes: Option<u64>,
+}
+
+fn default_http_timeout() -> u64 {
+    30
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum HttpAuthDef {
+    None,
+    ApiKey { header: String, value_env: String },
+    Basic { username: String, password_env: String },
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum HttpVerb {
+    Get,
+    Post,
+    Put,
+    Delete,
+    Patch,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalMethodDef {
+    pub http: HttpVerb,
+    pub path: String,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DatabaseDriver {
+    Sqlite,
+    Postgres,
+    Mssql,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseDef {
+    pub driver: DatabaseDriver,
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub url_env: Option<String>,
+    #[serde(default)]
+    pub retry: Option<RetryDef>,
+    #[serde(default)]
+    pub pool_size: Option<u32>,
+    #[serde(default)]
+    pub timeout_s: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateDef {
+    #[serde(default)]
+    pub attributes: BTreeMap<String, AttributeDef>,
+    #[serde(default)]
+    pub scripts: BTreeMap<String, ScriptDef>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AttributeType {
+    Int,
+    Float,
+    Bool,
+    String,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttributeDef {
+    #[serde(rename = "type")]
+    pub ty: AttributeType,
+    #[serde(default)]
+    pub default: Option<toml::Value>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScriptDef {
+    pub file: Spanned<String>,
+    pub kind: Spanned<String>,
+    /// Run every N seconds.
+    #[serde(default)]
+    pub every_s: Option<u64>,
+    /// Run when one of these attributes changes.
+    #[serde(default)]
+    pub on_change: Vec<String>,
+    /// For `alarm` scripts: the condition over attributes that raises the alarm.
+    #[serde(default)]
+    pub when: Option<String>,
+    #[serde(default)]
+    pub timeout_s: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceDef {
+    pub code: Spanned<String>,
+    pub template: Spanned<String>,
+    pub site: Spanned<String>,
+    #[serde(default)]
+    pub attributes: BTreeMap<String, toml::Value>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyDef {
+    /// Hex SHA-256 of the key.
+    pub sha256: String,
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiMethodDef {
+    pub script: Spanned<String>,
+    #[serde(default)]
+    pub approved_keys: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub timeout_s: Option<u64>,
+}
+
+/// A problem in a deployment file, with its position.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeploymentError {
+    pub file: PathBuf,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl fmt::Display for DeploymentError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: {}", self.file.display(), self.line, self.column, self.message)
+    }
+}
+
+impl std::error::Error for DeploymentError {}
+
+/// The result of loading: a deployment, or every problem found.
+pub type LoadResult = Result<Deployment, Vec<DeploymentError>>;
+
+impl Deployment {
+    /// Reads, parses and validates a deployment file.
+    pub fn load(path: &Path) -> LoadResult {
+        let source = std::fs::read_to_string(path).map_err(|error| {
+            vec![DeploymentError {
+                file: path.to_path_buf(),
+                line: 0,
+                column: 0,
+                message: format!("cannot read the deployment file: {error}"),
+            }]
+        })?;
+        Deployment::from_source(path, source)
+    }
+
+    /// Parses and validates deployment text that was read from `path`.
+    pub fn from_source(path: &Path, source: String) -> LoadResult {
+        let file: DeploymentFile = match toml::from_str(&source) {
+            Ok(file) => file,
+            Err(error) => {
+                let offset = error.span().map_or(0, |s| s.start);
+                let (line, column) = scl_lang::span::line_column(&source, offset);
+                return Err(vec![DeploymentError {
+                    file: path.to_path_buf(),
+                    line,
+                    column,
+                    message: error.message().trim().to_string(),
+                }]);
+            }
+        };
+        let deployment = Deployment { path: path.to_path_buf(), source, file };
+        let errors = deployment.validate();
+        if errors.is_empty() { Ok(deployment) } else { Err(errors) }
+    }
+
+    fn error_at(&self, offset: usize, message: String) -> DeploymentError {
+        let (line, column) = scl_lang::span::line_column(&self.source, offset);
+        DeploymentError { file: self.path.clone(), line, column, message }
+    }
+
+    /// Checks the references between sections.
+    pub fn validate(&self) -> Vec<DeploymentError> {
+        let file = &self.file;
+        let mut errors = Vec::new();
+        let site_names: Vec<&str> = file.site.iter().map(|s| s.name.get_ref().as_str()).collect();
+        for (index, site) in file.site.iter().enumerate() {
+            if site_names[..index].contains(&site.name.get_ref().as_str()) {
+                errors.push(self.error_at(
+                    site.name.span().start,
+                    format!("site `{}` is defined twice", site.name.get_ref()),
+                ));
+            }
+        }
+        for (template_name, template) in &file.templates {
+            for (script_name, script) in &template.scripts {
+                match ScriptKind::parse(script.kind.get_ref()) {
+                    Some(ScriptKind::Instance | ScriptKind::Alarm) => {}
+                    Some(other) => errors.push(self.error_at(
+                        script.kind.span().start,
+                        format!(
+                            "script `{script_name}` of template `{template_name}` has kind `{}`; \
+                             template scripts are `instance` or `alarm`",
+                            other.name()
+                        ),
+                    )),
+                    None => errors.push(self.error_at(
+                        script.kind.span().start,
+                        format!(
+                            "unknown script kind `{}`; expected `instance` or `alarm`",
+                            script.kind.get_ref()
+                        ),
+                    )),
+                }
+                for attribute in &script.on_change {
+                    if !template.attributes.contains_key(attribute) {
+                        errors.push(self.error_at(
+                            script.kind.span().start,
+                            format!(
+                                "script `{script_name}` triggers on change of `{attribute}`, \
+                                 which template `{template_name}` does not define"
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        let mut codes: Vec<&str> = Vec::new();
+        for instance in &file.instance {
+            let code = instance.code.get_ref().as_str();
+            if codes.contains(&code) {
+                errors.push(self.error_at(
+                    instance.code.span().start,
+                    format!("instance `{code}` is defined twice"),
+                ));
+            }
+            codes.push(code);
+            match file.templates.get(instance.template.get_ref()) {
+                None => errors.push(self.error_at(
+                    instance.template.span().start,
+                    format!(
+                        "instance `{code}` uses template `{}`, which is not defined{}",
+                        instance.template.get_ref(),
+                        suggestion(instance.template.get_ref(), file.templates.keys())
+                    ),
+                )),
+                Some(template) => {
+                    for attribute in instance.attributes.keys() {
+                        if !template.attributes.contains_key(attribute) {
+                            errors.push(self.error_at(
+                                instance.template.span().start,
+                                format!(
+                                    "instance `{code}` sets attribute `{attribute}`, which \
+                                     template `{}` does not define{}",
+                                    instance.template.get_ref(),
+                                    suggestion(attribute, template.attributes.keys())
+                                ),
+                            ));
+                        }
+                    }
+                }
+            }
+            if !site_names.contains(&instance.site.get_ref().as_str()) {
+                errors.push(self.error_at(
+                    instance.site.span().start,
+                    format!(
+                        "instance `{code}` is placed on site `{}`, which is not defined{}",
+                        instance.site.get_ref(),
+                        suggestion(instance.site.get_ref(), site_names.iter())
+                    ),
+                ));
+            }
+        }
+        for (method_name, method) in &file.api_methods {
+            for key in &method.approved_keys {
+                if !file.api_keys.contains_key(key.get_ref()) {
+                    errors.push(self.error_at(
+                        key.span().start,
+                        format!(
+                            "API method `{method_name}` approves key `{}`, which is not defined{}",
+                            key.get_ref(),
+                            suggestion(key.get_ref(), file.api_keys.keys())
+                        ),
+                    ));
+                }
+            }
+        }
+        for (name, key) in &file.api_keys {
+            let valid = key.sha256.len() == 64 && key.sha256.bytes().all(|b| b.is_ascii_hexdigit());
+            if !valid {
+                errors.push(self.error_at(
+                    0,
+                    format!("api key `{name}`: `sha256` must be 64 hex digits (use `scl key new`)"),
+                ));
+            }
+        }
+        errors
+    }
+
+    /// The folder script paths are relative to.
+    pub fn base_dir(&self) -> PathBuf {
+        self.path.parent().map(Path::to_path_buf).unwrap_or_default()
+    }
+
+    /// Every script of the deployment with its kind, its path and, for
+    /// template scripts, its template.
+    pub fn scripts(&self) -> Vec<DeployedScript> {
+        let base = self.base_dir();
+        let file = &self.file;
+        let mut scripts = Vec::new();
+        for (template_name, template) in &file.templates {
+            for (name, script) in &template.scripts {
+                if let Some(kind) = ScriptKind::parse(script.kind.get_ref()) {
+                    scripts.push(DeployedScript {
+                        name: name.clone(),
+                        kind,
+                        path: base.join(script.file.get_ref()),
+                        template: Some(template_name.clone()),
+                        declared_at: script.file.span().start,
+                    });
+                }
+            }
+        }
+        for (name, path) in &file.shared_scripts {
+            scripts.push(DeployedScript {
+                name: name.clone(),
+                kind: ScriptKind::Shared,
+                path: base.join(path.get_ref()),
+                template: None,
+                declared_at: path.span().start,
+            });
+        }
+        for (name, method) in &file.api_methods {
+            scripts.push(DeployedScript {
+                name: name.clone(),
+                kind: ScriptKind::Api,
+                path: base.join(method.script.get_ref()),
+                template: None,
+                declared_at: method.script.span().start,
+            });
+        }
+        scripts
+    }
+
+    /// The names scripts may refer to, for the checker.
+    pub fn names(&self) -> DeploymentNames {
+        let file = &self.file;
+        DeploymentNames {
+            external_systems: file
+                .external_systems
+                .iter()
+                .map(|(name, system)| (name.clone(), system.methods.keys().cloned().collect()))
+                .collect(),
+            notification_lists: file.notification_lists.keys().cloned().collect(),
+            databases: file.databases.keys().cloned().collect(),
+            instances: file
+                .instance
+                .iter()
+                .map(|i| (i.code.get_ref().clone(), i.template.get_ref().clone()))
+                .collect(),
+            templates: file
+                .templates
+                .iter()
+                .map(|(name, template)| TemplateNames {
+                    name: name.clone(),
+                    attributes: template.attributes.keys().cloned().collect(),
+                    scripts: template.scripts.keys().cloned().collect(),
+                })
+                .collect(),
+            shared_scripts: file.shared_scripts.keys().cloned().collect(),
+        }
+    }
+
+    /// Line and column of a byte offset in the deployment file.
+    pub fn position(&self, offset: usize) -> (usize, usize) {
+        scl_lang::span::line_column(&self.source, offset)
+    }
+}
+
+/// One script named by the deployment.
+#[derive(Debug, Clone)]
+pub struct DeployedScript {
+    pub name: String,
+    pub kind: ScriptKind,
+    pub path: PathBuf,
+    pub template: Option<String>,
+    /// Byte offset of the script's path in the deployment file.
+    pub declared_at: usize,
+}
+
+/// "; did you mean `x`?" for the nearest of `candidates`, or nothing.
+fn suggestion<'a, S: AsRef<str> + ?Sized + 'a>(name: &str, candidates: impl Iterator<Item = &'a S>) -> String {
+    match scl_lang::suggest::nearest(name, candidates.map(|c| c.as_ref())) {
+        Some(candidate) => format!("; did you mean `{candidate}`?"),
+        None => String::new(),
+    }
+}

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what the tests need, starts every server they
+# talk to on loopback, runs formatting, lint and all tests, and stops the
+# servers again. Works on a fresh machine of the project's kind (Debian, Rust
+# toolchain with cargo-nextest) and is what CI runs (`.ci/run`).
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/scl-target}
+export CARGO_TERM_COLOR=never
+# Servers and their state live here for the run and are removed afterwards.
+export SCL_TEST_STATE=${SCL_TEST_STATE:-$(mktemp -d /tmp/scl-tests.XXXXXX)}
+
+log() { printf '\n== %s\n' "$*"; }
+
+pids=()
+cleanup() {
+    for pid in "${pids[@]:-}"; do
+        [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
+    done
+    rm -rf "$SCL_TEST_STATE"
+}
+trap cleanup EXIT
+
+log "toolchain"
+cargo --version
+if ! cargo nextest --version >/dev/null 2>&1; then
+    cargo install --locked cargo-nextest
+fi
+rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy || true
+
+log "format"
+cargo fmt --all --check
+
+log "lint"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+log "build"
+cargo build --workspace --all-targets --locked
+
+log "tests"
+# Every test, in parallel processes; a failure prints its output and fails the run.
+cargo nextest run --workspace --locked --no-fail-fast
+cargo test --workspace --doc --locked
