@@ -12,6 +12,7 @@ pub mod ast;
 pub mod codes;
 pub mod diagnostics;
 pub mod hir;
+pub mod lexer;
 pub mod modules;
 pub mod span;
 pub mod suggest;
