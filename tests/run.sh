@@ -39,6 +39,18 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 log "build"
 cargo build --workspace --all-targets --locked
 
+# --- servers ---
+# Every integration test talks to a real server started here on loopback. Each
+# tests/servers/<name>.sh defines start_<name> (install once, start, wait until ready,
+# export SCL_TEST_* variables) and stop_<name>; the cleanup trap stops them via `pids`.
+log "servers"
+source tests/servers/oauth.sh
+start_oauth
+pids+=("$oauth_pid")
+source tests/servers/smtp.sh
+start_smtp
+pids+=("$smtp_pid")
+
 log "tests"
 # Every test, in parallel processes; a failure prints its output and fails the run.
 cargo nextest run --workspace --locked --no-fail-fast
