@@ -6,6 +6,10 @@
 
 use crate::span::Span;
 
+pub mod dump;
+
+pub use dump::dump;
+
 /// An identifier with its position.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Ident {

@@ -14,12 +14,14 @@ pub mod diagnostics;
 pub mod hir;
 pub mod lexer;
 pub mod modules;
+pub mod parser;
 pub mod span;
 pub mod suggest;
 pub mod types;
 
 pub use diagnostics::{Diagnostic, Severity};
 pub use modules::ScriptKind;
+pub use parser::{Parsed, parse};
 pub use span::Span;
 
 /// Reads the script kind from a first-line comment such as `// kind: api`,
