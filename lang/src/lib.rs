@@ -9,6 +9,7 @@
 //! cranelift or LSP, and never panics on any input.
 
 pub mod ast;
+pub mod checker;
 pub mod codes;
 pub mod diagnostics;
 pub mod hir;
@@ -19,6 +20,7 @@ pub mod span;
 pub mod suggest;
 pub mod types;
 
+pub use checker::{CheckOptions, Checked};
 pub use diagnostics::{Diagnostic, Severity};
 pub use modules::ScriptKind;
 pub use parser::{Parsed, parse};
