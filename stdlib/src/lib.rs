@@ -4,3 +4,5 @@
 //! `Attributes`, `Instance`, `Scripts`, `Shared`, `Deliveries`, `Log`, `Json`,
 //! `Time` and `Math` are declared once, here, and read by the checker and the
 //! language server.
+
+pub mod notify;
