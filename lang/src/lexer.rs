@@ -24,7 +24,9 @@
 //! "a ${x} b"  →  StrStart  StrText("a ")  InterpStart  Ident(x)  InterpEnd  StrText(" b")  StrEnd
 //! ```
 //!
-//! An unterminated string ends with an `Error` token instead of `StrEnd`.
+//! A string literal, with its interpolations, ends on the line where it
+//! starts. An unterminated one becomes `StrStart Error`: what the lexer read
+//! inside it is dropped, so it causes exactly one diagnostic.
 //! Identifiers are ASCII (`[A-Za-z_][A-Za-z0-9_]*`); any other character
 //! outside a string or comment is an invalid character.
 
@@ -421,8 +423,12 @@ enum Mode {
         brace_depth: u32,
         interpolation: bool,
     },
-    /// Inside a string literal whose opening quote is at `quote_start`.
-    Str { quote_start: usize },
+    /// Inside a string literal whose opening quote is at `quote_start` and
+    /// whose `StrStart` token is `tokens[start_token]`.
+    Str {
+        quote_start: usize,
+        start_token: usize,
+    },
 }
 
 /// What made a run of code or string lexing stop.
@@ -436,8 +442,12 @@ enum Switch {
     LeaveInterpolation,
     /// `${` inside a string was read.
     EnterInterpolation,
-    /// The string was closed, or abandoned as unterminated.
+    /// The string was closed.
     LeaveString,
+    /// A line break or the end of the file was reached inside a string or
+    /// one of its interpolations, at this offset: the outermost open string
+    /// is unterminated.
+    Unterminated(usize),
     /// The end of the file was reached.
     End,
 }
@@ -465,16 +475,21 @@ impl Lexer<'_> {
                     position = next;
                     switch
                 }
-                Mode::Str { quote_start } => {
-                    let quote_start = *quote_start;
-                    let (next, switch) = self.lex_string(position, quote_start);
+                Mode::Str { .. } => {
+                    let (next, switch) = self.lex_string(position);
                     position = next;
                     switch
                 }
             };
             match switch {
                 Switch::Resume => {}
-                Switch::EnterString(quote_start) => modes.push(Mode::Str { quote_start }),
+                Switch::EnterString(quote_start) => {
+                    let start_token = self.tokens.len().saturating_sub(1);
+                    modes.push(Mode::Str {
+                        quote_start,
+                        start_token,
+                    });
+                }
                 Switch::EnterInterpolation => {
                     modes.push(Mode::Code {
                         brace_depth: 0,
@@ -484,23 +499,33 @@ impl Lexer<'_> {
                 Switch::LeaveInterpolation | Switch::LeaveString => {
                     modes.pop();
                 }
-                Switch::End => {
-                    self.end_of_file_inside_strings(&modes);
-                    break;
+                Switch::Unterminated(at) => {
+                    // One diagnostic for the outermost open string; lexing
+                    // goes on as code after it.
+                    let outermost = modes
+                        .iter()
+                        .enumerate()
+                        .find_map(|(index, mode)| match mode {
+                            Mode::Str {
+                                quote_start,
+                                start_token,
+                            } => Some((index, *quote_start, *start_token)),
+                            Mode::Code { .. } => None,
+                        });
+                    if let Some((index, quote_start, start_token)) = outermost {
+                        // The parser sees `StrStart Error`: nothing of the
+                        // broken string can cause a second diagnostic.
+                        self.tokens.truncate(start_token + 1);
+                        self.unterminated_string(quote_start, at);
+                        modes.truncate(index);
+                    }
+                    position = at;
+                    if modes.is_empty() {
+                        break;
+                    }
                 }
+                Switch::End => break,
             }
-        }
-    }
-
-    /// Reports the end of the file inside an interpolation: the outermost
-    /// open string is unterminated.
-    fn end_of_file_inside_strings(&mut self, modes: &[Mode]) {
-        let outermost_string = modes.iter().find_map(|mode| match mode {
-            Mode::Str { quote_start } => Some(*quote_start),
-            Mode::Code { .. } => None,
-        });
-        if let Some(quote_start) = outermost_string {
-            self.unterminated_string(quote_start, self.source.len());
         }
     }
 
@@ -526,11 +551,21 @@ impl Lexer<'_> {
             return (self.source.len(), Switch::End);
         };
         let mut raw_lexer = RawToken::lexer(rest);
+        let mut previous_end = position;
         while let Some(result) = raw_lexer.next() {
             let local = raw_lexer.span();
             let start = position + local.start;
             let end = position + local.end;
             let text = raw_lexer.slice();
+            // A string, with its interpolations, ends on the line it starts.
+            let crosses_line = self
+                .source
+                .get(previous_end..start)
+                .is_some_and(|gap| gap.contains('\n'));
+            if interpolation && crosses_line {
+                return (previous_end, Switch::Unterminated(previous_end));
+            }
+            previous_end = end;
             let raw = match result {
                 Ok(raw) => raw,
                 Err(()) => return (self.invalid_characters(start), Switch::Resume),
@@ -610,6 +645,9 @@ impl Lexer<'_> {
                 RawToken::RBracket => TokenKind::RBracket,
             };
             self.push(kind, start, end);
+        }
+        if interpolation {
+            return (previous_end, Switch::Unterminated(previous_end));
         }
         (self.source.len(), Switch::End)
     }
@@ -782,12 +820,12 @@ impl Lexer<'_> {
             .with_primary_label("this string has no closing `\"`")
             .with_help("close the string with `\"` before the end of the line"),
         );
-        self.push(TokenKind::Error, end, end);
+        self.push(TokenKind::Error, (quote_start + 1).min(end), end);
     }
 
     /// Lexes string content from `position` (just after `"` or after the `}`
     /// of an interpolation) until the string ends or an interpolation starts.
-    fn lex_string(&mut self, position: usize, quote_start: usize) -> (usize, Switch) {
+    fn lex_string(&mut self, position: usize) -> (usize, Switch) {
         let source = self.source;
         let mut text = String::new();
         let mut text_start = position;
@@ -795,8 +833,7 @@ impl Lexer<'_> {
         loop {
             let Some(character) = source.get(index..).and_then(|rest| rest.chars().next()) else {
                 self.flush_text(&mut text, text_start, index);
-                self.unterminated_string(quote_start, index);
-                return (index, Switch::LeaveString);
+                return (index, Switch::Unterminated(index));
             };
             match character {
                 '"' => {
@@ -806,8 +843,7 @@ impl Lexer<'_> {
                 }
                 '\n' => {
                     self.flush_text(&mut text, text_start, index);
-                    self.unterminated_string(quote_start, index);
-                    return (index, Switch::LeaveString);
+                    return (index, Switch::Unterminated(index));
                 }
                 '$' if source.as_bytes().get(index + 1) == Some(&b'{') => {
                     self.flush_text(&mut text, text_start, index);
@@ -935,6 +971,75 @@ fn is_invalid_start(character: char) -> bool {
     !(character.is_ascii_alphanumeric()
         || character.is_ascii_whitespace()
         || "_\"+-*/%=!<>&|?.,;:()[]{}".contains(character))
+}
+
+/// A comment in the source: `// ...` (without its line break) or a nested
+/// `/* ... */` (an unterminated one runs to the end of the file).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Comment {
+    pub span: Span,
+    /// True for `/* */`, false for `//`.
+    pub block: bool,
+}
+
+/// The comments of a file, in source order, for the formatter and the
+/// editor's highlighting; [`lex`] itself skips them. They are found in the
+/// gaps between `tokens` (the output of [`lex`] for the same `source`), which
+/// hold only white space and comments; anything else in a gap (an invalid
+/// escape the lexer dropped inside a string) ends the scan of that gap.
+pub fn comments(source: &str, tokens: &[Token]) -> Vec<Comment> {
+    let mut comments = Vec::new();
+    let mut gap_start = 0usize;
+    for token in tokens {
+        let gap_end = (token.span.start as usize).max(gap_start);
+        comments_in_gap(source, gap_start, gap_end, &mut comments);
+        gap_start = gap_start.max(token.span.end as usize);
+    }
+    comments_in_gap(source, gap_start, source.len(), &mut comments);
+    comments
+}
+
+fn comments_in_gap(source: &str, start: usize, end: usize, comments: &mut Vec<Comment>) {
+    let bytes = source.as_bytes();
+    let end = end.min(bytes.len());
+    let mut index = start;
+    while index < end {
+        match (bytes[index], bytes.get(index + 1)) {
+            (b' ' | b'\t' | b'\r' | b'\n' | 0x0c, _) => index += 1,
+            (b'/', Some(b'/')) => {
+                let stop = source
+                    .get(index..end)
+                    .and_then(|rest| rest.find('\n'))
+                    .map_or(end, |offset| index + offset);
+                comments.push(Comment { span: span(index, stop), block: false });
+                index = stop;
+            }
+            (b'/', Some(b'*')) => {
+                let comment_start = index;
+                let mut depth = 0usize;
+                while index < end {
+                    match (bytes[index], bytes.get(index + 1)) {
+                        (b'/', Some(b'*')) => {
+                            depth += 1;
+                            index += 2;
+                        }
+                        (b'*', Some(b'/')) => {
+                            depth = depth.saturating_sub(1);
+                            index += 2;
+                            if depth == 0 {
+                                break;
+                            }
+                        }
+                        _ => index += 1,
+                    }
+                }
+                let stop = index.min(end);
+                comments.push(Comment { span: span(comment_start, stop), block: true });
+                index = stop;
+            }
+            _ => return,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -464,7 +464,7 @@ impl<'source> Parser<'source> {
         let looks_like_statement = self.at_statement_keyword()
             || matches!(self.kind(), TokenKind::Ident(_) | TokenKind::LBrace);
         self.bump();
-        self.skip_until(|parser| matches!(parser.kind(), TokenKind::Fn | TokenKind::Type));
+        self.skip_until(|parser| parser.at_named_item_keyword());
         if quiet {
             return;
         }
@@ -481,9 +481,15 @@ impl<'source> Parser<'source> {
         self.report(diagnostic);
     }
 
-    /// Skips a broken item up to the next `fn` or `type`.
+    /// Skips a broken item up to the next `fn name` or `type Name` (a stray
+    /// `fn` keyword without a name does not count: it was just reported).
     fn recover_item(&mut self) {
-        self.skip_until(|parser| matches!(parser.kind(), TokenKind::Fn | TokenKind::Type));
+        self.skip_until(|parser| parser.at_named_item_keyword());
+    }
+
+    fn at_named_item_keyword(&self) -> bool {
+        matches!(self.kind(), TokenKind::Fn | TokenKind::Type)
+            && matches!(self.peek_kind(1), TokenKind::Ident(_))
     }
 
     fn parse_fn(&mut self) -> Option<FnDecl> {
@@ -556,6 +562,21 @@ impl<'source> Parser<'source> {
             ty,
             span: self.span_from(start),
         })
+    }
+
+    /// Reads a field or method name: an identifier or a keyword (`r.type`,
+    /// `{ in: 1 }`), since data from other systems uses such keys.
+    fn expect_field_name(&mut self, expected: &str) -> Option<Ident> {
+        let token = self.current().clone();
+        let keyword = token.kind.fixed_text().filter(|_| token.kind.is_keyword());
+        if let Some(keyword) = keyword {
+            self.bump();
+            return Some(Ident {
+                name: keyword.to_string(),
+                span: token.span,
+            });
+        }
+        self.expect_ident(expected)
     }
 
     /// Reads an identifier, or reports `expected` and returns `None`.
@@ -681,7 +702,7 @@ impl<'source> Parser<'source> {
     }
 
     fn parse_field_type(&mut self) -> Option<FieldType> {
-        let name = self.expect_ident("a field name")?;
+        let name = self.expect_field_name("a field name")?;
         if !self.eat(&TokenKind::Colon) {
             self.unexpected("`:` and the field's type");
             return None;
@@ -762,6 +783,7 @@ impl<'source> Parser<'source> {
                 self.end_statement(true);
                 StmtKind::Throw(value)
             }
+            TokenKind::LBrace if self.at_bare_block() => self.skip_bare_block(),
             _ if self.at_expression_start() => self.parse_expression_statement(),
             _ => {
                 let help = match self.kind() {
@@ -778,6 +800,37 @@ impl<'source> Parser<'source> {
             kind,
             span: self.span_from(start),
         }
+    }
+
+    /// Whether a `{` at the start of a statement cannot be a record literal
+    /// (it is not followed by `}` or by `key:`), so it was meant as a block.
+    fn at_bare_block(&self) -> bool {
+        match self.peek_kind(1) {
+            TokenKind::RBrace | TokenKind::StrStart => false,
+            TokenKind::Ident(_) => !matches!(self.peek_kind(2), TokenKind::Colon),
+            _ => true,
+        }
+    }
+
+    /// Reports a bare block `{ ... }` used as a statement and skips it whole.
+    fn skip_bare_block(&mut self) -> StmtKind {
+        let open = self.current().span;
+        self.report(
+            Diagnostic::error(
+                codes::UNEXPECTED_TOKEN,
+                open,
+                "expected a statement, found `{`",
+            )
+            .with_primary_label("SCL has no bare blocks")
+            .with_help(
+                "a `{` at the start of a statement begins a record literal; \
+                     remove the braces, or use `if`, `while` or `for`",
+            ),
+        );
+        self.bump();
+        self.skip_until(|parser| parser.at(&TokenKind::RBrace));
+        self.eat(&TokenKind::RBrace);
+        StmtKind::Error
     }
 
     fn at_expression_start(&self) -> bool {
@@ -833,18 +886,7 @@ impl<'source> Parser<'source> {
     }
 
     fn parse_expression_statement(&mut self) -> StmtKind {
-        let diagnostics_before = self.diagnostics.len();
-        let starts_with_brace = self.at(&TokenKind::LBrace);
         let target = self.parse_expr();
-        if starts_with_brace && self.diagnostics.len() > diagnostics_before {
-            // `{ ... }` as a statement is most likely meant as a block.
-            if let Some(diagnostic) = self.diagnostics.last_mut() {
-                diagnostic.help = Some(
-                    "a `{` at the start of a statement begins a record literal; SCL has no bare blocks"
-                        .to_string(),
-                );
-            }
-        }
         let op = match self.kind() {
             TokenKind::Eq => Some(None),
             TokenKind::PlusEq => Some(Some(BinOp::Add)),
@@ -1192,7 +1234,8 @@ impl<'source> Parser<'source> {
             match self.kind() {
                 TokenKind::Dot => {
                     self.bump();
-                    let Some(name) = self.expect_ident("a field or method name after `.`") else {
+                    let Some(name) = self.expect_field_name("a field or method name after `.`")
+                    else {
                         return expr;
                     };
                     if self.at(&TokenKind::LParen) {
@@ -1337,14 +1380,7 @@ impl<'source> Parser<'source> {
                 span: self.bump().span,
             },
             TokenKind::StrStart => self.parse_string_key()?,
-            _ => {
-                let help = self
-                    .kind()
-                    .is_keyword()
-                    .then_some("a keyword used as a key must be quoted");
-                self.unexpected_with_help("a field name", help);
-                return None;
-            }
+            _ => self.expect_field_name("a field name")?,
         };
         if !self.eat(&TokenKind::Colon) {
             self.unexpected("`:` and the field's value");

@@ -273,7 +273,7 @@ fn write_expr(expr: &Expr, out: &mut String) {
             out.push_str("(record");
             for field in fields {
                 out.push_str(" (");
-                out.push_str(&field.name.name);
+                write_key(&field.name.name, out);
                 out.push(' ');
                 write_expr(&field.value, out);
                 out.push(')');
@@ -336,5 +336,21 @@ fn write_expr(expr: &Expr, out: &mut String) {
             out.push(')');
         }
         ExprKind::Error => out.push_str("<error>"),
+    }
+}
+
+/// A record key as written when it is a plain name, quoted otherwise.
+fn write_key(key: &str, out: &mut String) {
+    let plain = key
+        .chars()
+        .next()
+        .is_some_and(|first| first.is_ascii_alphabetic() || first == '_')
+        && key
+            .chars()
+            .all(|character| character.is_ascii_alphanumeric() || character == '_');
+    if plain {
+        out.push_str(key);
+    } else {
+        let _ = write!(out, "{key:?}");
     }
 }
