@@ -6,3 +6,4 @@
 //! language server.
 
 pub mod notify;
+pub mod signatures;

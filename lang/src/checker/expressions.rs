@@ -675,28 +675,14 @@ impl Checker<'_> {
                 self.check_discarded(index);
                 return error_expr(span);
             }
-            Type::List(element) => (
-                self.check_expr_expecting(
-                    index,
-                    &Type::Int,
-                    Reason::note("a list index is an `int`"),
-                ),
-                *element,
-            ),
-            Type::Map(value) => (
-                self.check_expr_expecting(
-                    index,
-                    &Type::String,
-                    Reason::note("a map key is a `string`"),
-                ),
-                *value,
-            ),
+            Type::List(element) => (self.check_index_key(index, &Type::Int, &base.ty), *element),
+            Type::Map(value) => (self.check_index_key(index, &Type::String, &base.ty), *value),
             Type::Json => {
                 let index = self.check_expr(index, None);
                 if !matches!(index.ty, Type::Int | Type::String | Type::Error) {
                     self.report(
                         Diagnostic::error(
-                            codes::TYPE_MISMATCH,
+                            codes::NOT_INDEXABLE,
                             index.span,
                             format!(
                                 "a `json` value is indexed by `int` or `string`, not `{}`",
@@ -749,6 +735,45 @@ impl Checker<'_> {
             ty,
             span,
         )
+    }
+
+    /// The index of `base[index]` on a list (`key_type` is `int`) or a map
+    /// (`string`). Another type cannot index this value: `NOT_INDEXABLE`.
+    pub(super) fn check_index_key(
+        &mut self,
+        index: &ast::Expr,
+        key_type: &Type,
+        base_type: &Type,
+    ) -> hir::Expr {
+        let checked = self.check_expr(index, Some(key_type));
+        match super::coercion::convert(checked, key_type) {
+            Ok(converted) => converted,
+            Err(checked) => {
+                if matches!(checked.ty, Type::Optional(_) | Type::Void | Type::Null) {
+                    self.report_mismatch(&checked, key_type, None);
+                } else {
+                    let help = match key_type {
+                        Type::Int => {
+                            "a list is indexed by position; for string keys use a `map<T>`"
+                        }
+                        _ => "map keys are strings: convert with `string(...)`",
+                    };
+                    self.report(
+                        Diagnostic::error(
+                            codes::NOT_INDEXABLE,
+                            checked.span,
+                            format!(
+                                "a `{base_type}` is indexed by `{key_type}`, not `{}`",
+                                checked.ty
+                            ),
+                        )
+                        .with_primary_label(format!("this is `{}`", checked.ty))
+                        .with_help(help),
+                    );
+                }
+                error_expr(checked.span)
+            }
+        }
     }
 
     fn check_unary(&mut self, op: UnaryOp, operand: &ast::Expr, span: Span) -> hir::Expr {

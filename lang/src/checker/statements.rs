@@ -183,7 +183,11 @@ impl Checker<'_> {
                 (self.check_assignment(target, *op, value, span), true)
             }
             ast::StmtKind::Expr(expr) => {
-                let expr = self.check_expr(expr, None);
+                let mut expr = self.check_expr(expr, None);
+                // A lone `null;` still needs a type to compile.
+                if matches!(expr.ty, Type::Null) {
+                    expr.ty = Type::Json;
+                }
                 (wrap(hir::StmtKind::Expr(expr)), true)
             }
             ast::StmtKind::If {
@@ -643,19 +647,11 @@ impl Checker<'_> {
                 let base = self.check_expr(base, None);
                 match base.ty.clone() {
                     Type::List(element) => {
-                        let index = self.check_expr_expecting(
-                            index,
-                            &Type::Int,
-                            Reason::note("a list index is an `int`"),
-                        );
+                        let index = self.check_index_key(index, &Type::Int, &base.ty);
                         Some((hir::Place::ListElement { list: base, index }, *element))
                     }
                     Type::Map(value) => {
-                        let key = self.check_expr_expecting(
-                            index,
-                            &Type::String,
-                            Reason::note("a map key is a `string`"),
-                        );
+                        let key = self.check_index_key(index, &Type::String, &base.ty);
                         Some((hir::Place::MapEntry { map: base, key }, *value))
                     }
                     Type::Error => {
