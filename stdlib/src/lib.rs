@@ -5,5 +5,6 @@
 //! `Time` and `Math` are declared once, here, and read by the checker and the
 //! language server.
 
+pub mod database;
 pub mod notify;
 pub mod signatures;

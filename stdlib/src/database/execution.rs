@@ -1,0 +1,431 @@
+//! One script execution's use of the Database module: its `Connection` handles, their open
+//! transactions, its governor counters, and the end-of-execution hook.
+//!
+//! **Connections and the pool.** `Database.Connection(name)` gives a handle and touches no
+//! server. Outside a transaction every operation borrows a pooled connection for exactly that
+//! operation, so a script that does one query and then waits on something else holds nothing,
+//! and `Database.Connection("H").Execute(...)` in a loop never drains the pool. `Begin()` pins
+//! one pooled connection to the handle until `Commit()` or `Rollback()`; every operation on that
+//! handle in between runs on it. Two handles are two connections, as in ADO.NET.
+//!
+//! **End of execution.** [`DatabaseExecution::end`] (also run on drop, so a script that
+//! failed, timed out or hit a limit is covered) rolls back every transaction still open and
+//! returns its connection to the pool; a connection whose rollback fails is closed, not reused.
+//!
+//! **Governor.** Every `Query`, `Execute`, `Scalar`, `Procedure` and `CachedWrite` counts one
+//! query (checked before it is sent); rows affected by `Execute` and `CachedWrite` count toward
+//! the DML-row limit (checked after, since only the server knows the count; a statement inside
+//! a transaction is then rolled back by the end hook). `Begin`/`Commit`/`Rollback` are free.
+//!
+//! The execution is `Sync` (a mutex inside) because the engine keeps host state behind a
+//! shared reference; it is used from the one script thread that runs the execution.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Map, Value};
+
+use super::Database;
+use super::backend::{CachedWriteEntry, FailedAttempt, SqlConnector, SqlSession};
+use super::error::{DatabaseError, DatabaseErrorKind};
+use super::placeholders::translate;
+use super::procedure::procedure_statement;
+use super::value::{SqlValue, Statement};
+
+/// Name of the governor counter of queries (for the engine's limit table).
+pub const QUERY_COUNTER: &str = "database.queries";
+/// Name of the governor counter of DML rows affected.
+pub const DML_ROWS_COUNTER: &str = "database.dml_rows";
+
+/// Per-execution limits; `None` is unlimited.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DatabaseLimits {
+    /// Most statements one execution may send.
+    pub max_queries: Option<u64>,
+    /// Most rows its `Execute`/`CachedWrite` statements may affect in all.
+    pub max_dml_rows: Option<u64>,
+}
+
+/// What an execution has used so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DatabaseCounters {
+    /// Statements sent (or attempted).
+    pub queries: u64,
+    /// Rows affected by `Execute` and `CachedWrite`, as the drivers report them.
+    pub dml_rows: u64,
+}
+
+/// A script's `Connection` value: a named connection and which handle it is.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ConnectionHandle {
+    name: Arc<str>,
+    id: u64,
+}
+
+impl ConnectionHandle {
+    /// The connection name from the deployment.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// What `CachedWrite` did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeliveryStatus {
+    /// Written at once.
+    Delivered,
+    /// Failed transiently; durably buffered for retries.
+    Buffered,
+}
+
+impl DeliveryStatus {
+    /// `"delivered"` or `"buffered"`, as the script's `Delivery.status`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Buffered => "buffered",
+        }
+    }
+}
+
+/// The script's `Delivery = { id, status }`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    /// Stable id: the store-and-forward message id when buffered.
+    pub id: String,
+    /// Delivered or buffered.
+    pub status: DeliveryStatus,
+}
+
+impl Delivery {
+    /// The `Delivery` record as JSON.
+    pub fn to_json(&self) -> Value {
+        serde_json::json!({ "id": self.id, "status": self.status.as_str() })
+    }
+}
+
+/// What the end-of-execution hook did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EndReport {
+    /// Connection names whose open transaction was rolled back, one entry per handle.
+    pub rolled_back: Vec<String>,
+    /// Rollbacks that failed (their connections were closed instead of reused).
+    pub failures: Vec<DatabaseError>,
+}
+
+struct State {
+    /// Handles with an open transaction and the connection pinned to them.
+    transactions: HashMap<u64, (Arc<str>, Box<dyn SqlSession>)>,
+    counters: DatabaseCounters,
+}
+
+/// One execution's Database state. Create with [`Database::execution`].
+pub struct DatabaseExecution {
+    database: Database,
+    limits: DatabaseLimits,
+    next_handle: AtomicU64,
+    state: Mutex<State>,
+}
+
+impl DatabaseExecution {
+    pub(super) fn new(database: Database, limits: DatabaseLimits) -> DatabaseExecution {
+        DatabaseExecution {
+            database,
+            limits,
+            next_handle: AtomicU64::new(1),
+            state: Mutex::new(State {
+                transactions: HashMap::new(),
+                counters: DatabaseCounters::default(),
+            }),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// `Database.Connection(name)`: a handle on a defined connection (no server contact).
+    pub fn connection(&self, name: &str) -> Result<ConnectionHandle, DatabaseError> {
+        self.database.connector(name)?;
+        Ok(ConnectionHandle {
+            name: Arc::from(name),
+            id: self.next_handle.fetch_add(1, Ordering::Relaxed),
+        })
+    }
+
+    /// Queries and DML rows used so far.
+    pub fn counters(&self) -> DatabaseCounters {
+        self.state().counters
+    }
+
+    /// `Connection.Query(sql, params)`: every row of the first result set.
+    pub fn query(
+        &self,
+        handle: &ConnectionHandle,
+        sql: &str,
+        params: &[Value],
+    ) -> Result<Vec<Map<String, Value>>, DatabaseError> {
+        let connector = self.database.connector(handle.name())?;
+        let statement = prepare(connector.as_ref(), sql, params)
+            .map_err(|e| e.for_connection(handle.name()))?;
+        self.run(handle, |session| session.query(&statement))
+            .map(|rows| rows.into_maps())
+    }
+
+    /// `Connection.Scalar(sql, params)`: the first column of the first row, `null` without rows.
+    pub fn scalar(
+        &self,
+        handle: &ConnectionHandle,
+        sql: &str,
+        params: &[Value],
+    ) -> Result<Value, DatabaseError> {
+        let connector = self.database.connector(handle.name())?;
+        let statement = prepare(connector.as_ref(), sql, params)
+            .map_err(|e| e.for_connection(handle.name()))?;
+        self.run(handle, |session| session.query(&statement))
+            .map(|rows| rows.into_scalar())
+    }
+
+    /// `Connection.Execute(sql, params)`: rows affected.
+    pub fn execute(
+        &self,
+        handle: &ConnectionHandle,
+        sql: &str,
+        params: &[Value],
+    ) -> Result<i64, DatabaseError> {
+        let connector = self.database.connector(handle.name())?;
+        let statement = prepare(connector.as_ref(), sql, params)
+            .map_err(|e| e.for_connection(handle.name()))?;
+        let rows = self.run(handle, |session| session.execute(&statement))?;
+        self.charge_rows(rows)?;
+        Ok(i64::try_from(rows).unwrap_or(i64::MAX))
+    }
+
+    /// `Connection.Procedure(name, params)`: the rows the procedure returns.
+    pub fn procedure(
+        &self,
+        handle: &ConnectionHandle,
+        name: &str,
+        params: &Map<String, Value>,
+    ) -> Result<Vec<Map<String, Value>>, DatabaseError> {
+        let connector = self.database.connector(handle.name())?;
+        let statement = procedure_statement(connector.driver(), name, params)
+            .map_err(|e| e.for_connection(handle.name()))?;
+        self.run(handle, |session| session.query(&statement))
+            .map(|rows| rows.into_maps())
+    }
+
+    /// `Connection.Begin()`: pin a pooled connection to the handle and start a transaction.
+    pub fn begin(&self, handle: &ConnectionHandle) -> Result<(), DatabaseError> {
+        if self.state().transactions.contains_key(&handle.id) {
+            return Err(DatabaseError::new(
+                DatabaseErrorKind::TransactionState,
+                "transaction_open",
+                "a transaction is already open on this connection; Commit() or Rollback() it first",
+            )
+            .for_connection(handle.name()));
+        }
+        let connector = self.database.connector(handle.name())?;
+        let mut session = connector
+            .checkout()
+            .map_err(|e| e.for_connection(handle.name()))?;
+        session
+            .begin()
+            .map_err(|e| e.for_connection(handle.name()))?;
+        self.state()
+            .transactions
+            .insert(handle.id, (Arc::clone(&handle.name), session));
+        Ok(())
+    }
+
+    /// `Connection.Commit()`: commit and return the connection to the pool.
+    pub fn commit(&self, handle: &ConnectionHandle) -> Result<(), DatabaseError> {
+        let (_, mut session) = self.take_transaction(handle, "Commit")?;
+        session
+            .commit()
+            .map_err(|e| e.for_connection(handle.name()))
+    }
+
+    /// `Connection.Rollback()`: roll back and return the connection to the pool.
+    pub fn rollback(&self, handle: &ConnectionHandle) -> Result<(), DatabaseError> {
+        let (_, mut session) = self.take_transaction(handle, "Rollback")?;
+        session
+            .rollback()
+            .map_err(|e| e.for_connection(handle.name()))
+    }
+
+    /// `Database.CachedWrite(name, sql, params)`: try once on a pooled connection (never inside
+    /// a script's transaction); on a transient failure buffer the write durably and answer
+    /// `buffered`; any other failure is returned and nothing is buffered.
+    pub fn cached_write(
+        &self,
+        name: &str,
+        sql: &str,
+        params: &[Value],
+    ) -> Result<Delivery, DatabaseError> {
+        let connector = self.database.connector(name)?;
+        let outbox = self.database.outbox().ok_or_else(|| {
+            DatabaseError::configuration(
+                "CachedWrite needs a store-and-forward buffer, which this node does not have \
+                 (central has none: use Database.Connection there)",
+            )
+            .for_connection(name)
+        })?;
+        let statement =
+            prepare(connector.as_ref(), sql, params).map_err(|e| e.for_connection(name))?;
+        self.charge_query()?;
+        let id = outbox.new_id();
+        let started_at_unix_ms = unix_millis();
+        let started = Instant::now();
+        let attempt = connector
+            .checkout()
+            .and_then(|mut session| session.execute(&statement))
+            .map_err(|e| e.for_connection(name));
+        match attempt {
+            Ok(rows) => {
+                self.charge_rows(rows)?;
+                Ok(Delivery {
+                    id,
+                    status: DeliveryStatus::Delivered,
+                })
+            }
+            Err(error) if error.is_transient() => {
+                let entry = CachedWriteEntry {
+                    connection: name.to_owned(),
+                    sql: sql.to_owned(),
+                    params: params.to_vec(),
+                };
+                let first_attempt = FailedAttempt {
+                    started_at_unix_ms,
+                    duration: started.elapsed(),
+                    error,
+                };
+                outbox
+                    .buffer(&id, &entry, &first_attempt)
+                    .map_err(|e| e.for_connection(name))?;
+                Ok(Delivery {
+                    id,
+                    status: DeliveryStatus::Buffered,
+                })
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// The end-of-execution hook: roll back every open transaction and return (or, if the
+    /// rollback fails, close) its connection. Safe to call more than once.
+    pub fn end(&self) -> EndReport {
+        let open: Vec<(u64, (Arc<str>, Box<dyn SqlSession>))> =
+            self.state().transactions.drain().collect();
+        let mut report = EndReport::default();
+        for (_, (name, mut session)) in open {
+            match session.rollback() {
+                Ok(()) => report.rolled_back.push(name.to_string()),
+                Err(error) => report.failures.push(error.for_connection(&name)),
+            }
+            // Dropping the session returns it to the pool (or closes it if it broke).
+            drop(session);
+        }
+        report
+    }
+
+    fn take_transaction(
+        &self,
+        handle: &ConnectionHandle,
+        operation: &str,
+    ) -> Result<(Arc<str>, Box<dyn SqlSession>), DatabaseError> {
+        self.state().transactions.remove(&handle.id).ok_or_else(|| {
+            DatabaseError::new(
+                DatabaseErrorKind::TransactionState,
+                "no_transaction",
+                format!("{operation}() without an open transaction on this connection; call Begin() first"),
+            )
+            .for_connection(handle.name())
+        })
+    }
+
+    /// Count one query, then run `operation` on the handle's transaction connection or on a
+    /// connection borrowed for just this operation.
+    fn run<T>(
+        &self,
+        handle: &ConnectionHandle,
+        operation: impl FnOnce(&mut dyn SqlSession) -> Result<T, DatabaseError>,
+    ) -> Result<T, DatabaseError> {
+        self.charge_query()?;
+        let pinned = self.state().transactions.remove(&handle.id);
+        match pinned {
+            Some((name, mut session)) => {
+                let result = operation(session.as_mut());
+                self.state().transactions.insert(handle.id, (name, session));
+                result.map_err(|e| e.for_connection(handle.name()))
+            }
+            None => {
+                let connector = self.database.connector(handle.name())?;
+                let mut session = connector
+                    .checkout()
+                    .map_err(|e| e.for_connection(handle.name()))?;
+                operation(session.as_mut()).map_err(|e| e.for_connection(handle.name()))
+            }
+        }
+    }
+
+    fn charge_query(&self) -> Result<(), DatabaseError> {
+        let mut state = self.state();
+        if let Some(limit) = self.limits.max_queries
+            && state.counters.queries >= limit
+        {
+            return Err(DatabaseError::new(
+                DatabaseErrorKind::Limit,
+                "query_limit",
+                format!("the execution reached its limit of {limit} database queries"),
+            ));
+        }
+        state.counters.queries += 1;
+        Ok(())
+    }
+
+    fn charge_rows(&self, rows: u64) -> Result<(), DatabaseError> {
+        let mut state = self.state();
+        state.counters.dml_rows = state.counters.dml_rows.saturating_add(rows);
+        match self.limits.max_dml_rows {
+            Some(limit) if state.counters.dml_rows > limit => Err(DatabaseError::new(
+                DatabaseErrorKind::Limit,
+                "dml_row_limit",
+                format!(
+                    "the execution affected {} database rows, above its limit of {limit}",
+                    state.counters.dml_rows
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Drop for DatabaseExecution {
+    fn drop(&mut self) {
+        let _ = self.end();
+    }
+}
+
+/// Rewrite placeholders and convert parameters for the connector's driver.
+pub(super) fn prepare(
+    connector: &dyn SqlConnector,
+    sql: &str,
+    params: &[Value],
+) -> Result<Statement, DatabaseError> {
+    let params = SqlValue::list_from_json(params)?;
+    let sql = translate(sql, connector.driver(), params.len())?;
+    Ok(Statement { sql, params })
+}
+
+fn unix_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+        })
+}

@@ -1,0 +1,331 @@
+//! `@p1…@pN` placeholders in script SQL, rewritten to each driver's own parameter syntax.
+//!
+//! Scripts write one syntax for every driver: `@p1` is the first value of the parameter list
+//! (`@P1` works too). Before a statement is sent, [`translate`] rewrites each placeholder to
+//! `$1` (PostgreSQL), `?1` (SQLite) or `@P1` (MS SQL through tiberius). Values are always
+//! bound by the driver, never spliced into the text.
+//!
+//! What promises the rewrite keeps:
+//! - Text that is not SQL code is left alone: `'string literals'` (with `''` inside, and
+//!   PostgreSQL `E'…\'…'` escapes), `"quoted identifiers"`, `[bracketed]` identifiers (MS SQL
+//!   and SQLite), `` `backticks` `` (SQLite), `-- line` and `/* block */` comments (nested for
+//!   PostgreSQL and MS SQL), and PostgreSQL `$tag$ dollar-quoted $tag$` strings.
+//! - A placeholder is `@p` or `@P`, digits, and no identifier character after them, not
+//!   preceded by an identifier character or another `@` (`@p1x`, `x@p1` and `@@p1` are not
+//!   placeholders).
+//! - With a non-empty parameter list, every placeholder must be in `1..=N` and every value
+//!   must be used, so a mistake is one clear error instead of a different driver error per
+//!   server. With an EMPTY list the SQL is sent unchanged, so T-SQL that declares its own
+//!   `@p1` variables (a `CREATE PROCEDURE`, a `DECLARE`) works.
+
+use super::error::DatabaseError;
+
+/// How a driver writes the parameter `n` (1-based).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Driver {
+    /// SQLite through rusqlite: `?1`.
+    Sqlite,
+    /// PostgreSQL through tokio-postgres: `$1`.
+    Postgres,
+    /// MS SQL through tiberius: `@P1`.
+    Mssql,
+}
+
+impl Driver {
+    /// The name used in the deployment file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Driver::Sqlite => "sqlite",
+            Driver::Postgres => "postgres",
+            Driver::Mssql => "mssql",
+        }
+    }
+
+    fn write_parameter(self, index: usize, out: &mut String) {
+        use std::fmt::Write;
+        let _ = match self {
+            Driver::Sqlite => write!(out, "?{index}"),
+            Driver::Postgres => write!(out, "${index}"),
+            Driver::Mssql => write!(out, "@P{index}"),
+        };
+    }
+}
+
+/// Rewrite the `@pN` placeholders of `sql` for `driver`, checking them against a parameter
+/// list of `parameter_count` values (see the module documentation).
+pub fn translate(
+    sql: &str,
+    driver: Driver,
+    parameter_count: usize,
+) -> Result<String, DatabaseError> {
+    if parameter_count == 0 {
+        return Ok(sql.to_owned());
+    }
+    let bytes = sql.as_bytes();
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut used = vec![false; parameter_count];
+    // `copied_to` is where the next verbatim copy starts; placeholders are the only edits.
+    let mut copied_to = 0;
+    let mut position = 0;
+    while position < bytes.len() {
+        let byte = bytes[position];
+        let next = bytes.get(position + 1).copied();
+        position = match byte {
+            b'\'' => {
+                let backslash_escapes =
+                    driver == Driver::Postgres && is_escape_string_prefix(bytes, position);
+                skip_quoted(bytes, position, b'\'', backslash_escapes)
+            }
+            b'"' => skip_quoted(bytes, position, b'"', false),
+            b'[' if driver != Driver::Postgres => skip_quoted(bytes, position, b']', false),
+            b'`' if driver == Driver::Sqlite => skip_quoted(bytes, position, b'`', false),
+            b'-' if next == Some(b'-') => skip_line_comment(bytes, position),
+            b'/' if next == Some(b'*') => {
+                skip_block_comment(bytes, position, driver != Driver::Sqlite)
+            }
+            b'$' if driver == Driver::Postgres => skip_dollar_quoted(bytes, position),
+            b'@' => match placeholder_at(bytes, position) {
+                Some((index_text, end)) => {
+                    let index = parse_index(index_text, parameter_count)?;
+                    used[index - 1] = true;
+                    out.push_str(&sql[copied_to..position]);
+                    driver.write_parameter(index, &mut out);
+                    copied_to = end;
+                    end
+                }
+                None => position + 1,
+            },
+            _ => position + 1,
+        };
+    }
+    out.push_str(&sql[copied_to..]);
+    if let Some(unused) = used.iter().position(|used| !used) {
+        return Err(DatabaseError::parameter(format!(
+            "{parameter_count} parameter value(s) were given but the SQL never uses @p{} \
+             (every value must be referenced as @p1..@p{parameter_count})",
+            unused + 1
+        )));
+    }
+    Ok(out)
+}
+
+fn is_identifier_byte(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || byte == b'_' || byte >= 0x80
+}
+
+/// `E'…'` or `e'…'` with the `E` not part of a longer word.
+fn is_escape_string_prefix(bytes: &[u8], quote: usize) -> bool {
+    quote >= 1
+        && matches!(bytes[quote - 1], b'E' | b'e')
+        && (quote < 2 || !is_identifier_byte(bytes[quote - 2]))
+}
+
+/// The end (exclusive) of a quoted run starting at `start` that closes with `close`, where a
+/// doubled `close` is an escaped one. An unterminated run extends to the end of the text (the
+/// server reports it).
+fn skip_quoted(bytes: &[u8], start: usize, close: u8, backslash_escapes: bool) -> usize {
+    let mut position = start + 1;
+    while position < bytes.len() {
+        let byte = bytes[position];
+        if backslash_escapes && byte == b'\\' {
+            position += 2;
+            continue;
+        }
+        if byte == close {
+            if bytes.get(position + 1) == Some(&close) {
+                position += 2;
+                continue;
+            }
+            return position + 1;
+        }
+        position += 1;
+    }
+    bytes.len()
+}
+
+fn skip_line_comment(bytes: &[u8], start: usize) -> usize {
+    bytes[start..]
+        .iter()
+        .position(|&byte| byte == b'\n')
+        .map_or(bytes.len(), |offset| start + offset + 1)
+}
+
+fn skip_block_comment(bytes: &[u8], start: usize, nested: bool) -> usize {
+    let mut depth = 1;
+    let mut position = start + 2;
+    while position < bytes.len() {
+        if bytes[position] == b'*' && bytes.get(position + 1) == Some(&b'/') {
+            depth -= 1;
+            position += 2;
+            if depth == 0 || !nested {
+                return position;
+            }
+        } else if nested && bytes[position] == b'/' && bytes.get(position + 1) == Some(&b'*') {
+            depth += 1;
+            position += 2;
+        } else {
+            position += 1;
+        }
+    }
+    bytes.len()
+}
+
+/// A PostgreSQL dollar-quoted string `$tag$…$tag$` (tag may be empty) starting at `start`, or
+/// just the `$` when it is not one (`$1`, an identifier's `$`).
+fn skip_dollar_quoted(bytes: &[u8], start: usize) -> usize {
+    if start > 0 && is_identifier_byte(bytes[start - 1]) {
+        return start + 1;
+    }
+    let mut tag_end = start + 1;
+    while tag_end < bytes.len() && is_identifier_byte(bytes[tag_end]) {
+        tag_end += 1;
+    }
+    let tag_is_valid = bytes.get(tag_end) == Some(&b'$')
+        && !bytes
+            .get(start + 1)
+            .is_some_and(|byte| byte.is_ascii_digit());
+    if !tag_is_valid {
+        return start + 1;
+    }
+    let tag = &bytes[start..=tag_end];
+    let body_start = tag_end + 1;
+    bytes[body_start..]
+        .windows(tag.len())
+        .position(|window| window == tag)
+        .map_or(bytes.len(), |offset| body_start + offset + tag.len())
+}
+
+/// `@pDIGITS` at `start` that is a whole placeholder: its digits and its end.
+fn placeholder_at(bytes: &[u8], start: usize) -> Option<(&str, usize)> {
+    if start > 0 && (is_identifier_byte(bytes[start - 1]) || bytes[start - 1] == b'@') {
+        return None;
+    }
+    if !matches!(bytes.get(start + 1), Some(b'p' | b'P')) {
+        return None;
+    }
+    let digits_start = start + 2;
+    let mut end = digits_start;
+    while end < bytes.len() && bytes[end].is_ascii_digit() {
+        end += 1;
+    }
+    if end == digits_start
+        || (end < bytes.len()
+            && (is_identifier_byte(bytes[end])
+                || bytes[end] == b'@'
+                || bytes[end] == b'$'
+                || bytes[end] == b'#'))
+    {
+        return None;
+    }
+    // The digits are ASCII, so this slice is valid UTF-8.
+    std::str::from_utf8(&bytes[digits_start..end])
+        .ok()
+        .map(|digits| (digits, end))
+}
+
+fn parse_index(digits: &str, parameter_count: usize) -> Result<usize, DatabaseError> {
+    match digits.parse::<usize>() {
+        Ok(index) if (1..=parameter_count).contains(&index) => Ok(index),
+        _ => Err(DatabaseError::parameter(format!(
+            "the SQL uses @p{digits} but the parameter list has {parameter_count} value(s) \
+             (placeholders are @p1..@p{parameter_count})"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pg(sql: &str, count: usize) -> String {
+        translate(sql, Driver::Postgres, count).unwrap_or_else(|error| format!("ERROR {error}"))
+    }
+
+    #[test]
+    fn rewrites_for_each_driver() {
+        let sql = "INSERT INTO t(a, b) VALUES (@p1, @P2)";
+        assert_eq!(pg(sql, 2), "INSERT INTO t(a, b) VALUES ($1, $2)");
+        assert_eq!(
+            translate(sql, Driver::Sqlite, 2).ok().as_deref(),
+            Some("INSERT INTO t(a, b) VALUES (?1, ?2)")
+        );
+        assert_eq!(
+            translate(sql, Driver::Mssql, 2).ok().as_deref(),
+            Some("INSERT INTO t(a, b) VALUES (@P1, @P2)")
+        );
+    }
+
+    #[test]
+    fn leaves_strings_identifiers_and_comments_alone() {
+        assert_eq!(pg("SELECT '@p1', @p1", 1), "SELECT '@p1', $1");
+        assert_eq!(pg("SELECT 'it''s @p1', @p1", 1), "SELECT 'it''s @p1', $1");
+        assert_eq!(pg(r"SELECT E'\'@p1', @p1", 1), r"SELECT E'\'@p1', $1");
+        assert_eq!(
+            pg("SELECT \"@p1\" FROM t WHERE x = @p1", 1),
+            "SELECT \"@p1\" FROM t WHERE x = $1"
+        );
+        assert_eq!(pg("SELECT @p1 -- @p2\n", 1), "SELECT $1 -- @p2\n");
+        assert_eq!(
+            pg("SELECT /* /* @p2 */ @p2 */ @p1", 1),
+            "SELECT /* /* @p2 */ @p2 */ $1"
+        );
+        assert_eq!(
+            pg("SELECT $$ @p2 $$, $x$ @p2 $x$, @p1", 1),
+            "SELECT $$ @p2 $$, $x$ @p2 $x$, $1"
+        );
+        let mssql = translate("SELECT [@p2], N'@p2', @p1", Driver::Mssql, 1);
+        assert_eq!(mssql.ok().as_deref(), Some("SELECT [@p2], N'@p2', @P1"));
+        let sqlite = translate("SELECT `@p2`, @p1", Driver::Sqlite, 1);
+        assert_eq!(sqlite.ok().as_deref(), Some("SELECT `@p2`, ?1"));
+    }
+
+    #[test]
+    fn only_whole_placeholders_are_rewritten() {
+        assert_eq!(pg("SELECT @p1x, @p1", 1), "SELECT @p1x, $1");
+        assert_eq!(pg("SELECT @@p1, x@p1, @p1", 1), "SELECT @@p1, x@p1, $1");
+        assert_eq!(
+            pg(
+                "SELECT @p10, @p1, @p2, @p3, @p4, @p5, @p6, @p7, @p8, @p9",
+                10
+            ),
+            "SELECT $10, $1, $2, $3, $4, $5, $6, $7, $8, $9"
+        );
+        assert_eq!(pg("SELECT a @> b, @p1", 1), "SELECT a @> b, $1");
+        assert_eq!(pg("SELECT 'é', @p1, 'ü'", 1), "SELECT 'é', $1, 'ü'");
+    }
+
+    #[test]
+    fn placeholders_must_match_the_parameter_list() {
+        assert!(pg("SELECT @p2", 1).contains("uses @p2 but the parameter list has 1"));
+        assert!(pg("SELECT @p0", 1).contains("uses @p0"));
+        assert!(pg("SELECT @p1", 2).contains("never uses @p2"));
+        assert_eq!(pg("SELECT @p1, @p1", 1), "SELECT $1, $1");
+    }
+
+    #[test]
+    fn an_empty_parameter_list_sends_the_sql_unchanged() {
+        let procedure = "CREATE PROCEDURE p @p1 int AS SELECT @p1";
+        assert_eq!(
+            translate(procedure, Driver::Mssql, 0).ok().as_deref(),
+            Some(procedure)
+        );
+    }
+
+    #[test]
+    fn unterminated_quotes_do_not_panic() {
+        for sql in [
+            "SELECT '@p1",
+            "SELECT \"",
+            "SELECT /* ",
+            "SELECT $a$ x",
+            "SELECT [",
+            "@",
+            "@p",
+            "E'\\",
+        ] {
+            for driver in [Driver::Sqlite, Driver::Postgres, Driver::Mssql] {
+                let _ = translate(sql, driver, 1);
+            }
+        }
+    }
+}
