@@ -1011,7 +1011,10 @@ fn comments_in_gap(source: &str, start: usize, end: usize, comments: &mut Vec<Co
                     .get(index..end)
                     .and_then(|rest| rest.find('\n'))
                     .map_or(end, |offset| index + offset);
-                comments.push(Comment { span: span(index, stop), block: false });
+                comments.push(Comment {
+                    span: span(index, stop),
+                    block: false,
+                });
                 index = stop;
             }
             (b'/', Some(b'*')) => {
@@ -1034,7 +1037,10 @@ fn comments_in_gap(source: &str, start: usize, end: usize, comments: &mut Vec<Co
                     }
                 }
                 let stop = index.min(end);
-                comments.push(Comment { span: span(comment_start, stop), block: true });
+                comments.push(Comment {
+                    span: span(comment_start, stop),
+                    block: true,
+                });
                 index = stop;
             }
             _ => return,

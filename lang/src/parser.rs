@@ -54,7 +54,7 @@ use crate::ast::{
     BinOp, Block, ElseBranch, Expr, ExprId, ExprKind, FieldInit, FieldType, File, FnDecl, ForIter,
     Ident, Item, Param, Stmt, StmtKind, StrPart, TypeDecl, TypeExpr, TypeExprKind, UnaryOp,
 };
-use crate::codes::{self, Code};
+use crate::codes;
 use crate::diagnostics::Diagnostic;
 use crate::lexer::{self, Token, TokenKind, span};
 use crate::span::Span;
@@ -1569,13 +1569,4 @@ fn renumber_expr(expr: &mut Expr, next: &mut u32) {
         }
         ExprKind::As { expr: inner, .. } => renumber_expr(inner, next),
     }
-}
-
-/// The code of a diagnostic, for callers that want to test for one.
-pub fn diagnostic_codes(parsed: &Parsed) -> Vec<Code> {
-    parsed
-        .diagnostics
-        .iter()
-        .map(|diagnostic| diagnostic.code)
-        .collect()
 }
