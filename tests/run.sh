@@ -19,6 +19,9 @@ cleanup() {
     for pid in "${pids[@]:-}"; do
         [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
     done
+    # Servers that need more than a kill (database clusters and their folders).
+    if declare -F stop_postgres >/dev/null; then stop_postgres || true; fi
+    if declare -F stop_mssql >/dev/null; then stop_mssql || true; fi
     rm -rf "$SCL_TEST_STATE"
 }
 trap cleanup EXIT
@@ -50,6 +53,12 @@ pids+=("$oauth_pid")
 source tests/servers/smtp.sh
 start_smtp
 pids+=("$smtp_pid")
+
+# Database module: PostgreSQL (Debian's packages) and MS SQL (the iridium_server TDS emulator).
+source tests/servers/postgres.sh
+start_postgres
+source tests/servers/mssql.sh
+start_mssql
 
 log "tests"
 # Every test, in parallel processes; a failure prints its output and fails the run.
