@@ -1,0 +1,738 @@
+//! The embedding API: register host modules and types, compile scripts once,
+//! call them many times from many threads.
+//!
+//! **API boundary.** This is what `stdlib`, `runtime` and third-party hosts
+//! use. A host registers functions with a script-side signature
+//! ([`HostFnSig`]); the registrations give the checker its [`ModuleTable`]
+//! and the engine the implementations, so the two cannot drift apart. Typed
+//! registration ([`Engine::register_fn`], [`Engine::bind`]) derives or checks
+//! the signature from the Rust closure's parameter types and names the
+//! function and parameter on a mismatch.
+//!
+//! A [`Script`] is immutable once compiled (`Send + Sync`, cheap to clone);
+//! every call gets its own execution context, limits and statistics.
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Instant;
+
+use scl_lang::hir;
+use scl_lang::modules::{HostFnId, HostFnSig, ModuleTable, Owner};
+use scl_lang::types::Type;
+
+use crate::codegen::NativeCode;
+use crate::exec::{
+    ExecStats, HostContext, HostError, Limits, Outcome, ScriptError, Status, TimedExecution,
+    epoch_pointer, thread_cpu_time,
+};
+use crate::ir::{self, FuncIndex};
+use crate::runtime::convert::{repr_of, val_to_value, value_to_val};
+use crate::runtime::{
+    CtxInner, ExecCtx, HeapCounters, STATUS_OK, ScriptTables, Val, heap_counters, release,
+    set_heap_counters,
+};
+use crate::value::{HostObject, Value};
+
+/// The Rust side of a host function: gets the arguments converted by the
+/// signature, returns the result (or an error the script can catch).
+pub type RawHostFn =
+    Arc<dyn Fn(&mut HostContext<'_, '_>, Vec<Value>) -> Result<Value, HostError> + Send + Sync>;
+
+/// A registered host function.
+#[derive(Clone)]
+pub struct HostFunction {
+    pub(crate) signature: HostFnSig,
+    /// The counter each call adds one to (`callouts`, `notifications`, ...).
+    pub(crate) category: Option<String>,
+    pub(crate) implementation: RawHostFn,
+}
+
+/// A registration that does not fit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RegistrationError {
+    pub message: String,
+}
+
+impl fmt::Display for RegistrationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for RegistrationError {}
+
+/// A Rust type that stands for a script type in typed registrations.
+pub trait ScriptType: Sized {
+    fn script_type() -> Type;
+    fn from_value(value: Value) -> Option<Self>;
+    fn into_value(self) -> Value;
+}
+
+macro_rules! script_type {
+    ($t:ty, $script:expr, $variant:ident) => {
+        impl ScriptType for $t {
+            fn script_type() -> Type {
+                $script
+            }
+            fn from_value(value: Value) -> Option<Self> {
+                match value {
+                    Value::$variant(v) => Some(v),
+                    _ => None,
+                }
+            }
+            fn into_value(self) -> Value {
+                Value::$variant(self)
+            }
+        }
+    };
+}
+script_type!(i64, Type::Int, Int);
+script_type!(f64, Type::Float, Float);
+script_type!(bool, Type::Bool, Bool);
+script_type!(String, Type::String, String);
+script_type!(serde_json::Value, Type::Json, Json);
+
+impl ScriptType for () {
+    fn script_type() -> Type {
+        Type::Void
+    }
+    fn from_value(_: Value) -> Option<Self> {
+        Some(())
+    }
+    fn into_value(self) -> Value {
+        Value::Null
+    }
+}
+
+impl<T: ScriptType> ScriptType for Vec<T> {
+    fn script_type() -> Type {
+        Type::list(T::script_type())
+    }
+    fn from_value(value: Value) -> Option<Self> {
+        match value {
+            Value::List(items) => items.into_iter().map(T::from_value).collect(),
+            _ => None,
+        }
+    }
+    fn into_value(self) -> Value {
+        Value::List(self.into_iter().map(T::into_value).collect())
+    }
+}
+
+impl<T: ScriptType> ScriptType for Option<T> {
+    fn script_type() -> Type {
+        Type::optional(T::script_type())
+    }
+    fn from_value(value: Value) -> Option<Self> {
+        match value {
+            Value::Null => Some(None),
+            other => T::from_value(other).map(Some),
+        }
+    }
+    fn into_value(self) -> Value {
+        self.map_or(Value::Null, T::into_value)
+    }
+}
+
+/// A Rust type scripts see as the opaque host type [`HostType::NAME`].
+pub trait HostType: Any + Send + Sync {
+    const NAME: &'static str;
+}
+
+impl<T: HostType> ScriptType for Arc<T> {
+    fn script_type() -> Type {
+        Type::Host(T::NAME.to_string())
+    }
+    fn from_value(value: Value) -> Option<Self> {
+        match value {
+            Value::Host(h) => h.downcast_arc::<T>(),
+            _ => None,
+        }
+    }
+    fn into_value(self) -> Value {
+        Value::Host(HostObject::from_arc(T::NAME, self))
+    }
+}
+
+/// A Rust closure usable as a host function:
+/// `Fn(&mut HostContext, A1, ..., An) -> Result<R, HostError>` with every
+/// `Ai` and `R` a [`ScriptType`].
+pub trait IntoHostFn<Marker> {
+    fn param_types() -> Vec<Type>;
+    fn ret_type() -> Type;
+    fn into_raw(self, qualified_name: String) -> RawHostFn;
+}
+
+macro_rules! into_host_fn {
+    ($($arg:ident),*) => {
+        impl<F, R, $($arg,)*> IntoHostFn<(R, $($arg,)*)> for F
+        where
+            F: for<'a, 's> Fn(&mut HostContext<'a, 's>, $($arg),*) -> Result<R, HostError> + Send + Sync + 'static,
+            R: ScriptType,
+            $($arg: ScriptType,)*
+        {
+            fn param_types() -> Vec<Type> {
+                vec![$($arg::script_type()),*]
+            }
+            fn ret_type() -> Type {
+                R::script_type()
+            }
+            #[allow(non_snake_case, unused_mut, unused_variables)]
+            fn into_raw(self, qualified_name: String) -> RawHostFn {
+                Arc::new(move |cx: &mut HostContext<'_, '_>, args: Vec<Value>| {
+                    let mut args = args.into_iter();
+                    $(
+                        let $arg = args.next().and_then($arg::from_value).ok_or_else(|| {
+                            HostError::new("type", "host_argument", format!("bad argument for {qualified_name}"))
+                        })?;
+                    )*
+                    self(cx, $($arg),*).map(R::into_value)
+                })
+            }
+        }
+    };
+}
+into_host_fn!();
+into_host_fn!(A1);
+into_host_fn!(A1, A2);
+into_host_fn!(A1, A2, A3);
+into_host_fn!(A1, A2, A3, A4);
+into_host_fn!(A1, A2, A3, A4, A5);
+
+/// Compiles and runs scripts against a set of host modules.
+///
+/// ```
+/// use scl_compiler::{Engine, HostContext, HostError, Value, CallOptions};
+/// use scl_lang::modules::Owner;
+///
+/// let mut engine = Engine::default();
+/// engine
+///     .register_fn(Owner::Module("Pump".into()), "Speed", &["code"], |_: &mut HostContext<'_, '_>, code: String| {
+///         Ok::<f64, HostError>(if code == "P1" { 1450.0 } else { 0.0 })
+///     })
+///     .unwrap();
+/// assert!(engine.module_table().lookup(&Owner::Module("Pump".into()), "Speed").is_some());
+/// ```
+#[derive(Clone, Default)]
+pub struct Engine {
+    functions: Vec<HostFunction>,
+    types: Vec<(String, Type)>,
+}
+
+impl Engine {
+    /// The signatures of everything registered, for the checker.
+    pub fn module_table(&self) -> ModuleTable {
+        ModuleTable {
+            functions: self.functions.iter().map(|f| f.signature.clone()).collect(),
+            types: self.types.clone(),
+        }
+    }
+
+    /// Adds a named type every script sees (such as `Delivery`).
+    pub fn register_named_type(&mut self, name: &str, ty: Type) {
+        self.types.retain(|(n, _)| n != name);
+        self.types.push((name.to_string(), ty));
+    }
+
+    fn push(&mut self, function: HostFunction) -> Result<HostFnId, RegistrationError> {
+        let sig = &function.signature;
+        if self
+            .functions
+            .iter()
+            .any(|f| f.signature.owner == sig.owner && f.signature.name == sig.name)
+        {
+            return Err(RegistrationError {
+                message: format!(
+                    "host function `{}` is registered twice",
+                    sig.qualified_name()
+                ),
+            });
+        }
+        if let Some((name, ty)) = sig.params.iter().find(|(_, t)| *t == Type::Void) {
+            return Err(RegistrationError {
+                message: format!(
+                    "host function `{}`: parameter `{name}` cannot have type `{ty}`",
+                    sig.qualified_name()
+                ),
+            });
+        }
+        self.functions.push(function);
+        Ok(HostFnId(self.functions.len() as u32 - 1))
+    }
+
+    /// Registers a host function whose arguments and result are checked
+    /// against `signature` at every call, but not against Rust types.
+    pub fn register_raw(
+        &mut self,
+        signature: HostFnSig,
+        implementation: impl Fn(&mut HostContext<'_, '_>, Vec<Value>) -> Result<Value, HostError>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Result<HostFnId, RegistrationError> {
+        self.push(HostFunction {
+            signature,
+            category: None,
+            implementation: Arc::new(implementation),
+        })
+    }
+
+    /// Registers a typed Rust closure; the script-side signature is derived
+    /// from its parameter types (`i64` is `int`, `Vec<T>` is `list<T>`, ...).
+    pub fn register_fn<M, F: IntoHostFn<M>>(
+        &mut self,
+        owner: Owner,
+        name: &str,
+        param_names: &[&str],
+        function: F,
+    ) -> Result<HostFnId, RegistrationError> {
+        let types = F::param_types();
+        let qualified = match &owner {
+            Owner::Module(m) | Owner::HostType(m) => format!("{m}.{name}"),
+        };
+        if types.len() != param_names.len() {
+            return Err(RegistrationError {
+                message: format!(
+                    "host function `{qualified}`: {} parameter names given for a Rust function of {} parameters",
+                    param_names.len(),
+                    types.len()
+                ),
+            });
+        }
+        let signature = HostFnSig {
+            owner,
+            name: name.to_string(),
+            params: param_names
+                .iter()
+                .map(|n| n.to_string())
+                .zip(types)
+                .collect(),
+            ret: F::ret_type(),
+            kinds: Vec::new(),
+            name_args: Vec::new(),
+            doc: String::new(),
+        };
+        self.push(HostFunction {
+            signature,
+            category: None,
+            implementation: function.into_raw(qualified),
+        })
+    }
+
+    /// Binds a typed Rust closure to a declared script-side signature,
+    /// checking that every parameter type and the result type agree.
+    pub fn bind<M, F: IntoHostFn<M>>(
+        &mut self,
+        signature: HostFnSig,
+        function: F,
+    ) -> Result<HostFnId, RegistrationError> {
+        let qualified = signature.qualified_name();
+        let rust_params = F::param_types();
+        if rust_params.len() != signature.params.len() {
+            return Err(RegistrationError {
+                message: format!(
+                    "host function `{qualified}` takes {} parameters in the script signature, but the Rust function takes {}",
+                    signature.params.len(),
+                    rust_params.len()
+                ),
+            });
+        }
+        for (i, ((name, script_ty), rust_ty)) in
+            signature.params.iter().zip(&rust_params).enumerate()
+        {
+            if script_ty != rust_ty {
+                return Err(RegistrationError {
+                    message: format!(
+                        "host function `{qualified}`: parameter {} `{name}` is `{script_ty}` in the script signature, but the Rust function takes `{rust_ty}`",
+                        i + 1
+                    ),
+                });
+            }
+        }
+        let rust_ret = F::ret_type();
+        if rust_ret != signature.ret {
+            return Err(RegistrationError {
+                message: format!(
+                    "host function `{qualified}` returns `{}` in the script signature, but the Rust function returns `{rust_ret}`",
+                    signature.ret
+                ),
+            });
+        }
+        self.push(HostFunction {
+            signature,
+            category: None,
+            implementation: function.into_raw(qualified),
+        })
+    }
+
+    /// Makes every call of a host function add one to a counter (which a
+    /// [`Limits::caps`] entry can cap).
+    pub fn set_category(&mut self, id: HostFnId, category: &str) {
+        if let Some(f) = self.functions.get_mut(id.0 as usize) {
+            f.category = Some(category.to_string());
+        }
+    }
+
+    /// Parses, checks and compiles a script against this engine's modules.
+    pub fn compile(&self, source: &str, options: &CompileOptions) -> Result<Script, CompileError> {
+        let parsed = scl_lang::parse(source);
+        let table = self.module_table();
+        let mut check_options = scl_lang::CheckOptions::new(&table);
+        check_options.kind = options.kind;
+        check_options.require_main = options.require_main;
+        let checked = scl_lang::checker::check(&parsed, &check_options);
+        let program = checked.into_program().map_err(CompileError::Diagnostics)?;
+        self.compile_program(&program, source)
+    }
+
+    /// Compiles a checked program. `source` is the text it was checked
+    /// from (for error locations); the program must have been checked
+    /// against this engine's [`module_table`](Engine::module_table).
+    pub fn compile_program(
+        &self,
+        program: &hir::Program,
+        source: &str,
+    ) -> Result<Script, CompileError> {
+        let lowered = crate::lower(program, source);
+        let compiled = lowered.compile().map_err(CompileError::Internal)?;
+        Ok(self.script(compiled))
+    }
+
+    fn script(&self, compiled: crate::Compiled) -> Script {
+        let crate::Compiled { lowered, native } = compiled;
+        let tables = ScriptTables {
+            strings: lowered.module.strings.clone(),
+            types: lowered.module.types.clone(),
+            host_functions: self.functions.clone().into(),
+            source: lowered.source.clone(),
+        };
+        Script {
+            inner: Arc::new(ScriptInner {
+                lowered,
+                native,
+                tables,
+            }),
+        }
+    }
+}
+
+/// How to compile a script.
+#[derive(Clone, Debug)]
+pub struct CompileOptions {
+    /// The script's kind, which decides the modules it may use; `None`
+    /// allows every module.
+    pub kind: Option<scl_lang::ScriptKind>,
+    /// Report a file without `fn main`.
+    pub require_main: bool,
+}
+
+impl Default for CompileOptions {
+    fn default() -> CompileOptions {
+        CompileOptions {
+            kind: None,
+            require_main: true,
+        }
+    }
+}
+
+/// Why a script did not compile.
+#[derive(Clone, Debug)]
+pub enum CompileError {
+    /// Errors in the script (from the parser and checker).
+    Diagnostics(Vec<scl_lang::Diagnostic>),
+    /// The code generator failed: a bug in the engine, not in the script.
+    Internal(String),
+}
+
+impl fmt::Display for CompileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CompileError::Diagnostics(d) => {
+                for diagnostic in d {
+                    writeln!(f, "{}: {}", diagnostic.code.id, diagnostic.message)?;
+                }
+                Ok(())
+            }
+            CompileError::Internal(message) => write!(f, "internal compiler error: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for CompileError {}
+
+/// Which code runs a call: the JIT's, or the reference evaluator (tests).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Backend {
+    #[default]
+    Jit,
+    Eval,
+}
+
+/// Per-call settings.
+#[derive(Clone, Default)]
+pub struct CallOptions<'h> {
+    pub limits: Limits,
+    /// What host functions get from [`HostContext::host_data`].
+    pub host_data: Option<&'h (dyn Any + Sync)>,
+    pub backend: Backend,
+}
+
+/// A compiled script: immutable, shareable between threads.
+#[derive(Clone)]
+pub struct Script {
+    inner: Arc<ScriptInner>,
+}
+
+struct ScriptInner {
+    lowered: crate::Lowered,
+    native: NativeCode,
+    tables: ScriptTables,
+}
+
+impl Script {
+    /// The lowered IR (printable).
+    pub fn lowered(&self) -> &crate::Lowered {
+        &self.inner.lowered
+    }
+
+    /// The parameters of a function, by name and type.
+    pub fn params(&self, function: &str) -> Option<&[(String, Type)]> {
+        let index = self.function_index(function)?;
+        Some(&self.inner.lowered.signatures[index.0 as usize].params)
+    }
+
+    fn function_index(&self, name: &str) -> Option<FuncIndex> {
+        self.inner
+            .lowered
+            .signatures
+            .iter()
+            .position(|s| s.name == name)
+            .map(|i| FuncIndex(i as u32))
+    }
+
+    /// Calls `main` with positional arguments.
+    pub fn call_main(&self, args: Vec<Value>, options: &CallOptions<'_>) -> Outcome {
+        self.call("main", args, options)
+    }
+
+    /// Calls `main` with a JSON object of named parameters; a missing, extra
+    /// or mistyped field is an error of kind `type` naming it.
+    pub fn call_main_json(&self, params: &serde_json::Value, options: &CallOptions<'_>) -> Outcome {
+        let Some(index) = self.function_index("main") else {
+            return failed(ScriptError::new(
+                "type",
+                "no_main",
+                "the script has no `main`",
+            ));
+        };
+        let signature = &self.inner.lowered.signatures[index.0 as usize];
+        let Some(object) = params.as_object() else {
+            return failed(ScriptError::new(
+                "type",
+                "invalid_params",
+                "the parameters must be a JSON object",
+            ));
+        };
+        if let Some(extra) = object
+            .keys()
+            .find(|k| !signature.params.iter().any(|(n, _)| n == *k))
+        {
+            return failed(ScriptError::new(
+                "type",
+                "unknown_parameter",
+                format!("`main` has no parameter `{extra}`"),
+            ));
+        }
+        let mut args = Vec::with_capacity(signature.params.len());
+        for (name, ty) in &signature.params {
+            match object.get(name) {
+                Some(value) => args.push(Value::Json(value.clone())),
+                None if matches!(ty, Type::Optional(_)) => args.push(Value::Null),
+                None => {
+                    return failed(ScriptError::new(
+                        "type",
+                        "missing_parameter",
+                        format!("missing parameter `{name}` of type {ty}"),
+                    ));
+                }
+            }
+        }
+        self.call_index(index, args, options)
+    }
+
+    /// Calls any function of the script by name.
+    pub fn call(&self, function: &str, args: Vec<Value>, options: &CallOptions<'_>) -> Outcome {
+        match self.function_index(function) {
+            Some(index) => self.call_index(index, args, options),
+            None => failed(ScriptError::new(
+                "type",
+                "unknown_function",
+                format!("the script has no function `{function}`"),
+            )),
+        }
+    }
+
+    fn call_index(&self, index: FuncIndex, args: Vec<Value>, options: &CallOptions<'_>) -> Outcome {
+        let inner = &*self.inner;
+        let signature = &inner.lowered.signatures[index.0 as usize];
+        if args.len() != signature.params.len() {
+            return failed(ScriptError::new(
+                "type",
+                "argument_count",
+                format!(
+                    "`{}` takes {} arguments, {} given",
+                    signature.name,
+                    signature.params.len(),
+                    args.len()
+                ),
+            ));
+        }
+        let start = Instant::now();
+        let cpu_start = thread_cpu_time();
+        let outer_heap = heap_counters();
+        set_heap_counters(HeapCounters {
+            live_objects: outer_heap.live_objects,
+            live_bytes: 0,
+            peak_bytes: 0,
+        });
+
+        let mut arg_vals = Vec::with_capacity(args.len());
+        for ((name, ty), value) in signature.params.iter().zip(&args) {
+            let mut path = format!("parameter `{name}`");
+            match value_to_val(value, ty, &mut path) {
+                Ok(val) => arg_vals.push(val),
+                Err(message) => {
+                    drop(arg_vals);
+                    restore_heap(outer_heap);
+                    return failed(ScriptError::new("type", "invalid_argument", message));
+                }
+            }
+        }
+        let arg_bits: Vec<i64> = arg_vals.iter().map(borrowed_bits).collect();
+
+        let limits = &options.limits;
+        let timed = limits.timeout.map(|t| TimedExecution::start(start + t));
+        let fuel = limits
+            .fuel
+            .map_or(i64::MAX, |f| f.min(i64::MAX as u64) as i64);
+        let mut ctx = ExecCtx {
+            status: STATUS_OK,
+            fuel,
+            epoch: epoch_pointer(),
+            deadline_epoch: timed.as_ref().map_or(u64::MAX, |(_, epoch)| *epoch),
+            depth: 0,
+            max_depth: limits.max_call_depth as u64,
+            inner: CtxInner {
+                tables: &inner.tables,
+                host_data: options.host_data,
+                error: None,
+                deadline: limits.timeout.map(|t| start + t),
+                timeout_ms: limits.timeout.map_or(0, |t| t.as_millis() as u64),
+                fuel_limit: limits.fuel,
+                heap_limit: limits.heap_bytes.map(|b| b.min(i64::MAX as usize) as i64),
+                counters: Vec::new(),
+                caps: limits.caps.clone(),
+                logs: Vec::new(),
+                dry_run: limits.dry_run,
+            },
+        };
+        let ret_bits = match options.backend {
+            Backend::Jit => call_entry(inner.native.entries[index.0 as usize], &mut ctx, &arg_bits),
+            Backend::Eval => {
+                crate::eval::eval_function(&inner.lowered.module, index, &mut ctx, &arg_bits)
+            }
+        };
+        drop(timed);
+        let result = if ctx.status != STATUS_OK {
+            Err(ctx
+                .inner
+                .error
+                .take()
+                .unwrap_or_else(|| ScriptError::new("script", "internal", "unknown error")))
+        } else if signature.ret == Type::Void {
+            Ok(Value::Null)
+        } else {
+            let val = Val::from_bits(ret_bits, repr_of(&signature.ret));
+            release_result(ret_bits, &signature.ret);
+            Ok(val_to_value(&val, &signature.ret))
+        };
+        drop(arg_vals);
+        let heap = heap_counters();
+        restore_heap(outer_heap);
+        let status = match &result {
+            Ok(_) => Status::Success,
+            Err(error) => error.exec_status(),
+        };
+        let fuel_used = (fuel - ctx.fuel).max(0) as u64;
+        Outcome {
+            result,
+            stats: ExecStats {
+                status,
+                duration: start.elapsed(),
+                cpu_time: thread_cpu_time().saturating_sub(cpu_start),
+                fuel_used,
+                heap_peak_bytes: heap.peak_bytes.max(0) as u64,
+                counters: std::mem::take(&mut ctx.inner.counters),
+                logs: std::mem::take(&mut ctx.inner.logs),
+            },
+        }
+    }
+}
+
+fn release_result(bits: i64, ty: &Type) {
+    if repr_of(ty) == ir::Repr::Ptr {
+        release(bits);
+    }
+}
+
+fn restore_heap(outer: HeapCounters) {
+    let inner = heap_counters();
+    set_heap_counters(HeapCounters {
+        live_objects: inner.live_objects,
+        live_bytes: outer.live_bytes + inner.live_bytes,
+        peak_bytes: outer.peak_bytes.max(outer.live_bytes + inner.peak_bytes),
+    });
+}
+
+fn borrowed_bits(val: &Val) -> i64 {
+    match val {
+        Val::Int(i) => *i,
+        Val::Float(x) => x.to_bits() as i64,
+        Val::Bool(b) => *b as i64,
+        Val::Null => 0,
+        Val::Obj(obj) => std::rc::Rc::as_ptr(obj) as i64,
+    }
+}
+
+fn failed(error: ScriptError) -> Outcome {
+    let status = error.exec_status();
+    Outcome {
+        result: Err(error),
+        stats: ExecStats {
+            status,
+            duration: Default::default(),
+            cpu_time: Default::default(),
+            fuel_used: 0,
+            heap_peak_bytes: 0,
+            counters: Vec::new(),
+            logs: Vec::new(),
+        },
+    }
+}
+
+/// The one call into generated code.
+fn call_entry(entry: *const u8, ctx: &mut ExecCtx<'_>, args: &[i64]) -> i64 {
+    type Entry = for<'a> unsafe extern "C" fn(*mut ExecCtx<'a>, *const i64, *mut i64);
+    let mut result = 0i64;
+    // SAFETY: `entry` is the entry trampoline `codegen::build_entry` made for
+    // this function, with exactly the `Entry` signature; the code it points
+    // into lives as long as the `Script` the caller borrows; `args` holds one
+    // `i64` per parameter (checked by the caller), borrowed values kept alive
+    // by `arg_vals`; `ctx` is exclusively ours for the duration of the call.
+    unsafe {
+        let function: Entry = std::mem::transmute::<*const u8, Entry>(entry);
+        function(ctx, args.as_ptr(), &mut result);
+    }
+    result
+}

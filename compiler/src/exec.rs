@@ -1,0 +1,403 @@
+//! Running compiled code: limits, the epoch ticker, execution statistics,
+//! errors with source locations, and the host side of the host-call door.
+//!
+//! **How limits interrupt generated code.** Nothing ever preempts a script
+//! from outside. Generated code checks, inline, at every function entry and
+//! every loop head: `depth + 1 > max_depth`, `fuel - 1 < 0`, and
+//! `EPOCH >= deadline_epoch`, where `EPOCH` is a global counter of
+//! milliseconds a ticker thread keeps current while any execution with a
+//! timeout runs. Only when one of the three trips does it call into the
+//! runtime, which looks at the real clock and either sets a limit error
+//! (status 2, which no `catch` takes) or moves `deadline_epoch` on. A
+//! `while true {}` therefore stops within about one tick (1 ms, plus the
+//! scheduler's delay) of its deadline. Heap bytes are checked after each
+//! allocating runtime call; host-call counters when the host function runs.
+
+use std::any::Any;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use scl_lang::Span;
+
+use crate::engine::HostFunction;
+use crate::runtime::{CtxInner, ExecCtx};
+use crate::value::Value;
+
+/// How an execution ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Status {
+    Success,
+    /// An uncaught script error (any kind except the limits).
+    Failure,
+    Timeout,
+    /// Fuel, heap, call depth or a host-call cap.
+    Limit,
+}
+
+impl Status {
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Success => "SUCCESS",
+            Status::Failure => "FAILURE",
+            Status::Timeout => "TIMEOUT",
+            Status::Limit => "LIMIT",
+        }
+    }
+}
+
+/// An error a script raised or ran into, as the host sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScriptError {
+    /// `"script"`, `"type"`, `"transient"`, `"limit"`, `"timeout"`, ...
+    pub kind: String,
+    /// `overflow`, `division_by_zero`, `missing_key`, a host's code, ...
+    pub code: String,
+    pub message: String,
+    /// An HTTP-like status a host function gave, if any.
+    pub status: Option<i64>,
+    /// Where in the source the error happened (where it was first raised).
+    pub span: Option<Span>,
+    /// 1-based line and column of `span`'s start.
+    pub line: Option<u32>,
+    pub column: Option<u32>,
+    /// Set for the errors that end an execution with `TIMEOUT` or `LIMIT`.
+    pub limit: Option<Status>,
+}
+
+impl ScriptError {
+    pub fn new(kind: &str, code: &str, message: impl Into<String>) -> ScriptError {
+        ScriptError {
+            kind: kind.to_string(),
+            code: code.to_string(),
+            message: message.into(),
+            status: None,
+            span: None,
+            line: None,
+            column: None,
+            limit: None,
+        }
+    }
+
+    pub(crate) fn set_location(&mut self, span: Span, source: &str) {
+        let (line, column) = scl_lang::span::line_column(source, span.start as usize);
+        self.span = Some(span);
+        self.line = Some(line as u32);
+        self.column = Some(column as u32);
+    }
+
+    /// The execution status this error ends a run with.
+    pub fn exec_status(&self) -> Status {
+        self.limit.unwrap_or(Status::Failure)
+    }
+}
+
+impl std::fmt::Display for ScriptError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} error `{}`: {}", self.kind, self.code, self.message)?;
+        if let (Some(line), Some(column)) = (self.line, self.column) {
+            write!(f, " (at {line}:{column})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ScriptError {}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    Info,
+    Warn,
+    Error,
+}
+
+/// A log line a script wrote (through a host function such as `Log.Info`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LogLine {
+    pub level: LogLevel,
+    pub message: String,
+}
+
+/// The limits of one execution. `Default` is: no timeout, no fuel limit, no
+/// heap limit, a call depth of 1,000, no caps.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub timeout: Option<Duration>,
+    /// Steps: one per function entry and per loop iteration.
+    pub fuel: Option<u64>,
+    pub heap_bytes: Option<usize>,
+    /// Nested script calls. 1,000 frames of generated code need well under
+    /// 1 MiB of stack.
+    pub max_call_depth: u32,
+    /// Caps on host-call counters by category (`callouts`, `queries`,
+    /// `dml_rows`, `notifications`, or any a host counts).
+    pub caps: Vec<(String, u64)>,
+    /// Passed to host functions ([`HostContext::dry_run`]).
+    pub dry_run: bool,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            timeout: None,
+            fuel: None,
+            heap_bytes: None,
+            max_call_depth: 1000,
+            caps: Vec::new(),
+            dry_run: false,
+        }
+    }
+}
+
+/// What one execution did.
+#[derive(Clone, Debug)]
+pub struct ExecStats {
+    pub status: Status,
+    pub duration: Duration,
+    /// CPU time of the executing thread.
+    pub cpu_time: Duration,
+    /// Steps used (function entries and loop iterations).
+    pub fuel_used: u64,
+    pub heap_peak_bytes: u64,
+    /// Host-call counters by category.
+    pub counters: Vec<(String, u64)>,
+    pub logs: Vec<LogLine>,
+}
+
+/// The result of an execution together with its statistics.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub result: Result<Value, ScriptError>,
+    pub stats: ExecStats,
+}
+
+impl Outcome {
+    pub fn status(&self) -> Status {
+        self.stats.status
+    }
+}
+
+/// An error a host function reports to the script; catchable, except the
+/// ones made with [`HostError::limit`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostError {
+    pub kind: String,
+    pub code: String,
+    pub message: String,
+    pub status: Option<i64>,
+    limit: bool,
+}
+
+impl HostError {
+    pub fn new(kind: &str, code: &str, message: impl Into<String>) -> HostError {
+        HostError {
+            kind: kind.into(),
+            code: code.into(),
+            message: message.into(),
+            status: None,
+            limit: false,
+        }
+    }
+
+    pub fn transient(code: &str, message: impl Into<String>) -> HostError {
+        HostError::new("transient", code, message)
+    }
+
+    pub fn permanent(code: &str, message: impl Into<String>) -> HostError {
+        HostError::new("permanent", code, message)
+    }
+
+    /// Ends the execution with status `LIMIT`; no `catch` sees it.
+    pub fn limit(code: &str, message: impl Into<String>) -> HostError {
+        HostError {
+            limit: true,
+            ..HostError::new("limit", code, message)
+        }
+    }
+
+    pub fn with_status(mut self, status: i64) -> HostError {
+        self.status = Some(status);
+        self
+    }
+}
+
+impl std::fmt::Display for HostError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} error `{}`: {}", self.kind, self.code, self.message)
+    }
+}
+
+impl std::error::Error for HostError {}
+
+/// What a host function sees of the execution calling it.
+pub struct HostContext<'a, 's> {
+    inner: &'a mut CtxInner<'s>,
+}
+
+impl HostContext<'_, '_> {
+    /// The embedder's data for this execution ([`CallOptions::host_data`](crate::CallOptions)), if it is a `T`.
+    pub fn host_data<T: Any>(&self) -> Option<&T> {
+        self.inner
+            .host_data
+            .and_then(|d| (d as &dyn Any).downcast_ref::<T>())
+    }
+
+    /// Adds a line to the execution's captured log.
+    pub fn log(&mut self, level: LogLevel, message: impl Into<String>) {
+        self.inner.logs.push(LogLine {
+            level,
+            message: message.into(),
+        });
+    }
+
+    /// Adds `n` to a counter; past its cap this returns a limit error the
+    /// host function should return.
+    pub fn count(&mut self, category: &str, n: u64) -> Result<(), HostError> {
+        count(self.inner, category, n)
+    }
+
+    /// Whether the run is a dry run (no outbound effects wanted).
+    pub fn dry_run(&self) -> bool {
+        self.inner.dry_run
+    }
+}
+
+fn count(inner: &mut CtxInner<'_>, category: &str, n: u64) -> Result<(), HostError> {
+    let total = match inner.counters.iter_mut().find(|(c, _)| c == category) {
+        Some((_, value)) => {
+            *value += n;
+            *value
+        }
+        None => {
+            inner.counters.push((category.to_string(), n));
+            n
+        }
+    };
+    match inner.caps.iter().find(|(c, _)| c == category) {
+        Some((_, cap)) if total > *cap => Err(HostError::limit(
+            category,
+            format!("more than {cap} {category} in one execution"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Calls a host function for `rt_host_call`; `None` when it failed (the
+/// error is then set in the context).
+pub(crate) fn call_host(
+    ctx: &mut ExecCtx<'_>,
+    host: &HostFunction,
+    args: Vec<Value>,
+) -> Option<Value> {
+    let counted = match &host.category {
+        Some(category) => count(&mut ctx.inner, category, 1),
+        None => Ok(()),
+    };
+    let result = counted.and_then(|()| {
+        let mut host_context = HostContext {
+            inner: &mut ctx.inner,
+        };
+        (host.implementation)(&mut host_context, args)
+    });
+    match result {
+        Ok(value) => Some(value),
+        Err(error) if error.limit => {
+            ctx.raise_limit(Status::Limit, &error.code, error.message);
+            None
+        }
+        Err(error) => {
+            let mut script_error = ScriptError::new(&error.kind, &error.code, error.message);
+            script_error.status = error.status;
+            ctx.raise_error(script_error);
+            None
+        }
+    }
+}
+
+// ---------------------------------------------------------------- the epoch
+
+static EPOCH: AtomicU64 = AtomicU64::new(0);
+
+struct Ticker {
+    start: Instant,
+    active: Mutex<usize>,
+    wake: Condvar,
+}
+
+fn ticker() -> &'static Ticker {
+    static TICKER: OnceLock<Ticker> = OnceLock::new();
+    TICKER.get_or_init(|| {
+        let spawned = std::thread::Builder::new()
+            .name("scl-epoch".into())
+            .spawn(|| {
+                let ticker = ticker();
+                loop {
+                    {
+                        let mut active = ticker.active.lock().unwrap_or_else(|e| e.into_inner());
+                        while *active == 0 {
+                            active = ticker.wake.wait(active).unwrap_or_else(|e| e.into_inner());
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                    EPOCH.store(ticker.start.elapsed().as_millis() as u64, Ordering::Relaxed);
+                }
+            });
+        // Should the thread not start, the epoch stands still and deadlines
+        // are not seen; fuel and depth limits still hold.
+        drop(spawned);
+        Ticker {
+            start: Instant::now(),
+            active: Mutex::new(0),
+            wake: Condvar::new(),
+        }
+    })
+}
+
+pub(crate) fn epoch_pointer() -> *const AtomicU64 {
+    &EPOCH
+}
+
+pub(crate) fn current_epoch() -> u64 {
+    EPOCH.load(Ordering::Relaxed)
+}
+
+/// Keeps the ticker running while an execution with a deadline is alive.
+pub(crate) struct TimedExecution;
+
+impl TimedExecution {
+    /// Registers a deadline; returns it as an epoch value.
+    pub(crate) fn start(deadline: Instant) -> (TimedExecution, u64) {
+        let ticker = ticker();
+        {
+            let mut active = ticker.active.lock().unwrap_or_else(|e| e.into_inner());
+            *active += 1;
+        }
+        ticker.wake.notify_all();
+        EPOCH.store(ticker.start.elapsed().as_millis() as u64, Ordering::Relaxed);
+        let epoch = deadline.saturating_duration_since(ticker.start).as_millis() as u64;
+        (TimedExecution, epoch)
+    }
+}
+
+impl Drop for TimedExecution {
+    fn drop(&mut self) {
+        let ticker = ticker();
+        let mut active = ticker.active.lock().unwrap_or_else(|e| e.into_inner());
+        *active = active.saturating_sub(1);
+    }
+}
+
+/// CPU time of the calling thread.
+pub(crate) fn thread_cpu_time() -> Duration {
+    let mut time = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `clock_gettime` writes one `timespec` to the pointer we pass,
+    // which points at a live local.
+    let result = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut time) };
+    if result != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(time.tv_sec as u64, time.tv_nsec as u32)
+}
