@@ -623,6 +623,7 @@ impl Script {
             deadline_epoch: timed.as_ref().map_or(u64::MAX, |(_, epoch)| *epoch),
             depth: 0,
             max_depth: limits.max_call_depth as u64,
+            stack_limit: crate::runtime::stack_address().saturating_sub(limits.stack_bytes as u64),
             inner: CtxInner {
                 tables: &inner.tables,
                 host_data: options.host_data,

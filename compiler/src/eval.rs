@@ -247,7 +247,10 @@ fn step(
             let trips = with_ctx(ctx, |c| {
                 c.depth += 1;
                 c.fuel -= 1;
-                c.depth > c.max_depth || c.fuel < 0 || epoch_reached(c)
+                c.depth > c.max_depth
+                    || c.fuel < 0
+                    || epoch_reached(c)
+                    || crate::runtime::stack_address() < c.stack_limit
             });
             if trips {
                 RtFn::EnterSlow.pointer().call(ctx, &[]);

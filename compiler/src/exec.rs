@@ -119,7 +119,7 @@ pub struct LogLine {
 }
 
 /// The limits of one execution. `Default` is: no timeout, no fuel limit, no
-/// heap limit, a call depth of 1,000, no caps.
+/// heap limit, a call depth of 1,000 within 1 MiB of stack, no caps.
 #[derive(Clone, Debug)]
 pub struct Limits {
     pub timeout: Option<Duration>,
@@ -129,6 +129,11 @@ pub struct Limits {
     /// Nested script calls. 1,000 frames of generated code need well under
     /// 1 MiB of stack.
     pub max_call_depth: u32,
+    /// How much of the calling thread's stack script calls may use (on top
+    /// of what the thread had used when the call started): a second guard
+    /// besides `max_call_depth`, so a deep recursion is a `LIMIT` error on
+    /// any thread, never a stack overflow. Default 1 MiB.
+    pub stack_bytes: usize,
     /// Caps on host-call counters by category (`callouts`, `queries`,
     /// `dml_rows`, `notifications`, or any a host counts).
     pub caps: Vec<(String, u64)>,
@@ -143,6 +148,7 @@ impl Default for Limits {
             fuel: None,
             heap_bytes: None,
             max_call_depth: 1000,
+            stack_bytes: 1 << 20,
             caps: Vec::new(),
             dry_run: false,
         }

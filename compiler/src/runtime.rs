@@ -282,6 +282,8 @@ pub struct ExecCtx<'s> {
     pub(crate) deadline_epoch: u64,
     pub(crate) depth: u64,
     pub(crate) max_depth: u64,
+    /// The lowest stack address calls may reach (the stack budget).
+    pub(crate) stack_limit: u64,
     pub(crate) inner: CtxInner<'s>,
 }
 
@@ -308,6 +310,7 @@ pub(crate) struct CtxOffsets {
     pub(crate) deadline_epoch: i32,
     pub(crate) depth: i32,
     pub(crate) max_depth: i32,
+    pub(crate) stack_limit: i32,
 }
 
 pub(crate) const CTX_OFFSETS: CtxOffsets = CtxOffsets {
@@ -317,7 +320,15 @@ pub(crate) const CTX_OFFSETS: CtxOffsets = CtxOffsets {
     deadline_epoch: std::mem::offset_of!(ExecCtx<'static>, deadline_epoch) as i32,
     depth: std::mem::offset_of!(ExecCtx<'static>, depth) as i32,
     max_depth: std::mem::offset_of!(ExecCtx<'static>, max_depth) as i32,
+    stack_limit: std::mem::offset_of!(ExecCtx<'static>, stack_limit) as i32,
 };
+
+/// An address on the current stack (to measure how deep calls went).
+#[inline(never)]
+pub(crate) fn stack_address() -> u64 {
+    let marker = 0u8;
+    std::hint::black_box(&marker) as *const u8 as u64
+}
 
 pub(crate) const STATUS_OK: u64 = 0;
 pub(crate) const STATUS_ERROR: u64 = 1;

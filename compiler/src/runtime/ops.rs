@@ -68,12 +68,14 @@ pub(crate) extern "C" fn rt_release_slots(_ctx: Ctx<'_>, base: i64, n: i64) -> i
 /// epoch cross its limit.
 pub(crate) extern "C" fn rt_enter_slow(ctx: Ctx<'_>) -> i64 {
     with_ctx(ctx, |ctx| {
-        if ctx.depth > ctx.max_depth {
+        if ctx.depth > ctx.max_depth || super::stack_address() < ctx.stack_limit {
             let max = ctx.max_depth;
             ctx.raise_limit(
                 Status::Limit,
                 "call_depth",
-                format!("call depth exceeded {max} nested calls"),
+                format!(
+                    "calls nested too deeply (the limits are {max} calls and the stack budget)"
+                ),
             );
             return 0;
         }

@@ -1,0 +1,175 @@
+//! Limits: timeout, fuel, heap, call depth, host-call caps; never a crash.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use scl_compiler::{Backend, CallOptions, Limits, Status, Value};
+
+#[test]
+fn infinite_loop_stops_at_its_deadline() {
+    let script = compile("fn main() -> void { while true { } }");
+    for backend in [Backend::Jit, Backend::Eval] {
+        let started = Instant::now();
+        let options = CallOptions {
+            limits: Limits {
+                timeout: Some(Duration::from_millis(50)),
+                ..Limits::default()
+            },
+            backend,
+            ..CallOptions::default()
+        };
+        let outcome = script.call_main(vec![], &options);
+        let elapsed = started.elapsed();
+        assert_eq!(outcome.stats.status, Status::Timeout);
+        assert_eq!(outcome.result.unwrap_err().kind, "timeout");
+        assert!(elapsed >= Duration::from_millis(50), "{elapsed:?}");
+        // Generous on a shared machine; the mechanism's bound is ~1 ms past the deadline.
+        assert!(elapsed < Duration::from_millis(500), "{elapsed:?}");
+    }
+}
+
+#[test]
+fn timeout_in_a_recursion_without_loops() {
+    let src = "fn spin(n: int) -> int { if n <= 0 { return 0; } return spin(n - 1) + spin(n - 1); }\nfn main() -> int { return spin(60); }";
+    let outcome = run_with(
+        src,
+        vec![],
+        Limits {
+            timeout: Some(Duration::from_millis(30)),
+            ..Limits::default()
+        },
+    );
+    assert_eq!(outcome.stats.status, Status::Timeout);
+}
+
+#[test]
+fn fuel_limit() {
+    let src = "fn main() -> int { var i = 0; while i < 1000000 { i += 1; } return i; }";
+    let outcome = run_with(
+        src,
+        vec![],
+        Limits {
+            fuel: Some(1000),
+            ..Limits::default()
+        },
+    );
+    assert_eq!(outcome.stats.status, Status::Limit);
+    let outcome = run_with(
+        src,
+        vec![],
+        Limits {
+            fuel: Some(2_000_000),
+            ..Limits::default()
+        },
+    );
+    assert_eq!(outcome.result, Ok(Value::Int(1_000_000)));
+    assert!(outcome.stats.fuel_used >= 1_000_000);
+}
+
+#[test]
+fn runaway_recursion_is_a_limit_error_not_a_stack_overflow() {
+    let src =
+        "fn down(n: int) -> int { return down(n + 1) + 1; }\nfn main() -> int { return down(0); }";
+    // Test threads have 2 MiB stacks: the default depth must fit.
+    let outcome = run(src, vec![]);
+    assert_eq!(outcome.stats.status, Status::Limit);
+    assert_eq!(outcome.result.unwrap_err().code, "call_depth");
+    let outcome = run_with(
+        src,
+        vec![],
+        Limits {
+            max_call_depth: 50,
+            ..Limits::default()
+        },
+    );
+    assert_eq!(outcome.stats.status, Status::Limit);
+}
+
+#[test]
+fn deep_but_bounded_recursion_is_fine() {
+    let src = "fn sum(n: int) -> int { if n == 0 { return 0; } return n + sum(n - 1); }\nfn main() -> int { return sum(900); }";
+    // The evaluator's frames are large in debug builds: give it room.
+    let limits = Limits {
+        stack_bytes: 32 << 20,
+        ..Limits::default()
+    };
+    let outcome = std::thread::Builder::new()
+        .stack_size(64 << 20)
+        .spawn(move || run_with(src, vec![], limits))
+        .unwrap()
+        .join()
+        .unwrap();
+    assert_eq!(outcome.result, Ok(Value::Int(900 * 901 / 2)));
+}
+
+#[test]
+fn heap_limit() {
+    let src = "fn main() -> int { var xs: list<string> = []; while true { xs.push(\"0123456789012345678901234567890123456789\"); } return 0; }";
+    let outcome = run_with(
+        src,
+        vec![],
+        Limits {
+            heap_bytes: Some(1 << 20),
+            ..Limits::default()
+        },
+    );
+    assert_eq!(outcome.stats.status, Status::Limit);
+    assert_eq!(outcome.result.unwrap_err().code, "heap");
+    assert!(outcome.stats.heap_peak_bytes >= 1 << 20);
+    assert!(
+        outcome.stats.heap_peak_bytes < 4 << 20,
+        "{}",
+        outcome.stats.heap_peak_bytes
+    );
+}
+
+#[test]
+fn heap_peak_is_reported() {
+    let src = "fn main() -> int { var s = \"\"; for i in 0..100 { s = s + \"0123456789\"; } return s.len(); }";
+    let outcome = run(src, vec![]);
+    assert_eq!(outcome.result, Ok(Value::Int(1000)));
+    assert!(outcome.stats.heap_peak_bytes >= 1000);
+}
+
+#[test]
+fn host_call_caps() {
+    let mut engine = engine();
+    let table = engine.module_table();
+    let id = table
+        .lookup(&scl_lang::modules::Owner::Module("Log".into()), "Info")
+        .unwrap();
+    engine.set_category(id, "callouts");
+    let script = engine
+        .compile(
+            "fn main() -> void { for i in 0..10 { try { Log.Info(\"x\"); } catch e { } } }",
+            &Default::default(),
+        )
+        .unwrap();
+    let capped = CallOptions {
+        limits: Limits {
+            caps: vec![("callouts".into(), 3)],
+            ..Limits::default()
+        },
+        ..CallOptions::default()
+    };
+    let outcome = script.call_main(vec![], &capped);
+    assert_eq!(outcome.stats.status, Status::Limit);
+    assert_eq!(outcome.stats.logs.len(), 3);
+    assert_eq!(outcome.stats.counters, vec![("callouts".to_string(), 4)]);
+    let outcome = script.call_main(vec![], &CallOptions::default());
+    assert_eq!(outcome.stats.status, Status::Success);
+    assert_eq!(outcome.stats.counters, vec![("callouts".to_string(), 10)]);
+}
+
+#[test]
+fn stats_report_time_and_logs() {
+    let outcome = run(
+        "fn main() -> void { Log.Info(\"hello\"); Log.Warn(\"careful\"); }",
+        vec![],
+    );
+    assert_eq!(outcome.stats.status, Status::Success);
+    assert_eq!(outcome.stats.logs.len(), 2);
+    assert!(outcome.stats.duration >= outcome.stats.cpu_time / 2);
+}
