@@ -729,11 +729,17 @@ impl<'a, 'b> Translator<'a, 'b> {
             let depth = self.builder.ins().iadd_imm_s(depth, 1);
             self.ctx_store(depth, CTX_OFFSETS.depth);
             let max = self.ctx_load(CTX_OFFSETS.max_depth);
-            tripped = Some(
-                self.builder
-                    .ins()
-                    .icmp(IntCC::UnsignedGreaterThan, depth, max),
-            );
+            let too_deep = self
+                .builder
+                .ins()
+                .icmp(IntCC::UnsignedGreaterThan, depth, max);
+            let sp = self.builder.ins().get_stack_pointer(pointer_type());
+            let stack_limit = self.ctx_load(CTX_OFFSETS.stack_limit);
+            let low = self
+                .builder
+                .ins()
+                .icmp(IntCC::UnsignedLessThan, sp, stack_limit);
+            tripped = Some(self.builder.ins().bor(too_deep, low));
         }
         let fuel = self.ctx_load(CTX_OFFSETS.fuel);
         let fuel = self.builder.ins().iadd_imm_s(fuel, -1);

@@ -173,3 +173,31 @@ fn stats_report_time_and_logs() {
     assert_eq!(outcome.stats.logs.len(), 2);
     assert!(outcome.stats.duration >= outcome.stats.cpu_time / 2);
 }
+
+#[test]
+fn stack_budget_stops_recursion_on_a_small_thread() {
+    let script = compile(
+        "fn down(n: int) -> int { return down(n + 1) + 1; }\nfn main() -> int { return down(0); }",
+    );
+    let outcome = std::thread::Builder::new()
+        .stack_size(512 << 10)
+        .spawn(move || {
+            let limits = Limits {
+                max_call_depth: 1_000_000,
+                stack_bytes: 256 << 10,
+                ..Limits::default()
+            };
+            script.call_main(
+                vec![],
+                &CallOptions {
+                    limits,
+                    ..CallOptions::default()
+                },
+            )
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    assert_eq!(outcome.stats.status, Status::Limit);
+    assert_eq!(outcome.result.unwrap_err().code, "call_depth");
+}
