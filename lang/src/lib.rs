@@ -12,6 +12,7 @@ pub mod ast;
 pub mod checker;
 pub mod codes;
 pub mod diagnostics;
+pub mod format;
 pub mod hir;
 pub mod lexer;
 pub mod modules;
