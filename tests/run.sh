@@ -60,6 +60,10 @@ start_postgres
 source tests/servers/mssql.sh
 start_mssql
 
+# Language server: headless Neovim (PyPI) as a real LSP client.
+source tests/servers/nvim.sh
+start_nvim
+
 log "tests"
 # Every test, in parallel processes; a failure prints its output and fails the run.
 cargo nextest run --workspace --locked --no-fail-fast
