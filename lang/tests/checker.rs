@@ -987,3 +987,45 @@ fn a_file_that_did_not_parse_yields_no_program() {
     assert!(checked.diagnostics.is_empty(), "{:#?}", checked.diagnostics);
     assert!(checked.into_program().is_err());
 }
+
+/// The parser bounds nesting; whatever it accepts, the checker must check
+/// on an ordinary thread stack (tests run on 2 MiB threads).
+#[test]
+fn deeply_nested_programs_check_without_overflowing_the_stack() {
+    let table = small_table();
+    let long_sum = format!(
+        "fn main() -> int {{ let x = 1; return {}; }}",
+        vec!["x"; 250].join(" + ")
+    );
+    let nested_lists = format!(
+        "fn main() {{ let x = {}1{}; }}",
+        "[".repeat(90),
+        "]".repeat(90)
+    );
+    let nested_parens = format!(
+        "fn main() -> int {{ return {}1{}; }}",
+        "(-".repeat(45),
+        ")".repeat(45)
+    );
+    let nested_blocks = format!(
+        "fn main() {{ {}{} }}",
+        "if true { ".repeat(90),
+        "}".repeat(90)
+    );
+    let chained_calls = format!(
+        "fn main(s: string) -> string {{ return s{}; }}",
+        ".trim()".repeat(250)
+    );
+    for source in [
+        long_sum,
+        nested_lists,
+        nested_parens,
+        nested_blocks,
+        chained_calls,
+    ] {
+        let parsed = parse(&source);
+        assert!(!parsed.has_errors(), "{:?}", parsed.diagnostics.first());
+        let checked = check(&parsed, &CheckOptions::new(&table));
+        assert!(checked.into_program().is_ok());
+    }
+}
