@@ -223,3 +223,64 @@ proptest! {
         prop_assert!(output.is_some(), "{name} no longer parses:\n{source}");
     }
 }
+
+/// Random expressions, written with every parenthesis (which the tree does
+/// not keep): the formatter must put back exactly the ones precedence needs.
+fn expression() -> impl Strategy<Value = String> {
+    let leaf = prop_oneof![
+        Just("a".to_string()),
+        Just("b".to_string()),
+        Just("1".to_string()),
+        Just("2.5".to_string()),
+        Just("true".to_string()),
+        Just("null".to_string()),
+        Just("\"s\"".to_string()),
+        Just("\"x${a}y\"".to_string()),
+        Just("[]".to_string()),
+        Just("{}".to_string()),
+        Just("aVeryLongVariableNameThatFillsTheLine".to_string()),
+    ];
+    leaf.prop_recursive(5, 48, 3, |inner| {
+        let operators = prop_oneof![
+            Just("+"),
+            Just("-"),
+            Just("*"),
+            Just("/"),
+            Just("%"),
+            Just("=="),
+            Just("!="),
+            Just("<"),
+            Just("<="),
+            Just(">"),
+            Just(">="),
+            Just("&&"),
+            Just("||"),
+            Just("??"),
+        ];
+        prop_oneof![
+            (inner.clone(), operators, inner.clone())
+                .prop_map(|(l, op, r)| format!("({l} {op} {r})")),
+            inner.clone().prop_map(|e| format!("(-{e})")),
+            inner.clone().prop_map(|e| format!("(!{e})")),
+            inner.clone().prop_map(|e| format!("({e} as int)")),
+            inner.clone().prop_map(|e| format!("({e} as list<json>)")),
+            inner.clone().prop_map(|e| format!("({e}).f")),
+            (inner.clone(), inner.clone()).prop_map(|(e, i)| format!("({e})[{i}]")),
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("f({a}, {b})")),
+            (inner.clone(), inner.clone()).prop_map(|(e, a)| format!("({e}).m({a})")),
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("[{a}, {b}]")),
+            (inner.clone(), inner).prop_map(|(a, b)| format!("{{ k: {a}, \"q r\": {b} }}")),
+        ]
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Parentheses and line breaks never change the tree.
+    #[test]
+    fn precedence_and_breaking_keep_the_tree(expr in expression(), target in expression()) {
+        let source = format!("fn main() {{\n    let x = {expr};\n    y[{target}] = {expr};\n    g({target});\n}}\n");
+        prop_assert!(checked_format("random expression", &source).is_some(), "does not parse:\n{source}");
+    }
+}

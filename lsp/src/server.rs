@@ -273,6 +273,8 @@ impl Server<'_> {
 
     // ----- The deployment -----
 
+    /// Finds the deployment file: in a workspace folder, else in the folders
+    /// above `near`, else the one already loaded (if it still exists).
     fn discover_deployment(&mut self, near: Option<&Path>) {
         let mut found = self.roots.iter().find_map(|root| deployment_in(root));
         if found.is_none()
@@ -285,6 +287,13 @@ impl Server<'_> {
                 .skip(1)
                 .map(|folder| folder.join("deploy.toml"))
                 .find(|p| p.is_file());
+        }
+        if found.is_none() {
+            found = self
+                .deployment
+                .as_ref()
+                .map(|d| d.path.clone())
+                .filter(|p| p.is_file());
         }
         match found {
             Some(path) => self.load_deployment(path),
@@ -480,7 +489,8 @@ impl Server<'_> {
                     return;
                 };
                 if params.text_document.uri.as_str().ends_with(".toml") {
-                    self.discover_deployment(None);
+                    let saved = uri_to_path(params.text_document.uri.as_str());
+                    self.discover_deployment(saved.as_deref());
                 }
             }
             DidChangeWatchedFiles::METHOD => {

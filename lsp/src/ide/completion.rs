@@ -75,8 +75,10 @@ pub fn completions(source: &str, world: &World, offset: usize) -> Vec<Completion
     }
     let is_word = |c: char| c.is_ascii_alphanumeric() || c == '_';
     let word_start = source[..offset]
-        .rfind(|c: char| !is_word(c))
-        .map_or(0, |i| i + 1);
+        .char_indices()
+        .rev()
+        .find(|(_, c)| !is_word(*c))
+        .map_or(0, |(index, c)| index + c.len_utf8());
     let word_end = source[offset..]
         .find(|c: char| !is_word(c))
         .map_or(source.len(), |i| offset + i);
@@ -97,7 +99,8 @@ pub fn completions(source: &str, world: &World, offset: usize) -> Vec<Completion
             // `x.name` does not check when `name` is not a member, and then the
             // receiver has no type; checked alone (without `.name`), it has one.
             let dot = source[..word_start].trim_end().len().saturating_sub(1);
-            let receiver_alone = format!("{}{}", &source[..dot], &source[word_end..]);
+            let receiver_alone =
+                format!("{}{}", source.get(..dot).unwrap_or(""), &source[word_end..]);
             member_items(&analyze(&receiver_alone, world), world, *receiver)
         }
         Some(Role::ModuleMember { module }) => module_items(world, module, analysis.kind),
