@@ -2,3 +2,5 @@
 //!
 //! The `scl` command line, the store-and-forward engine, and the site and
 //! central roles. Nothing depends on this crate.
+
+pub mod saf;
