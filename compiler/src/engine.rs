@@ -48,6 +48,39 @@ pub struct HostFunction {
     pub(crate) implementation: RawHostFn,
 }
 
+/// The types of the arguments a host function receives: its parameters,
+/// after the receiver for a host-type method (the checker's signatures leave
+/// the receiver out; the HIR passes it as the first argument).
+pub fn argument_types(signature: &HostFnSig) -> Vec<Type> {
+    let mut types = Vec::with_capacity(signature.params.len() + 1);
+    if let Owner::HostType(name) = &signature.owner {
+        types.push(Type::Host(name.clone()));
+    }
+    types.extend(signature.params.iter().map(|(_, t)| t.clone()));
+    types
+}
+
+/// Splits the receiver off a typed closure's parameter types for a host-type
+/// method, checking it is the host type.
+fn split_receiver(
+    owner: &Owner,
+    qualified: &str,
+    mut types: Vec<Type>,
+) -> Result<Vec<Type>, RegistrationError> {
+    if let Owner::HostType(name) = owner {
+        let receiver = Type::Host(name.clone());
+        if types.first() != Some(&receiver) {
+            return Err(RegistrationError {
+                message: format!(
+                    "host method `{qualified}`: the Rust function's first parameter must be the receiver `{name}` (an `Arc<T>` with `T: HostType<NAME = \"{name}\">`)"
+                ),
+            });
+        }
+        types.remove(0);
+    }
+    Ok(types)
+}
+
 /// A registration that does not fit.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RegistrationError {
@@ -280,6 +313,8 @@ impl Engine {
 
     /// Registers a typed Rust closure; the script-side signature is derived
     /// from its parameter types (`i64` is `int`, `Vec<T>` is `list<T>`, ...).
+    /// For a method of a host type (`Owner::HostType`), the closure's first
+    /// parameter is the receiver and `param_names` name the others.
     pub fn register_fn<M, F: IntoHostFn<M>>(
         &mut self,
         owner: Owner,
@@ -287,10 +322,10 @@ impl Engine {
         param_names: &[&str],
         function: F,
     ) -> Result<HostFnId, RegistrationError> {
-        let types = F::param_types();
         let qualified = match &owner {
             Owner::Module(m) | Owner::HostType(m) => format!("{m}.{name}"),
         };
+        let types = split_receiver(&owner, &qualified, F::param_types())?;
         if types.len() != param_names.len() {
             return Err(RegistrationError {
                 message: format!(
@@ -328,7 +363,7 @@ impl Engine {
         function: F,
     ) -> Result<HostFnId, RegistrationError> {
         let qualified = signature.qualified_name();
-        let rust_params = F::param_types();
+        let rust_params = split_receiver(&signature.owner, &qualified, F::param_types())?;
         if rust_params.len() != signature.params.len() {
             return Err(RegistrationError {
                 message: format!(

@@ -994,12 +994,11 @@ pub(crate) extern "C" fn rt_host_call(ctx: Ctx<'_>, function: i64, args: i64, n:
             ctx.script_error("internal", format!("no host function #{function}"));
             return 0;
         };
-        let values: Vec<Value> = host
-            .signature
-            .params
+        let arg_types = crate::engine::argument_types(&host.signature);
+        let values: Vec<Value> = arg_types
             .iter()
             .zip(raw_args)
-            .map(|((_, ty), &bits)| val_to_value(&Val::from_bits(bits, repr_of(ty)), ty))
+            .map(|(ty, &bits)| val_to_value(&Val::from_bits(bits, repr_of(ty)), ty))
             .collect();
         let result = crate::exec::call_host(ctx, host, values);
         let value = match result {

@@ -1,0 +1,146 @@
+//! Engine benchmarks (run with `cargo bench -p scl-compiler`): compile time of
+//! a 200-line script, fib(30) against the same function compiled by rustc in
+//! the same run, and the overhead of calling a compiled `main`. Prints
+//! medians; compare ratios, not absolute figures, on a shared machine.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use scl_compiler::{CallOptions, CompileOptions, Engine, Value};
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn rust_fib(n: i64) -> i64 {
+    if n < 2 {
+        n
+    } else {
+        rust_fib(n - 1) + rust_fib(n - 2)
+    }
+}
+
+/// A 200-line script: helpers with loops, strings, lists, maps, records and try/catch.
+fn two_hundred_lines() -> String {
+    let mut source =
+        String::from("type Reading = { asset: string, value: float, tags: list<string> }\n");
+    let mut i = 0;
+    while source.lines().count() < 190 {
+        source.push_str(&format!(
+            "fn helper{i}(n: int, label: string) -> Reading {{\n\
+             \x20   var total = 0;\n\
+             \x20   var names: map<int> = {{}};\n\
+             \x20   for k in 0..n {{\n\
+             \x20       total += k * {i};\n\
+             \x20       names[\"k${{k}}\"] = k;\n\
+             \x20   }}\n\
+             \x20   try {{\n\
+             \x20       total = total / (n - {i});\n\
+             \x20   }} catch e {{\n\
+             \x20       total = -1;\n\
+             \x20   }}\n\
+             \x20   return {{ asset: label + string(total), value: float(total) * 0.5, tags: names.keys() }};\n\
+             }}\n"
+        ));
+        i += 1;
+    }
+    source.push_str("fn main(n: int) -> float {\n    var sum = 0.0;\n");
+    for j in 0..i {
+        source.push_str(&format!("    sum += helper{j}(n, \"a\").value;\n"));
+    }
+    source.push_str("    return sum;\n}\n");
+    source
+}
+
+fn main() {
+    let engine = Engine::default();
+    let options = CallOptions::default();
+
+    // Compile time: parse + check + lower + cranelift, of a 200-line script.
+    let source = two_hundred_lines();
+    let lines = source.lines().count();
+    let mut samples = Vec::new();
+    for _ in 0..21 {
+        let start = Instant::now();
+        let script = engine
+            .compile(&source, &CompileOptions::default())
+            .expect("the benchmark script compiles");
+        samples.push(start.elapsed());
+        black_box(script);
+    }
+    let script = engine.compile(&source, &CompileOptions::default()).unwrap();
+    assert!(
+        script
+            .call_main(vec![Value::Int(5)], &options)
+            .result
+            .is_ok()
+    );
+    println!(
+        "compile {lines}-line script (parse+check+JIT): median {:?}",
+        median(samples)
+    );
+
+    // fib(30): JIT vs rustc, in the same run.
+    let fib = engine
+        .compile(
+            "fn fib(n: int) -> int { if n < 2 { return n; } return fib(n - 1) + fib(n - 2); }\nfn main(n: int) -> int { return fib(n); }",
+            &CompileOptions::default(),
+        )
+        .unwrap();
+    let (mut jit, mut native) = (Vec::new(), Vec::new());
+    for _ in 0..7 {
+        let start = Instant::now();
+        let outcome = fib.call_main(vec![Value::Int(30)], &options);
+        jit.push(start.elapsed());
+        assert_eq!(outcome.result, Ok(Value::Int(832_040)));
+        let start = Instant::now();
+        assert_eq!(black_box(rust_fib(black_box(30))), 832_040);
+        native.push(start.elapsed());
+    }
+    let (jit, native) = (median(jit), median(native));
+    println!(
+        "fib(30): JIT median {jit:?}, rustc median {native:?}, ratio {:.2}",
+        jit.as_secs_f64() / native.as_secs_f64()
+    );
+
+    // Per-call overhead of `main` with small arguments.
+    let add = engine
+        .compile(
+            "fn main(a: int, b: int) -> int { return a + b; }",
+            &CompileOptions::default(),
+        )
+        .unwrap();
+    let greet = engine
+        .compile(
+            "fn main(name: string) -> string { return \"hi ${name}\"; }",
+            &CompileOptions::default(),
+        )
+        .unwrap();
+    for (label, script, args) in [
+        (
+            "main(int, int) -> int",
+            &add,
+            vec![Value::Int(1), Value::Int(2)],
+        ),
+        (
+            "main(string) -> string",
+            &greet,
+            vec![Value::String("pump".into())],
+        ),
+    ] {
+        let mut samples = Vec::new();
+        for _ in 0..11 {
+            let calls = 100_000;
+            let start = Instant::now();
+            for _ in 0..calls {
+                black_box(script.call_main(black_box(args.clone()), &options));
+            }
+            samples.push(start.elapsed() / calls);
+        }
+        println!(
+            "call {label}: median {:?} per call (including stats and argument conversion)",
+            median(samples)
+        );
+    }
+}
