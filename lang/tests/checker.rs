@@ -178,6 +178,13 @@ fn check_cases(cases: &[(&str, &[&str])], names: Option<&DeploymentNames>) {
     let mut failures = Vec::new();
     for (source, expected) in cases {
         let checked = check_source(source, names);
+        for diagnostic in &checked.diagnostics {
+            assert!(
+                diagnostic.primary.message.is_some(),
+                "no primary label text: {diagnostic:#?}"
+            );
+        }
+        let _ = scl_lang::diagnostics::render_human("test.scl", source, &checked.diagnostics, false);
         let actual = rendered(source, &checked);
         if actual != *expected {
             let details: Vec<String> = checked
