@@ -103,6 +103,8 @@ impl Shared {
         // belongs to this node alone (the `scl saf` command works on it only when the node is
         // stopped, or through the node's admin API).
         let env = unsafe { options.open(path) }.map_err(heed_error)?;
+        // Reader slots of a process that died (kill -9) would pin old pages forever.
+        env.clear_stale_readers().map_err(heed_error)?;
         let wtxn = env.write_txn().map_err(heed_error)?;
         let tables = env
             .create_databases_and_commit(wtxn, |opener, wtxn| -> heed::Result<_> {
@@ -237,8 +239,10 @@ impl Reader<'_> {
                 Some(position) if position.table == table => position.after_key.clone(),
                 _ => prefix.clone(),
             };
+            // LMDB refuses an empty key, so "from the start" is an unbounded range.
             let lower_bound = match resume {
                 Some(position) if position.table == table => Bound::Excluded(lower.as_slice()),
+                _ if lower.is_empty() => Bound::Unbounded,
                 _ => Bound::Included(lower.as_slice()),
             };
             let range = (lower_bound, Bound::<&[u8]>::Unbounded);
@@ -288,9 +292,13 @@ impl Reader<'_> {
         let mut targets = Vec::new();
         let mut seek: Vec<u8> = Vec::new();
         loop {
-            let entry = due
-                .get_greater_than_or_equal_to(&self.txn, seek.as_slice())
-                .map_err(|e| self.shared.heed_error(e))?;
+            // LMDB refuses an empty key: the first seek is `first`.
+            let entry = if seek.is_empty() {
+                due.first(&self.txn)
+            } else {
+                due.get_greater_than_or_equal_to(&self.txn, seek.as_slice())
+            }
+            .map_err(|e| self.shared.heed_error(e))?;
             let Some((key, _)) = entry else { break };
             let Some(end) = key.iter().position(|byte| *byte == 0) else {
                 // A key without separator cannot be written by this code; skip past it.
