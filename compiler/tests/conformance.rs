@@ -25,16 +25,6 @@ fn conformance_programs() {
     let mut failures = Vec::new();
     for path in &paths {
         let source = std::fs::read_to_string(path).unwrap();
-        let name = path.file_name().unwrap().to_string_lossy();
-        if let Some((_, reason)) = WRONG_EXPECTATIONS.iter().find(|(n, _)| **n == *name) {
-            // Still run it, and pin what it really gives.
-            let result = check_program(&source);
-            assert!(
-                result.is_err(),
-                "{name} now passes: drop it from WRONG_EXPECTATIONS ({reason})"
-            );
-            continue;
-        }
         if let Err(message) = check_program(&source) {
             failures.push(format!(
                 "{}: {message}",
@@ -50,13 +40,6 @@ fn conformance_programs() {
         failures.join("\n")
     );
 }
-
-/// Programs whose expectation is wrong (reported upstream; the corpus is
-/// not this crate's to edit).
-const WRONG_EXPECTATIONS: &[(&str, &str)] = &[(
-    "int_arithmetic.scl",
-    "7*3 - 7/3*2 + 7%3 is 21 - 4 + 1 = 18, the file expects 17",
-)];
 
 fn directive<'a>(source: &'a str, name: &str) -> Option<&'a str> {
     source

@@ -99,22 +99,46 @@ pub struct Stmt {
 #[derive(Clone, Debug, PartialEq)]
 pub enum StmtKind {
     /// `let x: T = e;` (`mutable == false`) or `var x: T = e;`
-    Let { mutable: bool, name: Ident, ty: Option<TypeExpr>, init: Expr },
+    Let {
+        mutable: bool,
+        name: Ident,
+        ty: Option<TypeExpr>,
+        init: Expr,
+    },
     /// `target = value;` or `target op= value;`
-    Assign { target: Expr, op: Option<BinOp>, value: Expr },
+    Assign {
+        target: Expr,
+        op: Option<BinOp>,
+        value: Expr,
+    },
     /// An expression statement, `e;`
     Expr(Expr),
     /// `if c { } else if d { } else { }`
-    If { cond: Expr, then_block: Block, else_branch: Option<Box<ElseBranch>> },
-    While { cond: Expr, body: Block },
+    If {
+        cond: Expr,
+        then_block: Block,
+        else_branch: Option<Box<ElseBranch>>,
+    },
+    While {
+        cond: Expr,
+        body: Block,
+    },
     /// `for x in xs { }` or `for i in a..b { }`
-    For { var: Ident, iter: ForIter, body: Block },
+    For {
+        var: Ident,
+        iter: ForIter,
+        body: Block,
+    },
     Break,
     Continue,
     Return(Option<Expr>),
     Throw(Expr),
     /// `try { } catch e { }`
-    Try { body: Block, catch_var: Ident, handler: Block },
+    Try {
+        body: Block,
+        catch_var: Ident,
+        handler: Block,
+    },
     /// A bare block `{ ... }` is not a statement in SCL (a `{` starts a
     /// record literal); this variant is what the parser leaves where it
     /// skipped broken input.
@@ -162,17 +186,40 @@ pub enum ExprKind {
     /// A name: a local, or a module name such as `Log` used as a receiver.
     Name(Ident),
     /// `base.field`
-    Field { base: Box<Expr>, field: Ident },
+    Field {
+        base: Box<Expr>,
+        field: Ident,
+    },
     /// `base[index]`
-    Index { base: Box<Expr>, index: Box<Expr> },
+    Index {
+        base: Box<Expr>,
+        index: Box<Expr>,
+    },
     /// `f(args)`: a script function, or a built-in such as `float`, `error`.
-    Call { callee: Ident, args: Vec<Expr> },
+    Call {
+        callee: Ident,
+        args: Vec<Expr>,
+    },
     /// `receiver.method(args)`: a method on a value, or `Module.Function(args)`.
-    MethodCall { receiver: Box<Expr>, method: Ident, args: Vec<Expr> },
-    Unary { op: UnaryOp, operand: Box<Expr> },
-    Binary { op: BinOp, lhs: Box<Expr>, rhs: Box<Expr> },
+    MethodCall {
+        receiver: Box<Expr>,
+        method: Ident,
+        args: Vec<Expr>,
+    },
+    Unary {
+        op: UnaryOp,
+        operand: Box<Expr>,
+    },
+    Binary {
+        op: BinOp,
+        lhs: Box<Expr>,
+        rhs: Box<Expr>,
+    },
     /// `expr as T`
-    As { expr: Box<Expr>, ty: TypeExpr },
+    As {
+        expr: Box<Expr>,
+        ty: TypeExpr,
+    },
     /// The parser could not read an expression here (a diagnostic was reported).
     Error,
 }

@@ -48,14 +48,20 @@ impl Diagnostic {
             code,
             severity: Severity::Error,
             message: message.into(),
-            primary: Label { span, message: None },
+            primary: Label {
+                span,
+                message: None,
+            },
             secondary: Vec::new(),
             help: None,
         }
     }
 
     pub fn warning(code: Code, span: Span, message: impl Into<String>) -> Diagnostic {
-        Diagnostic { severity: Severity::Warning, ..Diagnostic::error(code, span, message) }
+        Diagnostic {
+            severity: Severity::Warning,
+            ..Diagnostic::error(code, span, message)
+        }
     }
 
     /// The text under the primary span.
@@ -65,7 +71,10 @@ impl Diagnostic {
     }
 
     pub fn with_label(mut self, span: Span, message: impl Into<String>) -> Diagnostic {
-        self.secondary.push(Label { span, message: Some(message.into()) });
+        self.secondary.push(Label {
+            span,
+            message: Some(message.into()),
+        });
         self
     }
 
@@ -112,7 +121,10 @@ impl miette::Diagnostic for Report<'_> {
     }
 
     fn help<'b>(&'b self) -> Option<Box<dyn fmt::Display + 'b>> {
-        self.diagnostic.help.as_ref().map(|h| Box::new(h) as Box<dyn fmt::Display>)
+        self.diagnostic
+            .help
+            .as_ref()
+            .map(|h| Box::new(h) as Box<dyn fmt::Display>)
     }
 
     fn source_code(&self) -> Option<&dyn miette::SourceCode> {
@@ -121,10 +133,8 @@ impl miette::Diagnostic for Report<'_> {
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = miette::LabeledSpan> + '_>> {
         let primary = &self.diagnostic.primary;
-        let primary = miette::LabeledSpan::new_primary_with_span(
-            primary.message.clone(),
-            primary.span,
-        );
+        let primary =
+            miette::LabeledSpan::new_primary_with_span(primary.message.clone(), primary.span);
         let secondary = self
             .diagnostic
             .secondary
@@ -136,7 +146,12 @@ impl miette::Diagnostic for Report<'_> {
 
 /// Renders diagnostics the way `scl check` prints them, without colour when
 /// `colour` is false (tests and pipes).
-pub fn render_human(file_name: &str, source: &str, diagnostics: &[Diagnostic], colour: bool) -> String {
+pub fn render_human(
+    file_name: &str,
+    source: &str,
+    diagnostics: &[Diagnostic],
+    colour: bool,
+) -> String {
     let theme = if colour {
         miette::GraphicalTheme::unicode()
     } else {

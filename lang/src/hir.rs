@@ -30,7 +30,10 @@ impl Program {
     }
 
     pub fn function_by_name(&self, name: &str) -> Option<FnId> {
-        self.functions.iter().position(|f| f.name == name).map(|i| FnId(i as u32))
+        self.functions
+            .iter()
+            .position(|f| f.name == name)
+            .map(|i| FnId(i as u32))
     }
 }
 
@@ -74,33 +77,66 @@ pub struct Stmt {
 
 #[derive(Clone, Debug)]
 pub enum StmtKind {
-    Let { local: LocalId, init: Expr },
+    Let {
+        local: LocalId,
+        init: Expr,
+    },
     /// `place = value` when `op` is `None`, else `place = place op value`
     /// (the place's sub-expressions are evaluated once).
-    Assign { place: Place, op: Option<BinOp>, value: Expr },
+    Assign {
+        place: Place,
+        op: Option<BinOp>,
+        value: Expr,
+    },
     Expr(Expr),
     /// `else if` chains arrive as an `else` block holding one `If`.
-    If { cond: Expr, then_block: Block, else_block: Option<Block> },
-    While { cond: Expr, body: Block },
+    If {
+        cond: Expr,
+        then_block: Block,
+        else_block: Option<Block>,
+    },
+    While {
+        cond: Expr,
+        body: Block,
+    },
     /// `for var in start..end`, both `int`, `end` evaluated once.
-    ForRange { var: LocalId, start: Expr, end: Expr, body: Block },
+    ForRange {
+        var: LocalId,
+        start: Expr,
+        end: Expr,
+        body: Block,
+    },
     /// `for var in iterable`: the elements of a `list<T>`, or the keys of a `map<T>`.
-    ForEach { var: LocalId, iterable: Expr, body: Block },
+    ForEach {
+        var: LocalId,
+        iterable: Expr,
+        body: Block,
+    },
     Break,
     Continue,
     Return(Option<Expr>),
     /// The value has the `Error` record type (a `throw "text"` was converted).
     Throw(Expr),
-    Try { body: Block, catch_var: LocalId, handler: Block },
+    Try {
+        body: Block,
+        catch_var: LocalId,
+        handler: Block,
+    },
 }
 
 #[derive(Clone, Debug)]
 pub enum Place {
     Local(LocalId),
     /// `list[index]` on a `list<T>`.
-    ListElement { list: Expr, index: Expr },
+    ListElement {
+        list: Expr,
+        index: Expr,
+    },
     /// `map[key]` on a `map<T>` (inserts or replaces).
-    MapEntry { map: Expr, key: Expr },
+    MapEntry {
+        map: Expr,
+        key: Expr,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -128,30 +164,67 @@ pub enum ExprKind {
     Record(Vec<Expr>),
     Local(LocalId),
     /// A record field by canonical index.
-    Field { base: Box<Expr>, index: u32 },
+    Field {
+        base: Box<Expr>,
+        index: u32,
+    },
     /// `base[index]`: a list by `int`, a map by `string`, or `json` by `int`
     /// or `string`. A missing element is an error at run time.
-    Index { base: Box<Expr>, index: Box<Expr> },
-    Call { func: FnId, args: Vec<Expr> },
-    Builtin { func: Builtin, args: Vec<Expr> },
+    Index {
+        base: Box<Expr>,
+        index: Box<Expr>,
+    },
+    Call {
+        func: FnId,
+        args: Vec<Expr>,
+    },
+    Builtin {
+        func: Builtin,
+        args: Vec<Expr>,
+    },
     /// A method on a built-in value; the receiver is `args[0]`.
-    Method { method: Method, args: Vec<Expr> },
+    Method {
+        method: Method,
+        args: Vec<Expr>,
+    },
     /// A host function; for a host-type method the receiver is `args[0]`.
-    Host { func: HostFnId, args: Vec<Expr> },
-    Unary { op: UnaryOp, operand: Box<Expr> },
+    Host {
+        func: HostFnId,
+        args: Vec<Expr>,
+    },
+    Unary {
+        op: UnaryOp,
+        operand: Box<Expr>,
+    },
     /// Arithmetic and comparison; the operand type is `lhs.ty` (both sides
     /// have the same type, except `==`/`!=` against `null`). `&&`, `||`
     /// and `??` are not here: see `Logical` and `Coalesce`.
-    Binary { op: BinOp, lhs: Box<Expr>, rhs: Box<Expr> },
+    Binary {
+        op: BinOp,
+        lhs: Box<Expr>,
+        rhs: Box<Expr>,
+    },
     /// Short-circuit `&&` (`and == true`) or `||`.
-    Logical { and: bool, lhs: Box<Expr>, rhs: Box<Expr> },
+    Logical {
+        and: bool,
+        lhs: Box<Expr>,
+        rhs: Box<Expr>,
+    },
     /// `value ?? default`: `value` is `T?` (or `json`), `default` is `T`.
-    Coalesce { value: Box<Expr>, default: Box<Expr> },
+    Coalesce {
+        value: Box<Expr>,
+        default: Box<Expr>,
+    },
     /// An implicit conversion the checker inserted.
-    Convert { conversion: Conversion, expr: Box<Expr> },
+    Convert {
+        conversion: Conversion,
+        expr: Box<Expr>,
+    },
     /// `expr as ty`: a checked conversion from `json` (or a container of
     /// `json`) to `ty`; a mismatch is an error of kind `type` with a path.
-    As { expr: Box<Expr> },
+    As {
+        expr: Box<Expr>,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -17,8 +17,12 @@ pub enum ScriptKind {
 }
 
 impl ScriptKind {
-    pub const ALL: [ScriptKind; 4] =
-        [ScriptKind::Api, ScriptKind::Instance, ScriptKind::Alarm, ScriptKind::Shared];
+    pub const ALL: [ScriptKind; 4] = [
+        ScriptKind::Api,
+        ScriptKind::Instance,
+        ScriptKind::Alarm,
+        ScriptKind::Shared,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -54,7 +58,9 @@ pub enum Owner {
 pub enum NameRef {
     ExternalSystem,
     /// A method of the external system named by the argument at this index.
-    ExternalMethod { system_arg: usize },
+    ExternalMethod {
+        system_arg: usize,
+    },
     NotificationList,
     Database,
     Instance,
@@ -114,7 +120,9 @@ impl ModuleTable {
     }
 
     pub fn is_module(&self, name: &str) -> bool {
-        self.functions.iter().any(|f| matches!(&f.owner, Owner::Module(m) if m == name))
+        self.functions
+            .iter()
+            .any(|f| matches!(&f.owner, Owner::Module(m) if m == name))
     }
 
     /// Members of a module or host type, for "did you mean" and completion.

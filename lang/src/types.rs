@@ -45,7 +45,10 @@ impl RecordType {
 
     /// Canonical index and type of a field.
     pub fn field(&self, name: &str) -> Option<(usize, &Type)> {
-        self.fields.iter().position(|(n, _)| n == name).map(|i| (i, &self.fields[i].1))
+        self.fields
+            .iter()
+            .position(|(n, _)| n == name)
+            .map(|i| (i, &self.fields[i].1))
     }
 }
 

@@ -184,7 +184,8 @@ fn check_cases(cases: &[(&str, &[&str])], names: Option<&DeploymentNames>) {
                 "no primary label text: {diagnostic:#?}"
             );
         }
-        let _ = scl_lang::diagnostics::render_human("test.scl", source, &checked.diagnostics, false);
+        let _ =
+            scl_lang::diagnostics::render_human("test.scl", source, &checked.diagnostics, false);
         let actual = rendered(source, &checked);
         if actual != *expected {
             let details: Vec<String> = checked

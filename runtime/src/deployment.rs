@@ -171,8 +171,14 @@ fn default_http_timeout() -> u64 {
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum HttpAuthDef {
     None,
-    ApiKey { header: String, value_env: String },
-    Basic { username: String, password_env: String },
+    ApiKey {
+        header: String,
+        value_env: String,
+    },
+    Basic {
+        username: String,
+        password_env: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -306,7 +312,14 @@ pub struct DeploymentError {
 
 impl fmt::Display for DeploymentError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: {}", self.file.display(), self.line, self.column, self.message)
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file.display(),
+            self.line,
+            self.column,
+            self.message
+        )
     }
 }
 
@@ -344,21 +357,38 @@ impl Deployment {
                 }]);
             }
         };
-        let deployment = Deployment { path: path.to_path_buf(), source, file };
+        let deployment = Deployment {
+            path: path.to_path_buf(),
+            source,
+            file,
+        };
         let errors = deployment.validate();
-        if errors.is_empty() { Ok(deployment) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(deployment)
+        } else {
+            Err(errors)
+        }
     }
 
     fn error_at(&self, offset: usize, message: String) -> DeploymentError {
         let (line, column) = scl_lang::span::line_column(&self.source, offset);
-        DeploymentError { file: self.path.clone(), line, column, message }
+        DeploymentError {
+            file: self.path.clone(),
+            line,
+            column,
+            message,
+        }
     }
 
     /// Checks the references between sections.
     pub fn validate(&self) -> Vec<DeploymentError> {
         let file = &self.file;
         let mut errors = Vec::new();
-        let site_names: Vec<&str> = file.site.iter().map(|s| s.name.get_ref().as_str()).collect();
+        let site_names: Vec<&str> = file
+            .site
+            .iter()
+            .map(|s| s.name.get_ref().as_str())
+            .collect();
         for (index, site) in file.site.iter().enumerate() {
             if site_names[..index].contains(&site.name.get_ref().as_str()) {
                 errors.push(self.error_at(
@@ -474,7 +504,10 @@ impl Deployment {
 
     /// The folder script paths are relative to.
     pub fn base_dir(&self) -> PathBuf {
-        self.path.parent().map(Path::to_path_buf).unwrap_or_default()
+        self.path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
     }
 
     /// Every script of the deployment with its kind, its path and, for
@@ -564,7 +597,10 @@ pub struct DeployedScript {
 }
 
 /// "; did you mean `x`?" for the nearest of `candidates`, or nothing.
-fn suggestion<'a, S: AsRef<str> + ?Sized + 'a>(name: &str, candidates: impl Iterator<Item = &'a S>) -> String {
+fn suggestion<'a, S: AsRef<str> + ?Sized + 'a>(
+    name: &str,
+    candidates: impl Iterator<Item = &'a S>,
+) -> String {
     match scl_lang::suggest::nearest(name, candidates.map(|c| c.as_ref())) {
         Some(candidate) => format!("; did you mean `{candidate}`?"),
         None => String::new(),

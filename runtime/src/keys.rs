@@ -9,8 +9,7 @@ use subtle::ConstantTimeEq;
 pub fn generate_key() -> Result<String, getrandom::Error> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes)?;
-    let encoded =
-        base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes);
+    let encoded = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes);
     Ok(format!("scl_{encoded}"))
 }
 
@@ -23,7 +22,10 @@ pub fn sha256_hex(key: &str) -> String {
 /// Compares a presented key with a stored hex hash in constant time.
 pub fn key_matches(presented: &str, stored_hex: &str) -> bool {
     let presented_hash = sha256_hex(presented);
-    presented_hash.as_bytes().ct_eq(stored_hex.to_ascii_lowercase().as_bytes()).into()
+    presented_hash
+        .as_bytes()
+        .ct_eq(stored_hex.to_ascii_lowercase().as_bytes())
+        .into()
 }
 
 #[cfg(test)]

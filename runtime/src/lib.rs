@@ -3,4 +3,9 @@
 //! The `scl` command line, the store-and-forward engine, and the site and
 //! central roles. Nothing depends on this crate.
 
+pub mod check;
+pub mod cli;
+pub mod deployment;
+pub mod keys;
+pub mod run;
 pub mod saf;

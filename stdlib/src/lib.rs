@@ -5,6 +5,7 @@
 //! `Time` and `Math` are declared once, here, and read by the checker and the
 //! language server.
 
+pub mod core_modules;
 pub mod database;
 pub mod notify;
 pub mod signatures;

@@ -319,10 +319,14 @@ impl DatabaseExecution {
     /// The end-of-execution hook: roll back every open transaction and return (or, if the
     /// rollback fails, close) its connection. Safe to call more than once.
     pub fn end(&self) -> EndReport {
-        let open: Vec<(u64, (Arc<str>, Box<dyn SqlSession>))> =
-            self.state().transactions.drain().collect();
+        let open: Vec<_> = self
+            .state()
+            .transactions
+            .drain()
+            .map(|(_, open)| open)
+            .collect();
         let mut report = EndReport::default();
-        for (_, (name, mut session)) in open {
+        for (name, mut session) in open {
             match session.rollback() {
                 Ok(()) => report.rolled_back.push(name.to_string()),
                 Err(error) => report.failures.push(error.for_connection(&name)),

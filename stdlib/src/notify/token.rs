@@ -192,7 +192,7 @@ mod tests {
         let token = parse_token_response(200, body).unwrap();
         assert_eq!(token.value.expose(), "abc");
         assert_eq!(token.lifetime, Duration::from_secs(3599));
-        assert_eq!(format!("{token:?}").contains("abc"), false);
+        assert!(!format!("{token:?}").contains("abc"));
     }
 
     #[test]

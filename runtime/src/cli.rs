@@ -1,0 +1,251 @@
+//! The `scl` command line: argument parsing and the subcommands' edges.
+//!
+//! Exit codes: 0 success, 1 a script or check failed, 2 a usage or I/O error.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::check::{CheckFormat, CheckRequest};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "scl",
+    version,
+    about = "SCL: typed scripts for industrial integration"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Check scripts for errors without running them.
+    Check {
+        /// Script files; with --config and no files, every script of the deployment.
+        files: Vec<PathBuf>,
+        /// The script kind, when neither the deployment nor a `// kind:` comment gives it.
+        #[arg(long, value_enum)]
+        kind: Option<KindArg>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "human")]
+        format: FormatArg,
+        /// A deployment file: script names are checked against it.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Compile a script with the JIT and run its `main` once; the result is
+    /// printed as JSON on stdout, logs and statistics on stderr.
+    Run {
+        file: PathBuf,
+        /// A parameter of `main` as name=value (strings as written, others as JSON).
+        #[arg(long = "arg", value_name = "NAME=VALUE")]
+        args: Vec<String>,
+        /// All parameters of `main` as one JSON object.
+        #[arg(long, value_name = "JSON")]
+        args_json: Option<String>,
+        #[arg(long, value_enum)]
+        kind: Option<KindArg>,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Perform no outbound call: print each call that would be made.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long, value_name = "N")]
+        timeout_ms: Option<u64>,
+        /// The instance an instance script runs for (its attributes come from --config).
+        #[arg(long, value_name = "CODE")]
+        instance: Option<String>,
+        /// An attribute value as name=value (JSON, or text).
+        #[arg(long = "attr", value_name = "NAME=VALUE")]
+        attrs: Vec<String>,
+    },
+    /// Format scripts in the canonical layout.
+    Fmt {
+        files: Vec<PathBuf>,
+        /// Change nothing; exit 1 when a file is not formatted.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Run the language server on standard input and output.
+    Lsp,
+    /// Print the diagnostic code reference (the source of docs/diagnostics.md).
+    Codes,
+    /// Manage API keys.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum KeyCommand {
+    /// Print a fresh API key and the `sha256` line for the deployment file.
+    New,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum KindArg {
+    Api,
+    Instance,
+    Alarm,
+    Shared,
+}
+
+impl From<KindArg> for scl_lang::ScriptKind {
+    fn from(kind: KindArg) -> scl_lang::ScriptKind {
+        match kind {
+            KindArg::Api => scl_lang::ScriptKind::Api,
+            KindArg::Instance => scl_lang::ScriptKind::Instance,
+            KindArg::Alarm => scl_lang::ScriptKind::Alarm,
+            KindArg::Shared => scl_lang::ScriptKind::Shared,
+        }
+    }
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum FormatArg {
+    Human,
+    Json,
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let code = if error.use_stderr() { 2 } else { 0 };
+            let _ = error.print();
+            return code;
+        }
+    };
+    match cli.command {
+        Command::Check {
+            files,
+            kind,
+            format,
+            config,
+        } => {
+            let request = CheckRequest {
+                files,
+                kind: kind.map(Into::into),
+                format: match format {
+                    FormatArg::Human => CheckFormat::Human,
+                    FormatArg::Json => CheckFormat::Json,
+                },
+                config,
+                colour: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            };
+            crate::check::run(
+                &request,
+                &mut std::io::stdout().lock(),
+                &mut std::io::stderr().lock(),
+            )
+        }
+        Command::Run {
+            file,
+            args,
+            args_json,
+            kind,
+            config,
+            dry_run,
+            timeout_ms,
+            instance,
+            attrs,
+        } => {
+            let request = crate::run::RunRequest {
+                file,
+                args,
+                args_json,
+                kind: kind.map(Into::into),
+                config,
+                dry_run,
+                timeout_ms,
+                instance,
+                attrs,
+            };
+            crate::run::run(
+                &request,
+                &mut std::io::stdout().lock(),
+                &mut std::io::stderr().lock(),
+            )
+        }
+        Command::Fmt { files, check } => fmt(&files, check),
+        Command::Lsp => match scl_lsp::run_lsp_stdio() {
+            Ok(()) => 0,
+            Err(message) => {
+                eprintln!("error: {message}");
+                2
+            }
+        },
+        Command::Codes => {
+            print!("{}", scl_lang::codes::render_markdown());
+            0
+        }
+        Command::Key {
+            command: KeyCommand::New,
+        } => key_new(&mut std::io::stdout().lock()),
+    }
+}
+
+fn fmt(files: &[PathBuf], check: bool) -> i32 {
+    if files.is_empty() {
+        eprintln!("error: no files to format");
+        return 2;
+    }
+    let mut exit = 0;
+    for path in files {
+        let source = match std::fs::read_to_string(path) {
+            Ok(source) => source,
+            Err(error) => {
+                eprintln!("error: cannot read {}: {error}", shown(path));
+                return 2;
+            }
+        };
+        match scl_lang::format::format(&source) {
+            Ok(formatted) if formatted == source => {}
+            Ok(_) if check => {
+                eprintln!("{} is not formatted", shown(path));
+                exit = 1;
+            }
+            Ok(formatted) => {
+                if let Err(error) = std::fs::write(path, formatted) {
+                    eprintln!("error: cannot write {}: {error}", shown(path));
+                    return 2;
+                }
+                eprintln!("formatted {}", shown(path));
+            }
+            Err(diagnostics) => {
+                let name = shown(path);
+                eprint!(
+                    "{}",
+                    scl_lang::diagnostics::render_human(&name, &source, &diagnostics, false)
+                );
+                eprintln!("{} has syntax errors; not formatted", shown(path));
+                exit = 1;
+            }
+        }
+    }
+    exit
+}
+
+fn key_new(out: &mut dyn Write) -> i32 {
+    let key = match crate::keys::generate_key() {
+        Ok(key) => key,
+        Err(error) => {
+            eprintln!("error: the operating system's random source failed: {error}");
+            return 2;
+        }
+    };
+    let hash = crate::keys::sha256_hex(&key);
+    let _ = writeln!(out, "key:    {key}");
+    let _ = writeln!(out, "sha256 = \"{hash}\"");
+    0
+}
+
+/// A path as the user wrote it, for messages.
+pub(crate) fn shown(path: &Path) -> String {
+    path.display().to_string()
+}
