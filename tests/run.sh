@@ -22,6 +22,7 @@ cleanup() {
     # Servers that need more than a kill (database clusters and their folders).
     if declare -F stop_postgres >/dev/null; then stop_postgres || true; fi
     if declare -F stop_mssql >/dev/null; then stop_mssql || true; fi
+    if declare -F stop_httpbin >/dev/null; then stop_httpbin || true; fi
     rm -rf "$SCL_TEST_STATE"
 }
 trap cleanup EXIT
@@ -63,6 +64,10 @@ start_mssql
 # Language server: headless Neovim (PyPI) as a real LSP client.
 source tests/servers/nvim.sh
 start_nvim
+
+# ExternalSystem module: httpbin under gunicorn (PyPI) as the HTTP peer.
+source tests/servers/httpbin.sh
+start_httpbin
 
 log "tests"
 # Every test, in parallel processes; a failure prints its output and fails the run.

@@ -6,6 +6,7 @@
 pub mod check;
 pub mod cli;
 pub mod deployment;
+pub mod external;
 pub mod keys;
 pub mod run;
 pub mod saf;

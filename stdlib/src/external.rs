@@ -160,7 +160,12 @@ impl ExternalSystems {
     }
 
     /// Encode a call: check the system, the method, the parameters and the payload size.
-    pub fn encode(&self, system: &str, method: &str, params: &Value) -> Result<EncodedCall, ExternalError> {
+    pub fn encode(
+        &self,
+        system: &str,
+        method: &str,
+        params: &Value,
+    ) -> Result<EncodedCall, ExternalError> {
         let config = self.system(system)?;
         let method_config = config.methods.get(method).ok_or_else(|| {
             let known: Vec<&str> = config.methods.keys().map(String::as_str).collect();
@@ -168,7 +173,11 @@ impl ExternalSystems {
                 ErrorCode::UnknownMethod,
                 format!(
                     "external system `{system}` has no method `{method}` (it has: {})",
-                    if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                    if known.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        known.join(", ")
+                    }
                 ),
             )
         })?;
@@ -184,7 +193,10 @@ impl ExternalSystems {
         attempt: AttemptContext<'_>,
     ) -> Result<(PreparedRequest, Duration), ExternalError> {
         let config = self.system(&call.system)?;
-        Ok((request::prepare_request(config, call, attempt), config.timeout))
+        Ok((
+            request::prepare_request(config, call, attempt),
+            config.timeout,
+        ))
     }
 
     /// Classify the result of one attempt of `call`: the response of a success, or the
@@ -205,8 +217,13 @@ impl ExternalSystems {
     }
 
     /// The response's JSON value (`null` for an empty body), secrets removed from errors.
-    pub fn response_json(&self, call: &EncodedCall, response: &HttpResponse) -> Result<Value, ExternalError> {
-        classify::response_json(&call.label(), response).map_err(|error| self.redact(&call.system, error))
+    pub fn response_json(
+        &self,
+        call: &EncodedCall,
+        response: &HttpResponse,
+    ) -> Result<Value, ExternalError> {
+        classify::response_json(&call.label(), response)
+            .map_err(|error| self.redact(&call.system, error))
     }
 
     /// Remove the system's secret texts from an error message.
@@ -258,9 +275,18 @@ impl ExternalSystemModule {
         result
     }
 
-    fn call_inner(&self, system: &str, method: &str, params: &Value) -> Result<Value, ExternalError> {
+    fn call_inner(
+        &self,
+        system: &str,
+        method: &str,
+        params: &Value,
+    ) -> Result<Value, ExternalError> {
         let call = self.systems.encode(system, method, params)?;
-        let delivery_id = if self.systems.get(system).is_some_and(|c| !c.signing_secrets.is_empty()) {
+        let delivery_id = if self
+            .systems
+            .get(system)
+            .is_some_and(|c| !c.signing_secrets.is_empty())
+        {
             self.outbox.new_id()
         } else {
             String::new()
@@ -280,7 +306,12 @@ impl ExternalSystemModule {
 
     /// `ExternalSystem.CachedCall`: try once; delivered, or buffered on a transient failure
     /// (on disk before this returns), or a permanent error at once.
-    pub fn cached_call(&self, system: &str, method: &str, params: &Value) -> Result<Delivery, ExternalError> {
+    pub fn cached_call(
+        &self,
+        system: &str,
+        method: &str,
+        params: &Value,
+    ) -> Result<Delivery, ExternalError> {
         let call = match self.systems.encode(system, method, params) {
             Ok(call) => call,
             Err(error) => {
@@ -296,11 +327,14 @@ impl ExternalSystemModule {
             idempotency_key: true,
             unix_seconds: started_unix_ms / 1000,
         };
-        let outcome = self.systems.prepare(&call, attempt).and_then(|(request, timeout)| {
-            let result = self.transport.send(system, &request, timeout);
-            self.systems
-                .check_attempt(&call, result, timeout, SystemTime::now())
-        });
+        let outcome = self
+            .systems
+            .prepare(&call, attempt)
+            .and_then(|(request, timeout)| {
+                let result = self.transport.send(system, &request, timeout);
+                self.systems
+                    .check_attempt(&call, result, timeout, SystemTime::now())
+            });
         let duration = started.elapsed();
         let retry = self
             .systems

@@ -7,5 +7,6 @@
 
 pub mod core_modules;
 pub mod database;
+pub mod external;
 pub mod notify;
 pub mod signatures;

@@ -6,20 +6,23 @@
 # `stop_httpbin` stops it through its pid file (the `$!` of a subshell is not
 # gunicorn). State lives under $SCL_TEST_STATE (or a fresh temporary folder).
 
-scl_venv_dir() {
+scl_httpbin_venv_dir() {
     printf '%s\n' "${SCL_VENV:-$HOME/.cache/scl-venv}"
 }
 
 # A free TCP port on 127.0.0.1, chosen by the kernel.
-scl_free_port() {
+scl_httpbin_free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
 install_httpbin() {
     local venv
-    venv=$(scl_venv_dir)
+    venv=$(scl_httpbin_venv_dir)
     if [ ! -x "$venv/bin/python" ]; then
-        python3 -m venv "$venv"
+        python3 -m venv "$venv" 2>/dev/null || {
+            apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null
+            python3 -m venv "$venv"
+        }
     fi
     if ! "$venv/bin/python" -c 'import httpbin, gunicorn' >/dev/null 2>&1; then
         "$venv/bin/pip" install --quiet --disable-pip-version-check httpbin gunicorn
@@ -29,10 +32,10 @@ install_httpbin() {
 start_httpbin() {
     install_httpbin
     local venv state port deadline
-    venv=$(scl_venv_dir)
+    venv=$(scl_httpbin_venv_dir)
     state=${SCL_TEST_STATE:-$(mktemp -d /tmp/scl-httpbin.XXXXXX)}/httpbin
     mkdir -p "$state"
-    port=$(scl_free_port)
+    port=$(scl_httpbin_free_port)
     HTTPBIN_PIDFILE="$state/gunicorn.pid"
     "$venv/bin/gunicorn" --daemon -b "127.0.0.1:$port" -w 2 -k gthread --threads 8 \
         -p "$HTTPBIN_PIDFILE" --error-logfile "$state/error.log" httpbin:app

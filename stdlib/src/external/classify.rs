@@ -204,7 +204,11 @@ const BODY_EXCERPT_CHARS: usize = 200;
 
 /// Turn a response into the body of a success or into an error. `label` names the call
 /// (`MES.PostReading`); `now` is used for `Retry-After` dates.
-pub fn check_response(label: &str, response: HttpResponse, now: SystemTime) -> Result<HttpResponse, ExternalError> {
+pub fn check_response(
+    label: &str,
+    response: HttpResponse,
+    now: SystemTime,
+) -> Result<HttpResponse, ExternalError> {
     let status = response.status;
     let class = classify_status(status);
     if class == StatusClass::Success {
@@ -262,10 +266,9 @@ pub fn transport_failure(label: &str, error: TransportError, timeout: Duration) 
                 seconds_text(timeout)
             ),
         ),
-        TransportError::Connection(detail) => ExternalError::transient(
-            ErrorCode::Connection,
-            format!("{label}: {detail}"),
-        ),
+        TransportError::Connection(detail) => {
+            ExternalError::transient(ErrorCode::Connection, format!("{label}: {detail}"))
+        }
         TransportError::InvalidRequest(detail) => ExternalError::permanent(
             ErrorCode::Configuration,
             format!("{label}: the request cannot be sent: {detail}"),
@@ -395,7 +398,10 @@ mod tests {
             parse_retry_after("Sun, 06 Nov 1994 08:49:47 GMT", now),
             Some(Duration::from_secs(10))
         );
-        assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:49:00 GMT", now), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:00 GMT", now),
+            Some(Duration::ZERO)
+        );
         assert_eq!(parse_retry_after("soon", now), None);
     }
 
@@ -404,18 +410,27 @@ mod tests {
         let mut busy = response(429);
         busy.retry_after = Some("3".into());
         let error = check_response("S.M", busy, SystemTime::now()).unwrap_err();
-        assert_eq!((error.kind, error.status), (FailureKind::Transient, Some(429)));
+        assert_eq!(
+            (error.kind, error.status),
+            (FailureKind::Transient, Some(429))
+        );
         assert_eq!(error.retry_after, Some(Duration::from_secs(3)));
         let mut bad = response(400);
         bad.retry_after = Some("3".into());
         let error = check_response("S.M", bad, SystemTime::now()).unwrap_err();
-        assert_eq!((error.kind, error.retry_after), (FailureKind::Permanent, None));
+        assert_eq!(
+            (error.kind, error.retry_after),
+            (FailureKind::Permanent, None)
+        );
     }
 
     #[test]
     fn redirects_are_permanent() {
         let error = check_response("S.M", response(302), SystemTime::now()).unwrap_err();
-        assert_eq!((error.kind, error.code), (FailureKind::Permanent, ErrorCode::Redirect));
+        assert_eq!(
+            (error.kind, error.code),
+            (FailureKind::Permanent, ErrorCode::Redirect)
+        );
     }
 
     #[test]

@@ -154,9 +154,9 @@ impl Authentication {
 /// An HTTP header name is a non-empty RFC 9110 token.
 pub(crate) fn is_header_name(name: &str) -> bool {
     !name.is_empty()
-        && name.bytes().all(|byte| {
-            byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
-        })
+        && name
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte))
 }
 
 /// The wait before each retry of a buffered call.
@@ -400,8 +400,14 @@ impl SystemConfig {
     }
 
     /// Add a method (builder style, for embedders and tests).
-    pub fn with_method(mut self, name: impl Into<String>, verb: HttpVerb, path: PathTemplate) -> SystemConfig {
-        self.methods.insert(name.into(), MethodConfig { verb, path });
+    pub fn with_method(
+        mut self,
+        name: impl Into<String>,
+        verb: HttpVerb,
+        path: PathTemplate,
+    ) -> SystemConfig {
+        self.methods
+            .insert(name.into(), MethodConfig { verb, path });
         self
     }
 
@@ -431,7 +437,10 @@ mod tests {
 
     #[test]
     fn base_urls_are_checked_and_normalised() {
-        assert_eq!(BaseUrl::parse("http://h:1/api/").unwrap().as_str(), "http://h:1/api");
+        assert_eq!(
+            BaseUrl::parse("http://h:1/api/").unwrap().as_str(),
+            "http://h:1/api"
+        );
         assert!(BaseUrl::parse("ftp://h").is_err());
         assert!(BaseUrl::parse("http://").is_err());
         assert!(BaseUrl::parse("http://u:p@h").is_err());
@@ -442,7 +451,10 @@ mod tests {
     fn path_templates_find_their_parameters() {
         let path = PathTemplate::parse("/orders/{id}/lines/{line_no}").unwrap();
         assert_eq!(path.parameters().collect::<Vec<_>>(), ["id", "line_no"]);
-        assert_eq!(PathTemplate::parse("x").unwrap().parts, [PathPart::Literal("/x".into())]);
+        assert_eq!(
+            PathTemplate::parse("x").unwrap().parts,
+            [PathPart::Literal("/x".into())]
+        );
         assert!(PathTemplate::parse("/a/{id").is_err());
         assert!(PathTemplate::parse("/a/id}").is_err());
         assert!(PathTemplate::parse("/a/{1d}").is_err());

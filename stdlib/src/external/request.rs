@@ -22,7 +22,11 @@ use super::signing;
 
 /// Every byte but the RFC 3986 unreserved characters is percent-encoded, in path parameters
 /// and in query keys and values alike.
-const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// A call encoded for the wire, independent of the base URL, the credentials and the time:
 /// what a buffered call stores and resends unchanged on every attempt.
@@ -263,10 +267,20 @@ pub struct AttemptContext<'a> {
 pub const USER_AGENT: &str = concat!("scl/", env!("CARGO_PKG_VERSION"));
 
 /// Build the request of one attempt of `call` to `system`.
-pub fn prepare_request(system: &SystemConfig, call: &EncodedCall, attempt: AttemptContext<'_>) -> PreparedRequest {
+pub fn prepare_request(
+    system: &SystemConfig,
+    call: &EncodedCall,
+    attempt: AttemptContext<'_>,
+) -> PreparedRequest {
     let mut headers: Vec<(String, HeaderValue)> = vec![
-        ("Accept".to_owned(), HeaderValue::Plain("application/json".to_owned())),
-        ("User-Agent".to_owned(), HeaderValue::Plain(USER_AGENT.to_owned())),
+        (
+            "Accept".to_owned(),
+            HeaderValue::Plain("application/json".to_owned()),
+        ),
+        (
+            "User-Agent".to_owned(),
+            HeaderValue::Plain(USER_AGENT.to_owned()),
+        ),
     ];
     if call.body.is_some() {
         headers.push((
@@ -313,7 +327,10 @@ pub fn prepare_request(system: &SystemConfig, call: &EncodedCall, attempt: Attem
             "webhook-timestamp".to_owned(),
             HeaderValue::Plain(attempt.unix_seconds.to_string()),
         ));
-        headers.push(("webhook-signature".to_owned(), HeaderValue::Plain(signature)));
+        headers.push((
+            "webhook-signature".to_owned(),
+            HeaderValue::Plain(signature),
+        ));
     }
     PreparedRequest {
         verb: call.verb,
@@ -328,16 +345,36 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::external::config::{BaseUrl, PathTemplate, SigningSecret};
     use crate::external::classify::FailureKind;
+    use crate::external::config::{BaseUrl, PathTemplate, SigningSecret};
 
     fn system() -> SystemConfig {
         SystemConfig::new("MES", BaseUrl::parse("http://peer:1/api/").unwrap())
-            .with_method("GetOrder", HttpVerb::Get, PathTemplate::parse("/orders/{id}").unwrap())
-            .with_method("PostReading", HttpVerb::Post, PathTemplate::parse("readings").unwrap())
-            .with_method("PutLine", HttpVerb::Put, PathTemplate::parse("/o/{id}/l/{n}").unwrap())
-            .with_method("Search", HttpVerb::Get, PathTemplate::parse("/s?fixed=1").unwrap())
-            .with_method("Remove", HttpVerb::Delete, PathTemplate::parse("/r").unwrap())
+            .with_method(
+                "GetOrder",
+                HttpVerb::Get,
+                PathTemplate::parse("/orders/{id}").unwrap(),
+            )
+            .with_method(
+                "PostReading",
+                HttpVerb::Post,
+                PathTemplate::parse("readings").unwrap(),
+            )
+            .with_method(
+                "PutLine",
+                HttpVerb::Put,
+                PathTemplate::parse("/o/{id}/l/{n}").unwrap(),
+            )
+            .with_method(
+                "Search",
+                HttpVerb::Get,
+                PathTemplate::parse("/s?fixed=1").unwrap(),
+            )
+            .with_method(
+                "Remove",
+                HttpVerb::Delete,
+                PathTemplate::parse("/r").unwrap(),
+            )
     }
 
     fn encode(method: &str, params: Value) -> Result<EncodedCall, ExternalError> {
@@ -399,10 +436,22 @@ mod tests {
         let mut system = system();
         system.max_payload_bytes = 20;
         let method = system.methods["PostReading"].clone();
-        let error =
-            encode_call(&system, "PostReading", &method, &json!({"text": "x".repeat(30)})).unwrap_err();
-        assert_eq!((error.kind, error.code), (FailureKind::Permanent, ErrorCode::PayloadTooLarge));
-        assert!(error.message.contains("limit of 20 bytes"), "{}", error.message);
+        let error = encode_call(
+            &system,
+            "PostReading",
+            &method,
+            &json!({"text": "x".repeat(30)}),
+        )
+        .unwrap_err();
+        assert_eq!(
+            (error.kind, error.code),
+            (FailureKind::Permanent, ErrorCode::PayloadTooLarge)
+        );
+        assert!(
+            error.message.contains("limit of 20 bytes"),
+            "{}",
+            error.message
+        );
         assert!(encode_call(&system, "PostReading", &method, &json!({"t": "x"})).is_ok());
     }
 
@@ -432,7 +481,12 @@ mod tests {
         assert_eq!(header("Idempotency-Key").unwrap().expose(), "id-1");
         assert_eq!(header("webhook-id").unwrap().expose(), "id-1");
         assert_eq!(header("webhook-timestamp").unwrap().expose(), "1700000000");
-        assert!(header("webhook-signature").unwrap().expose().starts_with("v1,"));
+        assert!(
+            header("webhook-signature")
+                .unwrap()
+                .expose()
+                .starts_with("v1,")
+        );
         assert_eq!(header("Content-Type").unwrap().expose(), "application/json");
     }
 }

@@ -15,7 +15,12 @@ use sha2::Sha256;
 use super::config::SigningSecret;
 
 /// The `webhook-signature` value for `body`, signed with every secret.
-pub fn signature_header(secrets: &[SigningSecret], id: &str, unix_seconds: u64, body: &str) -> String {
+pub fn signature_header(
+    secrets: &[SigningSecret],
+    id: &str,
+    unix_seconds: u64,
+    body: &str,
+) -> String {
     let content = format!("{id}.{unix_seconds}.{body}");
     secrets
         .iter()
@@ -52,6 +57,103 @@ mod tests {
             r#"{"test": 2432232314}"#,
         );
         assert_eq!(header, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+    }
+
+    /// The Rust receiver of `docs/modules/external-system.md` (the same code, formatted), so
+    /// that it stays correct and compiles.
+    mod receiver_from_the_docs {
+        use base64::{Engine as _, engine::general_purpose::STANDARD};
+        use hmac::{Hmac, Mac};
+        use sha2::Sha256;
+
+        /// True when the request was signed with one of `secrets` ("whsec_..." strings).
+        pub fn verify_webhook(
+            secrets: &[&str],
+            id: &str,
+            timestamp: &str,
+            signatures: &str,
+            body: &[u8],
+            now_unix_s: i64,
+        ) -> bool {
+            let Ok(sent_at) = timestamp.parse::<i64>() else {
+                return false;
+            };
+            if (now_unix_s - sent_at).abs() > 300 {
+                return false;
+            }
+            secrets.iter().any(|secret| {
+                let Ok(key) = STANDARD.decode(secret.trim_start_matches("whsec_")) else {
+                    return false;
+                };
+                signatures
+                    .split(' ')
+                    .filter_map(|s| s.strip_prefix("v1,"))
+                    .any(|candidate| {
+                        let Ok(candidate) = STANDARD.decode(candidate) else {
+                            return false;
+                        };
+                        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&key) else {
+                            return false;
+                        };
+                        mac.update(format!("{id}.{timestamp}.").as_bytes());
+                        mac.update(body);
+                        mac.verify_slice(&candidate).is_ok() // constant-time comparison
+                    })
+            })
+        }
+    }
+
+    #[test]
+    fn the_documented_rust_receiver_accepts_our_signatures() {
+        let old = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let new = "whsec_c2VjcmV0LWtleS1mb3ItdGhlLXJvdGF0aW9uLXRlc3Q=";
+        let secrets = [
+            SigningSecret::parse(new).unwrap(),
+            SigningSecret::parse(old).unwrap(),
+        ];
+        let header = signature_header(&secrets, "id-9", 1_700_000_000, "{\"a\":1}");
+        let verify = receiver_from_the_docs::verify_webhook;
+        let now = 1_700_000_100;
+        assert!(verify(
+            &[old],
+            "id-9",
+            "1700000000",
+            &header,
+            b"{\"a\":1}",
+            now
+        ));
+        assert!(verify(
+            &[new],
+            "id-9",
+            "1700000000",
+            &header,
+            b"{\"a\":1}",
+            now
+        ));
+        assert!(!verify(
+            &[old],
+            "id-9",
+            "1700000000",
+            &header,
+            b"{\"a\":2}",
+            now
+        ));
+        assert!(!verify(
+            &[old],
+            "id-8",
+            "1700000000",
+            &header,
+            b"{\"a\":1}",
+            now
+        ));
+        assert!(!verify(
+            &[old],
+            "id-9",
+            "1700000000",
+            &header,
+            b"{\"a\":1}",
+            now + 1000
+        ));
     }
 
     #[test]

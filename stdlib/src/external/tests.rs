@@ -24,9 +24,18 @@ impl ScriptedTransport {
 }
 
 impl HttpTransport for ScriptedTransport {
-    fn send(&self, _system: &str, request: &PreparedRequest, _timeout: Duration) -> Result<HttpResponse, TransportError> {
+    fn send(
+        &self,
+        _system: &str,
+        request: &PreparedRequest,
+        _timeout: Duration,
+    ) -> Result<HttpResponse, TransportError> {
         self.seen.lock().unwrap().push(request.clone());
-        self.answers.lock().unwrap().pop().unwrap_or(Err(TransportError::Timeout))
+        self.answers
+            .lock()
+            .unwrap()
+            .pop()
+            .unwrap_or(Err(TransportError::Timeout))
     }
 }
 
@@ -47,7 +56,11 @@ impl Outbox for MemoryOutbox {
         }
         let parked = call.retry.max_retries == 0;
         self.buffered.lock().unwrap().push(call);
-        Ok(if parked { BufferedStatus::Parked } else { BufferedStatus::Buffered })
+        Ok(if parked {
+            BufferedStatus::Parked
+        } else {
+            BufferedStatus::Buffered
+        })
     }
     fn record_delivered(&self, call: OutboxCall) {
         self.delivered.lock().unwrap().push(call);
@@ -71,9 +84,13 @@ struct Fixture {
 }
 
 fn fixture(answer: Result<HttpResponse, TransportError>, outbox: MemoryOutbox) -> Fixture {
-    let mut config = SystemConfig::new("MES", BaseUrl::parse("http://peer").unwrap())
-        .with_method("Post", HttpVerb::Post, PathTemplate::parse("/p").unwrap());
-    config.authentication = Authentication::api_key("X-Api-Key", Secret::new("s3cret-key")).unwrap();
+    let mut config = SystemConfig::new("MES", BaseUrl::parse("http://peer").unwrap()).with_method(
+        "Post",
+        HttpVerb::Post,
+        PathTemplate::parse("/p").unwrap(),
+    );
+    config.authentication =
+        Authentication::api_key("X-Api-Key", Secret::new("s3cret-key")).unwrap();
     let mut systems = ExternalSystems::default();
     systems.insert(config);
     systems.insert_unusable("Broken", "environment variable `BROKEN_KEY` is not set");
@@ -105,23 +122,37 @@ fn status(code: u16, body: &str) -> Result<HttpResponse, TransportError> {
 #[test]
 fn call_returns_the_json_result() {
     let f = fixture(status(200, r#"{"ok":true}"#), MemoryOutbox::default());
-    assert_eq!(f.module.call("MES", "Post", &json!({"a": 1})).unwrap(), json!({"ok": true}));
+    assert_eq!(
+        f.module.call("MES", "Post", &json!({"a": 1})).unwrap(),
+        json!({"ok": true})
+    );
     let seen = f.transport.seen.lock().unwrap();
-    assert!(seen[0].headers.iter().all(|(name, _)| name != "Idempotency-Key"));
+    assert!(
+        seen[0]
+            .headers
+            .iter()
+            .all(|(name, _)| name != "Idempotency-Key")
+    );
 }
 
 #[test]
 fn call_returns_transient_errors_without_logging_them() {
     let f = fixture(status(503, ""), MemoryOutbox::default());
     let error = f.module.call("MES", "Post", &json!({})).unwrap_err();
-    assert_eq!((error.kind, error.status), (FailureKind::Transient, Some(503)));
+    assert_eq!(
+        (error.kind, error.status),
+        (FailureKind::Transient, Some(503))
+    );
     assert!(f.events.0.lock().unwrap().is_empty());
 }
 
 #[test]
 fn permanent_errors_never_show_the_secret_and_are_logged() {
     // A peer that echoes the request headers into its error body.
-    let f = fixture(status(400, r#"{"headers":{"X-Api-Key":"s3cret-key"}}"#), MemoryOutbox::default());
+    let f = fixture(
+        status(400, r#"{"headers":{"X-Api-Key":"s3cret-key"}}"#),
+        MemoryOutbox::default(),
+    );
     let error = f.module.call("MES", "Post", &json!({})).unwrap_err();
     assert_eq!(error.kind, FailureKind::Permanent);
     assert!(!error.message.contains("s3cret-key"), "{}", error.message);
@@ -135,10 +166,16 @@ fn permanent_errors_never_show_the_secret_and_are_logged() {
 fn cached_call_delivers_records_and_discards_the_response() {
     let f = fixture(status(200, r#"{"ignored":1}"#), MemoryOutbox::default());
     let delivery = f.module.cached_call("MES", "Post", &json!({})).unwrap();
-    assert_eq!(delivery.to_json(), json!({"id": "id-1", "status": "delivered"}));
+    assert_eq!(
+        delivery.to_json(),
+        json!({"id": "id-1", "status": "delivered"})
+    );
     assert_eq!(f.outbox.delivered.lock().unwrap().len(), 1);
     let seen = f.transport.seen.lock().unwrap();
-    let key = seen[0].headers.iter().find(|(name, _)| name == "Idempotency-Key");
+    let key = seen[0]
+        .headers
+        .iter()
+        .find(|(name, _)| name == "Idempotency-Key");
     assert_eq!(key.map(|(_, value)| value.expose()), Some("id-1"));
 }
 
@@ -150,7 +187,10 @@ fn cached_call_buffers_transient_failures_with_their_retry_after() {
         ..HttpResponse::default()
     });
     let f = fixture(answer, MemoryOutbox::default());
-    let delivery = f.module.cached_call("MES", "Post", &json!({"v": 1})).unwrap();
+    let delivery = f
+        .module
+        .cached_call("MES", "Post", &json!({"v": 1}))
+        .unwrap();
     assert_eq!(delivery.status, DeliveryStatus::Buffered);
     let buffered = f.outbox.buffered.lock().unwrap();
     let error = buffered[0].first_attempt.error.clone().unwrap();
@@ -160,10 +200,13 @@ fn cached_call_buffers_transient_failures_with_their_retry_after() {
 
 #[test]
 fn cached_call_reports_a_buffer_failure_as_an_error() {
-    let f = fixture(Err(TransportError::Timeout), MemoryOutbox {
-        refuse: true,
-        ..MemoryOutbox::default()
-    });
+    let f = fixture(
+        Err(TransportError::Timeout),
+        MemoryOutbox {
+            refuse: true,
+            ..MemoryOutbox::default()
+        },
+    );
     let error = f.module.cached_call("MES", "Post", &json!({})).unwrap_err();
     assert_eq!(error.code, ErrorCode::BufferFailed);
     assert!(error.message.contains("NOT be buffered"));
@@ -173,7 +216,10 @@ fn cached_call_reports_a_buffer_failure_as_an_error() {
 fn cached_call_returns_permanent_failures_without_buffering() {
     let f = fixture(status(404, ""), MemoryOutbox::default());
     let error = f.module.cached_call("MES", "Post", &json!({})).unwrap_err();
-    assert_eq!((error.kind, error.status), (FailureKind::Permanent, Some(404)));
+    assert_eq!(
+        (error.kind, error.status),
+        (FailureKind::Permanent, Some(404))
+    );
     assert!(f.outbox.buffered.lock().unwrap().is_empty());
     let events = f.events.0.lock().unwrap();
     assert_eq!(events[0].delivery_id.as_deref(), Some("id-1"));
@@ -188,7 +234,10 @@ fn unknown_and_unusable_systems_fail_before_sending() {
     let method = f.module.call("MES", "Nope", &json!({})).unwrap_err();
     assert_eq!(method.code, ErrorCode::UnknownMethod);
     assert!(method.message.contains("it has: Post"));
-    let broken = f.module.cached_call("Broken", "Post", &json!({})).unwrap_err();
+    let broken = f
+        .module
+        .cached_call("Broken", "Post", &json!({}))
+        .unwrap_err();
     assert_eq!(broken.code, ErrorCode::Configuration);
     assert!(f.transport.seen.lock().unwrap().is_empty());
 }
@@ -214,16 +263,26 @@ fn dry_run_transport_sends_nothing_and_answers_null() {
     let sink = seen.clone();
     let mut systems = ExternalSystems::default();
     systems.insert(
-        SystemConfig::new("MES", BaseUrl::parse("http://peer").unwrap())
-            .with_method("Get", HttpVerb::Get, PathTemplate::parse("/g/{id}").unwrap()),
+        SystemConfig::new("MES", BaseUrl::parse("http://peer").unwrap()).with_method(
+            "Get",
+            HttpVerb::Get,
+            PathTemplate::parse("/g/{id}").unwrap(),
+        ),
     );
     let module = ExternalSystemModule::new(
         Arc::new(systems),
-        Arc::new(DryRunTransport::new(move |request| sink.lock().unwrap().push(request))),
+        Arc::new(DryRunTransport::new(move |request| {
+            sink.lock().unwrap().push(request)
+        })),
         Arc::new(DryRunOutbox::default()),
         Arc::new(NoEventLog),
     );
-    assert_eq!(module.call("MES", "Get", &json!({"id": 4, "q": "a b"})).unwrap(), Value::Null);
+    assert_eq!(
+        module
+            .call("MES", "Get", &json!({"id": 4, "q": "a b"}))
+            .unwrap(),
+        Value::Null
+    );
     let delivery = module.cached_call("MES", "Get", &json!({"id": 5})).unwrap();
     assert_eq!(delivery.status, DeliveryStatus::Delivered);
     let seen = seen.lock().unwrap();
