@@ -8,5 +8,6 @@ pub mod cli;
 pub mod deployment;
 pub mod external;
 pub mod keys;
+pub mod notify;
 pub mod run;
 pub mod saf;
