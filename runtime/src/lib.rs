@@ -5,6 +5,7 @@
 
 pub mod check;
 pub mod cli;
+pub mod database;
 pub mod deployment;
 pub mod external;
 pub mod keys;

@@ -86,6 +86,9 @@ mssql_outage() {
     local action=$1 pidfile="$SCL_TEST_MSSQL_STATE/outage.pid"
     case "$action" in
         start)
+            if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+                return 0
+            fi
             scl_mssql_launch "$SCL_TEST_MSSQL_OUTAGE_PORT" "$SCL_TEST_MSSQL_STATE/outage.log" \
                 "$SCL_TEST_MSSQL_STATE/outage-data" >"$pidfile"
             scl_mssql_wait "$SCL_TEST_MSSQL_OUTAGE_PORT" "$SCL_TEST_MSSQL_STATE/outage.log"

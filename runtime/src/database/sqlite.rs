@@ -1,0 +1,376 @@
+//! The SQLite driver: rusqlite (SQLite bundled, so nothing to install), one pool per named
+//! connection, statements run on the calling blocking thread (a script thread or the
+//! forwarder's blocking pool — never the reactor).
+//!
+//! Each connection opens the file read-write (creating it), in WAL mode (readers do not block
+//! the writer), with foreign keys on, a busy timeout equal to the statement timeout, and a
+//! progress handler that interrupts a statement running past the statement timeout.
+//! `Begin()` is `BEGIN IMMEDIATE`, so a transaction that writes takes the write lock up front
+//! instead of failing halfway with `SQLITE_BUSY`.
+//!
+//! Values: INTEGER → int (0/1 in a column declared `BOOL`/`BOOLEAN` → bool), REAL → float,
+//! TEXT → string, BLOB → base64 string, NULL → null. Parameters: bool binds as 0/1.
+//! Transient failures: `SQLITE_BUSY`, `SQLITE_LOCKED` (another connection holds the lock),
+//! `SQLITE_CANTOPEN`, `SQLITE_IOERR`, `SQLITE_FULL`; an interrupted statement is a timeout.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use deadpool::managed::{Manager, Metrics, Object, Pool, RecycleError, RecycleResult};
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, OpenFlags};
+use scl_stdlib::database::{
+    DatabaseError, DatabaseErrorKind, Driver, RowSet, SqlConnector, SqlSession, SqlValue, Statement,
+};
+use serde_json::Value;
+use tokio::runtime::Handle;
+
+use super::pool::{IDLE_CHECK_AFTER, build_pool, checkout};
+use super::settings::{ConnectionSettings, PoolSettings};
+
+/// Prepared statements kept per connection.
+const STATEMENT_CACHE: usize = 64;
+
+/// A pooled SQLite connection.
+pub struct SqliteConnection {
+    connection: Connection,
+    statement_timeout: Duration,
+    broken: bool,
+}
+
+/// Opens SQLite connections for the pool.
+pub struct SqliteManager {
+    path: PathBuf,
+    statement_timeout: Duration,
+}
+
+impl Manager for SqliteManager {
+    type Type = SqliteConnection;
+    type Error = DatabaseError;
+
+    async fn create(&self) -> Result<SqliteConnection, DatabaseError> {
+        open(&self.path, self.statement_timeout)
+    }
+
+    async fn recycle(
+        &self,
+        connection: &mut SqliteConnection,
+        metrics: &Metrics,
+    ) -> RecycleResult<DatabaseError> {
+        if connection.broken || !connection.connection.is_autocommit() {
+            return Err(RecycleError::message(
+                "connection was left broken or inside a transaction",
+            ));
+        }
+        if metrics.last_used() > IDLE_CHECK_AFTER {
+            connection
+                .connection
+                .execute_batch("SELECT 1")
+                .map_err(|error| RecycleError::Backend(sqlite_error(&error)))?;
+        }
+        Ok(())
+    }
+}
+
+fn open(
+    path: &std::path::Path,
+    statement_timeout: Duration,
+) -> Result<SqliteConnection, DatabaseError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_URI
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let connection =
+        Connection::open_with_flags(path, flags).map_err(|error| sqlite_error(&error))?;
+    connection
+        .busy_timeout(statement_timeout)
+        .map_err(|error| sqlite_error(&error))?;
+    connection
+        .execute_batch("PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON;")
+        .map_err(|error| sqlite_error(&error))?;
+    connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(SqliteConnection {
+        connection,
+        statement_timeout,
+        broken: false,
+    })
+}
+
+/// One named SQLite connection: its pool.
+pub struct SqliteConnector {
+    pool: Pool<SqliteManager>,
+    handle: Handle,
+    settings: PoolSettings,
+}
+
+impl SqliteConnector {
+    /// The pool for `settings` (opens nothing yet).
+    pub fn new(
+        settings: &ConnectionSettings,
+        handle: Handle,
+    ) -> Result<Arc<SqliteConnector>, DatabaseError> {
+        let path = settings.sqlite_path.clone().ok_or_else(|| {
+            DatabaseError::configuration("a sqlite connection needs a database file")
+        })?;
+        let manager = SqliteManager {
+            path,
+            statement_timeout: settings.pool.statement_timeout,
+        };
+        Ok(Arc::new(SqliteConnector {
+            pool: build_pool(manager, &settings.pool)?,
+            handle,
+            settings: settings.pool,
+        }))
+    }
+
+    /// Borrow a pooled connection (for benchmarks and tests that compare with plain rusqlite).
+    pub fn raw_checkout(&self) -> Result<Object<SqliteManager>, DatabaseError> {
+        checkout(&self.handle, &self.pool, &self.settings)
+    }
+}
+
+impl SqliteConnection {
+    /// The rusqlite connection.
+    pub fn connection(&self) -> &Connection {
+        &self.connection
+    }
+}
+
+impl SqlConnector for SqliteConnector {
+    fn driver(&self) -> Driver {
+        Driver::Sqlite
+    }
+
+    fn checkout(&self) -> Result<Box<dyn SqlSession>, DatabaseError> {
+        let object = self.raw_checkout()?;
+        Ok(Box::new(SqliteSession {
+            object: Some(object),
+        }))
+    }
+}
+
+struct SqliteSession {
+    object: Option<Object<SqliteManager>>,
+}
+
+impl SqliteSession {
+    fn connection(&mut self) -> Result<&mut SqliteConnection, DatabaseError> {
+        self.object.as_deref_mut().ok_or_else(|| {
+            DatabaseError::unreachable("connection_lost", "the connection was closed")
+        })
+    }
+
+    /// Run `work` with the statement deadline armed; interruptions become timeouts.
+    fn with_deadline<T>(
+        &mut self,
+        work: impl FnOnce(&Connection) -> Result<T, rusqlite::Error>,
+    ) -> Result<T, DatabaseError> {
+        let connection = self.connection()?;
+        let timeout = connection.statement_timeout;
+        let deadline = Instant::now() + timeout;
+        connection
+            .connection
+            .progress_handler(1_000, Some(move || Instant::now() > deadline))
+            .map_err(|error| sqlite_error(&error))?;
+        let result = work(&connection.connection);
+        result.map_err(|error| {
+            let error = sqlite_error(&error);
+            if error.kind == DatabaseErrorKind::Timeout {
+                DatabaseError::timeout(
+                    "timeout",
+                    format!("the statement ran longer than {} s", timeout.as_secs()),
+                )
+            } else {
+                error
+            }
+        })
+    }
+}
+
+fn bind(
+    statement: &mut rusqlite::CachedStatement<'_>,
+    params: &[SqlValue],
+) -> Result<(), rusqlite::Error> {
+    for (index, value) in params.iter().enumerate() {
+        let position = index + 1;
+        match value {
+            SqlValue::Null => statement.raw_bind_parameter(position, rusqlite::types::Null)?,
+            SqlValue::Int(int) => statement.raw_bind_parameter(position, int)?,
+            SqlValue::Float(float) => statement.raw_bind_parameter(position, float)?,
+            SqlValue::Bool(flag) => statement.raw_bind_parameter(position, i64::from(*flag))?,
+            SqlValue::Text(text) => statement.raw_bind_parameter(position, text.as_str())?,
+        }
+    }
+    Ok(())
+}
+
+fn is_boolean_declaration(declared: Option<&str>) -> bool {
+    declared.is_some_and(|declared| {
+        let declared = declared.to_ascii_uppercase();
+        declared == "BOOL" || declared == "BOOLEAN"
+    })
+}
+
+fn cell_to_json(value: ValueRef<'_>, boolean_column: bool) -> Value {
+    match value {
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(int) if boolean_column && (int == 0 || int == 1) => Value::Bool(int == 1),
+        ValueRef::Integer(int) => Value::from(int),
+        ValueRef::Real(float) => scl_stdlib::database::value::float_to_json(float),
+        ValueRef::Text(bytes) => Value::String(String::from_utf8_lossy(bytes).into_owned()),
+        ValueRef::Blob(bytes) => {
+            Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
+        }
+    }
+}
+
+/// Run a query on a plain connection (shared with the benchmark's comparison path).
+pub fn query_rows(
+    connection: &Connection,
+    statement: &Statement,
+) -> Result<RowSet, rusqlite::Error> {
+    let mut prepared = connection.prepare_cached(&statement.sql)?;
+    bind(&mut prepared, &statement.params)?;
+    let columns: Vec<String> = prepared.column_names().map(str::to_owned).collect();
+    let booleans: Vec<bool> = prepared
+        .columns()
+        .map(|column| is_boolean_declaration(column.decl_type()))
+        .collect();
+    let mut rows = prepared.raw_query();
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        let mut values = Vec::with_capacity(columns.len());
+        for (index, boolean_column) in booleans.iter().enumerate() {
+            values.push(cell_to_json(row.get_ref(index)?, *boolean_column));
+        }
+        out.push(values);
+    }
+    Ok(RowSet { columns, rows: out })
+}
+
+impl SqlSession for SqliteSession {
+    fn query(&mut self, statement: &Statement) -> Result<RowSet, DatabaseError> {
+        self.with_deadline(|connection| query_rows(connection, statement))
+    }
+
+    fn execute(&mut self, statement: &Statement) -> Result<u64, DatabaseError> {
+        self.with_deadline(|connection| {
+            let mut prepared = connection.prepare_cached(&statement.sql)?;
+            bind(&mut prepared, &statement.params)?;
+            if prepared.column_count() > 0 {
+                // A statement that returns rows (`INSERT … RETURNING`): step through them.
+                let mut rows = prepared.raw_query();
+                while rows.next()?.is_some() {}
+                return Ok(connection.changes());
+            }
+            prepared.raw_execute().map(|changes| changes as u64)
+        })
+    }
+
+    fn begin(&mut self) -> Result<(), DatabaseError> {
+        self.with_deadline(|connection| connection.execute_batch("BEGIN IMMEDIATE"))
+    }
+
+    fn commit(&mut self) -> Result<(), DatabaseError> {
+        self.with_deadline(|connection| connection.execute_batch("COMMIT"))
+    }
+
+    fn rollback(&mut self) -> Result<(), DatabaseError> {
+        let result = self.with_deadline(|connection| connection.execute_batch("ROLLBACK"));
+        if result.is_err()
+            && let Ok(connection) = self.connection()
+        {
+            connection.broken = true;
+        }
+        result
+    }
+}
+
+impl Drop for SqliteSession {
+    fn drop(&mut self) {
+        if let Some(object) = self.object.take()
+            && (object.broken || !object.connection.is_autocommit())
+        {
+            // Close it instead of lending its state to the next borrower.
+            drop(Object::take(object));
+        }
+    }
+}
+
+fn sqlite_code_name(extended: i32) -> String {
+    let extended_name = match extended {
+        275 => Some("SQLITE_CONSTRAINT_CHECK"),
+        787 => Some("SQLITE_CONSTRAINT_FOREIGNKEY"),
+        1299 => Some("SQLITE_CONSTRAINT_NOTNULL"),
+        1555 => Some("SQLITE_CONSTRAINT_PRIMARYKEY"),
+        1811 => Some("SQLITE_CONSTRAINT_TRIGGER"),
+        2067 => Some("SQLITE_CONSTRAINT_UNIQUE"),
+        2579 => Some("SQLITE_CONSTRAINT_ROWID"),
+        517 => Some("SQLITE_BUSY_SNAPSHOT"),
+        773 => Some("SQLITE_BUSY_TIMEOUT"),
+        262 => Some("SQLITE_LOCKED_SHAREDCACHE"),
+        _ => None,
+    };
+    if let Some(name) = extended_name {
+        return name.to_owned();
+    }
+    let primary = match extended & 0xff {
+        1 => "SQLITE_ERROR",
+        2 => "SQLITE_INTERNAL",
+        3 => "SQLITE_PERM",
+        4 => "SQLITE_ABORT",
+        5 => "SQLITE_BUSY",
+        6 => "SQLITE_LOCKED",
+        7 => "SQLITE_NOMEM",
+        8 => "SQLITE_READONLY",
+        9 => "SQLITE_INTERRUPT",
+        10 => "SQLITE_IOERR",
+        11 => "SQLITE_CORRUPT",
+        13 => "SQLITE_FULL",
+        14 => "SQLITE_CANTOPEN",
+        15 => "SQLITE_PROTOCOL",
+        17 => "SQLITE_SCHEMA",
+        18 => "SQLITE_TOOBIG",
+        19 => "SQLITE_CONSTRAINT",
+        20 => "SQLITE_MISMATCH",
+        21 => "SQLITE_MISUSE",
+        23 => "SQLITE_AUTH",
+        25 => "SQLITE_RANGE",
+        26 => "SQLITE_NOTADB",
+        _ => "SQLITE_UNKNOWN",
+    };
+    primary.to_owned()
+}
+
+/// Classify a rusqlite error.
+pub fn sqlite_error(error: &rusqlite::Error) -> DatabaseError {
+    use rusqlite::ffi::ErrorCode;
+    match error {
+        rusqlite::Error::SqliteFailure(failure, message) => {
+            let code = sqlite_code_name(failure.extended_code);
+            let text = message.clone().unwrap_or_else(|| failure.to_string());
+            match failure.code {
+                ErrorCode::OperationInterrupted => DatabaseError::timeout("timeout", text),
+                ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => {
+                    DatabaseError::sql(code, text, true)
+                }
+                ErrorCode::CannotOpen | ErrorCode::SystemIoFailure | ErrorCode::DiskFull => {
+                    DatabaseError::new(DatabaseErrorKind::Unreachable, code, text)
+                }
+                _ => DatabaseError::sql(code, text, false),
+            }
+        }
+        rusqlite::Error::MultipleStatement => DatabaseError::sql(
+            "multiple_statements",
+            "one statement per call: split the SQL into several Execute calls (inside Begin/Commit \
+             if they belong together)",
+            false,
+        ),
+        rusqlite::Error::InvalidParameterCount(given, expected) => DatabaseError::parameter(
+            format!("the statement takes {expected} parameter(s) but {given} were given"),
+        ),
+        other => DatabaseError::sql("driver_error", other.to_string(), false),
+    }
+}
