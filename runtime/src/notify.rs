@@ -19,6 +19,7 @@
 //! retried per `[smtp] retry` and parked after the last retry; permanent failures returned at
 //! once and never retried; no secret in any log, error or `Debug` output.
 
+pub mod host;
 pub mod render;
 pub mod smtp;
 pub mod token;

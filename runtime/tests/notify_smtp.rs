@@ -889,3 +889,68 @@ fn an_unknown_list_is_a_runtime_error() {
         "nothing was sent"
     );
 }
+
+// --- the script-facing wiring --------------------------------------------------------------
+
+#[test]
+fn a_script_sends_through_the_engine_and_catches_a_permanent_error() {
+    let (key, value) = password();
+    let site = site(
+        &plain_basic(),
+        &[
+            ("Operators", &["op@plant.example"]),
+            ("Broken", &["reject550@plant.example"]),
+        ],
+        &[(key, &value)],
+    );
+    let mut engine = scl_compiler::Engine::default();
+    for (name, ty) in scl_stdlib::signatures::module_table().types {
+        engine.register_named_type(&name, ty);
+    }
+    scl_runtime::notify::host::register(&mut engine, Arc::clone(&site.service))
+        .expect("registered");
+    let source = r#"
+fn main() -> string {
+    let d = Notify.To("Operators").Send("from a script", "body");
+    var code = "none";
+    try {
+        let ignored = Notify.To("Broken").Send("s", "b");
+    } catch e {
+        code = e.code;
+    }
+    var unknown = "none";
+    try {
+        let ignored = Notify.To("Operatorz");
+    } catch e {
+        unknown = e.kind;
+    }
+    return d.id + " " + d.status + " " + code + " " + unknown;
+}
+"#;
+    let options = scl_compiler::CompileOptions {
+        kind: Some(scl_lang::ScriptKind::Instance),
+        require_main: true,
+    };
+    let script = engine
+        .compile(source, &options)
+        .expect("the script compiles");
+    // Called on a plain thread, as a script thread would.
+    let outcome = std::thread::spawn(move || {
+        script.call_main_json(
+            &serde_json::json!({}),
+            &scl_compiler::CallOptions::default(),
+        )
+    })
+    .join()
+    .unwrap();
+    let result = outcome.result.expect("the script runs").to_json();
+    let text = result.as_str().expect("a string");
+    let parts: Vec<&str> = text.split(' ').collect();
+    assert_eq!(
+        parts[1..],
+        ["delivered", "smtp_reply", "not_found"],
+        "{text}"
+    );
+    let stored = stored_message(parts[0], STORED_WITHIN);
+    assert_eq!(stored.rcpt_tos, ["op@plant.example"]);
+}
