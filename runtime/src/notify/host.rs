@@ -47,7 +47,10 @@ pub fn register(engine: &mut Engine, service: Arc<NotifyService>) -> Result<(), 
                 _ => return Err(argument_error("Notify.To", "list")),
             };
             lists.check_list(&list).map_err(host_error)?;
-            Ok(Value::Host(HostObject::new(NOTIFY_TARGET, NotifyTarget { list })))
+            Ok(Value::Host(HostObject::new(
+                NOTIFY_TARGET,
+                NotifyTarget { list },
+            )))
         })
         .map_err(|error| format!("Notify.To: {error}"))?;
 
@@ -67,11 +70,16 @@ pub fn register(engine: &mut Engine, service: Arc<NotifyService>) -> Result<(), 
                 Some(Value::String(body)) => body,
                 _ => return Err(argument_error("NotifyTarget.Send", "body")),
             };
-            let delivery = service.send(&target.list, &subject, &body).map_err(host_error)?;
+            let delivery = service
+                .send(&target.list, &subject, &body)
+                .map_err(host_error)?;
             // Record fields in canonical (sorted) order.
             Ok(Value::Record(vec![
                 ("id".to_owned(), Value::String(delivery.id)),
-                ("status".to_owned(), Value::String(delivery.status.as_str().to_owned())),
+                (
+                    "status".to_owned(),
+                    Value::String(delivery.status.as_str().to_owned()),
+                ),
             ]))
         })
         .map_err(|error| format!("NotifyTarget.Send: {error}"))?;
@@ -87,5 +95,9 @@ pub fn host_error(error: NotifyError) -> HostError {
 }
 
 fn argument_error(function: &str, parameter: &str) -> HostError {
-    HostError::new("type", "host_argument", format!("{function}: bad `{parameter}` argument"))
+    HostError::new(
+        "type",
+        "host_argument",
+        format!("{function}: bad `{parameter}` argument"),
+    )
 }
