@@ -70,7 +70,7 @@ struct OpenConnection {
 
 /// What a sender gets from the pool.
 enum Checkout {
-    Idle(IdleConnection),
+    Idle(Box<IdleConnection>),
     New(OwnedSemaphorePermit),
 }
 
@@ -210,7 +210,7 @@ impl SmtpClient {
                     permit,
                     login_valid_until,
                     ..
-                } = idle;
+                } = *idle;
                 match tokio::time::timeout(self.timeout, connection.send(&envelope, &bytes)).await {
                     Ok(Ok(_)) => {
                         self.sent(OpenConnection {
@@ -253,7 +253,7 @@ impl SmtpClient {
             tokio::pin!(returned);
             returned.as_mut().enable();
             if let Some(idle) = self.take_idle() {
-                return Ok(Checkout::Idle(idle));
+                return Ok(Checkout::Idle(Box::new(idle)));
             }
             if let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() {
                 return Ok(Checkout::New(permit));
