@@ -26,6 +26,7 @@
 pub mod classify;
 pub mod config;
 pub mod dry_run;
+pub mod host;
 pub mod ports;
 pub mod request;
 pub mod signing;
@@ -46,6 +47,7 @@ pub use config::{
     PathTemplate, RetryBackoff, RetrySettings, Secret, SigningSecret, SystemConfig,
 };
 pub use dry_run::{DryRunOutbox, DryRunRequest, DryRunTransport};
+pub use host::register_external_system;
 pub use ports::{
     BufferedStatus, CallMode, EventLog, FailureEvent, FirstAttempt, HttpTransport, NoEventLog,
     Outbox, OutboxCall,
