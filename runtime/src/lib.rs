@@ -3,6 +3,7 @@
 //! The `scl` command line, the store-and-forward engine, and the site and
 //! central roles. Nothing depends on this crate.
 
+pub mod bundle;
 pub mod check;
 pub mod cli;
 pub mod database;
@@ -10,5 +11,7 @@ pub mod deployment;
 pub mod external;
 pub mod keys;
 pub mod notify;
+pub mod pool;
+pub mod protocol;
 pub mod run;
 pub mod saf;

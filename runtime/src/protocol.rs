@@ -1,0 +1,324 @@
+//! The site's internal API (central → site): the request and response types
+//! on the wire and the client central uses. The server side is in
+//! [`crate::site::api`].
+//!
+//! Every request carries the shared token in [`TOKEN_HEADER`]; the site
+//! compares it in constant time. Errors are `{"error", "code", "kind"}` with
+//! an HTTP status: 401 bad token, 404 unknown instance or script (kind
+//! `not_found`), 400 bad parameters (kind `type`), 500 a failed script (its
+//! error kind and code), 503 a site that is starting or stopping.
+//!
+//! | route | body | answer |
+//! | --- | --- | --- |
+//! | `POST /internal/instances/{code}/call` | [`CallRequest`] | [`CallResponse`] |
+//! | `POST /internal/instances/{code}/attributes/get` | [`GetAttributesRequest`] | [`AttributesResponse`] |
+//! | `POST /internal/instances/{code}/attributes/set` | [`SetAttributesRequest`] | `{}` |
+//! | `PUT /internal/bundle` | [`Bundle`] | [`BundleAccepted`] |
+//! | `GET /internal/bundle` | — | [`BundleAccepted`] (the running version) |
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The header with the shared central↔site token.
+pub const TOKEN_HEADER: &str = "x-scl-site-token";
+
+/// Run a script of an instance (`Route.To(code).Call(script, params)`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CallRequest {
+    pub script: String,
+    /// `main`'s parameters by name.
+    #[serde(default = "empty_object")]
+    pub params: serde_json::Value,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(serde_json::Map::new())
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CallResponse {
+    /// The script's result (`null` for `void`).
+    pub result: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GetAttributesRequest {
+    pub names: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AttributesResponse {
+    pub values: BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SetAttributesRequest {
+    pub values: BTreeMap<String, serde_json::Value>,
+}
+
+/// The error body of every internal and public route.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ErrorBody {
+    pub error: String,
+    pub code: String,
+    /// The script error kind (`not_found`, `type`, `script`, …), when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+}
+
+/// A versioned deployment: the deployment file's text and every script it
+/// names, by the path the file gives. Central builds it; sites persist the
+/// one they accepted and restart from it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Bundle {
+    /// Hex SHA-256 over the deployment text and the scripts.
+    pub version: String,
+    pub deployment: String,
+    /// Script path as written in the deployment file → source text.
+    pub scripts: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BundleAccepted {
+    pub version: String,
+}
+
+/// An error from a site, as the calling script sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemoteError {
+    /// Script error kind: `unreachable`, `not_found`, `type`, `unauthorized`,
+    /// `timeout`, or the remote script's own kind.
+    pub kind: String,
+    pub code: String,
+    pub message: String,
+    /// The HTTP status the site answered with, if it answered.
+    pub status: Option<u16>,
+}
+
+impl std::fmt::Display for RemoteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}/{})", self.message, self.kind, self.code)
+    }
+}
+
+impl std::error::Error for RemoteError {}
+
+/// Central's client for one site's internal API.
+#[derive(Clone, Debug)]
+pub struct SiteClient {
+    site: String,
+    base_url: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl SiteClient {
+    /// A client for the site `site` at `base_url` (no trailing slash needed).
+    /// `timeout` bounds each request; the method's own timeout is shorter when
+    /// the caller passes one to [`SiteClient::with_deadline`].
+    pub fn new(
+        site: &str,
+        base_url: &str,
+        token: &str,
+        timeout: Duration,
+    ) -> Result<SiteClient, String> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(5)))
+            .build()
+            .map_err(|e| format!("site `{site}`: cannot build the HTTP client: {e}"))?;
+        Ok(SiteClient {
+            site: site.to_owned(),
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            token: token.to_owned(),
+            http,
+        })
+    }
+
+    /// The site's name.
+    pub fn site(&self) -> &str {
+        &self.site
+    }
+
+    pub async fn call(
+        &self,
+        instance: &str,
+        script: &str,
+        params: serde_json::Value,
+        deadline: Option<Duration>,
+    ) -> Result<serde_json::Value, RemoteError> {
+        let body = CallRequest {
+            script: script.to_owned(),
+            params,
+        };
+        let path = format!("/internal/instances/{}/call", encode(instance));
+        let response: CallResponse = self.post(&path, &body, deadline).await?;
+        Ok(response.result)
+    }
+
+    pub async fn get_attributes(
+        &self,
+        instance: &str,
+        names: Vec<String>,
+        deadline: Option<Duration>,
+    ) -> Result<BTreeMap<String, serde_json::Value>, RemoteError> {
+        let path = format!("/internal/instances/{}/attributes/get", encode(instance));
+        let response: AttributesResponse = self
+            .post(&path, &GetAttributesRequest { names }, deadline)
+            .await?;
+        Ok(response.values)
+    }
+
+    pub async fn set_attributes(
+        &self,
+        instance: &str,
+        values: BTreeMap<String, serde_json::Value>,
+        deadline: Option<Duration>,
+    ) -> Result<(), RemoteError> {
+        let path = format!("/internal/instances/{}/attributes/set", encode(instance));
+        let _: serde_json::Value = self
+            .post(&path, &SetAttributesRequest { values }, deadline)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn push_bundle(&self, bundle: &Bundle) -> Result<BundleAccepted, RemoteError> {
+        let url = format!("{}/internal/bundle", self.base_url);
+        let request = self
+            .http
+            .put(url)
+            .header(TOKEN_HEADER, &self.token)
+            .json(bundle);
+        self.send(request).await
+    }
+
+    pub async fn bundle_version(&self) -> Result<BundleAccepted, RemoteError> {
+        let url = format!("{}/internal/bundle", self.base_url);
+        let request = self.http.get(url).header(TOKEN_HEADER, &self.token);
+        self.send(request).await
+    }
+
+    async fn post<B: Serialize, R: for<'de> Deserialize<'de>>(
+        &self,
+        path: &str,
+        body: &B,
+        deadline: Option<Duration>,
+    ) -> Result<R, RemoteError> {
+        let mut request = self
+            .http
+            .post(format!("{}{path}", self.base_url))
+            .header(TOKEN_HEADER, &self.token)
+            .json(body);
+        if let Some(deadline) = deadline {
+            request = request.timeout(deadline);
+        }
+        self.send(request).await
+    }
+
+    async fn send<R: for<'de> Deserialize<'de>>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<R, RemoteError> {
+        let response = request.send().await.map_err(|e| self.transport_error(&e))?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(&e))?;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes).map_err(|e| RemoteError {
+                kind: "unreachable".into(),
+                code: "bad_response".into(),
+                message: format!("site `{}` sent an unreadable answer: {e}", self.site),
+                status: Some(status.as_u16()),
+            });
+        }
+        let body: Option<ErrorBody> = serde_json::from_slice(&bytes).ok();
+        let (kind, code, message) = match body {
+            Some(body) => (
+                body.kind
+                    .unwrap_or_else(|| kind_for_status(status.as_u16())),
+                body.code,
+                body.error,
+            ),
+            None => (
+                kind_for_status(status.as_u16()),
+                format!("http_{}", status.as_u16()),
+                format!("site `{}` answered {status}", self.site),
+            ),
+        };
+        Err(RemoteError {
+            kind,
+            code,
+            message,
+            status: Some(status.as_u16()),
+        })
+    }
+
+    fn transport_error(&self, error: &reqwest::Error) -> RemoteError {
+        if error.is_timeout() {
+            RemoteError {
+                kind: "timeout".into(),
+                code: "site_timeout".into(),
+                message: format!("site `{}` did not answer in time", self.site),
+                status: None,
+            }
+        } else {
+            RemoteError {
+                kind: "unreachable".into(),
+                code: "site_unreachable".into(),
+                message: format!("site `{}` is unreachable", self.site),
+                status: None,
+            }
+        }
+    }
+}
+
+fn kind_for_status(status: u16) -> String {
+    match status {
+        401 | 403 => "unauthorized",
+        404 => "not_found",
+        400 => "type",
+        503 => "unreachable",
+        _ => "script",
+    }
+    .to_owned()
+}
+
+/// Percent-encodes an instance code for a path segment.
+fn encode(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for byte in segment.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instance_codes_are_encoded_for_the_path() {
+        assert_eq!(encode("PUMP-001"), "PUMP-001");
+        assert_eq!(encode("a b/c"), "a%20b%2Fc");
+    }
+
+    #[test]
+    fn call_request_rejects_unknown_fields() {
+        let bad = serde_json::from_str::<CallRequest>(r#"{"script":"s","extra":1}"#);
+        assert!(bad.is_err());
+        let good: CallRequest = serde_json::from_str(r#"{"script":"s"}"#).expect("valid");
+        assert_eq!(good.params, serde_json::json!({}));
+    }
+}
