@@ -11,6 +11,7 @@ pub mod deployment;
 pub mod external;
 pub mod keys;
 pub mod notify;
+pub mod params;
 pub mod pool;
 pub mod protocol;
 pub mod run;
