@@ -7,7 +7,7 @@
 //! list from the bundle and runs only its own instances.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
@@ -74,53 +74,41 @@ fn script_paths(deployment: &Deployment) -> Vec<String> {
     paths
 }
 
-/// Writes a bundle's files under `dir` (the deployment as `deploy.toml`,
-/// scripts at their relative paths) and loads it as a deployment. The
-/// version is checked against the contents first; script paths must stay
-/// inside `dir`.
-pub fn materialize(bundle: &Bundle, dir: &Path) -> Result<Deployment, Vec<DeploymentError>> {
+/// Reads a bundle as a deployment. `local_file` is the node's own deployment
+/// file: paths of data (the data directory, SQLite files) resolve against
+/// its folder, while scripts come from the bundle (see [`Bundle::scripts`]).
+/// The version is checked against the contents first, and every script the
+/// deployment names must be in the bundle.
+pub fn open(bundle: &Bundle, local_file: &Path) -> Result<Deployment, Vec<DeploymentError>> {
     let problem = |message: String| {
         vec![DeploymentError {
-            file: dir.join("deploy.toml"),
+            file: local_file.to_path_buf(),
             line: 0,
             column: 0,
             message,
         }]
     };
     if version_of(&bundle.deployment, &bundle.scripts) != bundle.version {
-        return Err(problem(
-            "the bundle's version does not match its contents".to_owned(),
-        ));
+        return Err(problem(format!(
+            "bundle {}: its version does not match its contents",
+            short(&bundle.version)
+        )));
     }
-    for (relative, text) in &bundle.scripts {
-        let Some(path) = inside(dir, relative) else {
+    let deployment = Deployment::from_source(local_file, bundle.deployment.clone())?;
+    for relative in script_paths(&deployment) {
+        if !bundle.scripts.contains_key(&relative) {
             return Err(problem(format!(
-                "script path `{relative}` leaves the bundle directory"
+                "bundle {}: script `{relative}` is named by the deployment but not in the bundle",
+                short(&bundle.version)
             )));
-        };
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| problem(format!("cannot write {}: {e}", parent.display())))?;
         }
-        std::fs::write(&path, text)
-            .map_err(|e| problem(format!("cannot write {}: {e}", path.display())))?;
     }
-    let file = dir.join("deploy.toml");
-    std::fs::write(&file, &bundle.deployment)
-        .map_err(|e| problem(format!("cannot write {}: {e}", file.display())))?;
-    Deployment::from_source(&file, bundle.deployment.clone())
+    Ok(deployment)
 }
 
-/// `dir/relative` when `relative` is a plain relative path (no `..`, no root).
-fn inside(dir: &Path, relative: &str) -> Option<PathBuf> {
-    let path = Path::new(relative);
-    let plain = path.components().all(|c| {
-        matches!(
-            c,
-            std::path::Component::Normal(_) | std::path::Component::CurDir
-        )
-    });
-    plain.then(|| dir.join(path))
+/// The first 12 digits of a version, for messages and logs.
+pub fn short(version: &str) -> &str {
+    version.get(..12).unwrap_or(version)
 }
 
 #[cfg(test)]
@@ -139,12 +127,18 @@ mod tests {
     }
 
     #[test]
-    fn paths_outside_the_bundle_are_refused() {
-        let dir = tempfile::tempdir().expect("dir");
+    fn tampered_and_incomplete_bundles_are_refused() {
+        let file = Path::new("deploy.toml");
+        let deployment = "[shared_scripts]\nHelpers = \"h.scl\"\n".to_owned();
+        let mut tampered = seal(deployment.clone(), BTreeMap::new());
+        tampered.deployment.push('\n');
+        let errors = open(&tampered, file).expect_err("tampered");
+        assert!(errors[0].message.contains("does not match"));
+        let incomplete = seal(deployment.clone(), BTreeMap::new());
+        let errors = open(&incomplete, file).expect_err("incomplete");
+        assert!(errors[0].message.contains("`h.scl`"), "{errors:?}");
         let mut scripts = BTreeMap::new();
-        scripts.insert("../evil.scl".to_owned(), String::new());
-        let bundle = seal(String::new(), scripts);
-        let errors = materialize(&bundle, dir.path()).expect_err("refused");
-        assert!(errors[0].message.contains("leaves the bundle directory"));
+        scripts.insert("h.scl".to_owned(), "fn main() {}".to_owned());
+        assert!(open(&seal(deployment, scripts), file).is_ok());
     }
 }

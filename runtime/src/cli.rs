@@ -73,6 +73,40 @@ enum Command {
     Lsp,
     /// Print the diagnostic code reference (the source of docs/diagnostics.md).
     Codes,
+    /// Run central and sites (the embedded default), or one node.
+    Serve {
+        #[arg(long)]
+        config: PathBuf,
+        /// `all` (central and every site in this process), `central`, or `site:NAME`.
+        #[arg(long, default_value = "all")]
+        role: String,
+        /// Logs as JSON lines instead of human text.
+        #[arg(long)]
+        log_json: bool,
+    },
+    /// Check a deployment and push it to its running sites (redeploy without restart).
+    Deploy {
+        #[arg(long)]
+        config: PathBuf,
+        /// Only this site.
+        #[arg(long)]
+        site: Option<String>,
+    },
+    /// Show a site node's event log (script failures, parked messages, deployments, …).
+    Events {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        site: String,
+        /// Only events of this kind (`script_failed`, `message_parked`, `deployed`, …).
+        #[arg(long)]
+        kind: Option<String>,
+        #[arg(long)]
+        instance: Option<String>,
+        /// At most this many, newest first.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
     /// Manage API keys.
     Key {
         #[command(subcommand)]
@@ -187,6 +221,94 @@ pub fn main() -> i32 {
         Command::Key {
             command: KeyCommand::New,
         } => key_new(&mut std::io::stdout().lock()),
+        Command::Serve {
+            config,
+            role,
+            log_json,
+        } => match crate::serve::Role::parse(&role) {
+            Ok(role) => crate::serve::serve(&crate::serve::ServeRequest {
+                config,
+                role,
+                log_json,
+            }),
+            Err(message) => {
+                eprintln!("error: {message}");
+                2
+            }
+        },
+        Command::Deploy { config, site } => crate::serve::deploy(&config, site.as_deref()),
+        Command::Events {
+            config,
+            site,
+            kind,
+            instance,
+            limit,
+        } => events(&config, &site, kind, instance, limit),
+    }
+}
+
+/// `scl events`: reads the site node's state store directly (LMDB lets
+/// another process read while the node runs); one JSON object per line.
+fn events(
+    config: &Path,
+    site: &str,
+    kind: Option<String>,
+    instance: Option<String>,
+    limit: usize,
+) -> i32 {
+    let deployment = match crate::deployment::Deployment::load(config) {
+        Ok(deployment) => deployment,
+        Err(errors) => {
+            for error in errors {
+                eprintln!("error: {error}");
+            }
+            return 2;
+        }
+    };
+    if !deployment
+        .file
+        .site
+        .iter()
+        .any(|s| s.name.get_ref() == site)
+    {
+        eprintln!("error: the deployment has no site `{site}`");
+        return 2;
+    }
+    let path = crate::serve::data_dir(&deployment)
+        .join(format!("site-{site}"))
+        .join("state");
+    if !path.exists() {
+        eprintln!("error: site `{site}` has no data at {} yet", path.display());
+        return 2;
+    }
+    let store = match crate::site::store::SiteStore::open(&path) {
+        Ok(store) => store,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return 2;
+        }
+    };
+    let filter = crate::site::store::EventFilter {
+        kind,
+        instance,
+        since_ms: None,
+        limit: Some(limit),
+    };
+    match store.events(&filter) {
+        Ok(events) => {
+            let mut out = std::io::stdout().lock();
+            for event in events {
+                let line = serde_json::to_string(&event).unwrap_or_default();
+                if writeln!(out, "{line}").is_err() {
+                    return 2;
+                }
+            }
+            0
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            2
+        }
     }
 }
 

@@ -266,6 +266,10 @@ pub struct ScriptDef {
     pub when: Option<String>,
     #[serde(default)]
     pub timeout_s: Option<u64>,
+    /// `main`'s parameters for the runs the site starts itself (interval,
+    /// on-change and alarm triggers).
+    #[serde(default)]
+    pub args: BTreeMap<String, toml::Value>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -4,15 +4,19 @@
 //! central roles. Nothing depends on this crate.
 
 pub mod bundle;
+pub mod central;
 pub mod check;
 pub mod cli;
 pub mod database;
 pub mod deployment;
 pub mod external;
 pub mod keys;
+pub mod modules;
 pub mod notify;
 pub mod params;
 pub mod pool;
 pub mod protocol;
 pub mod run;
 pub mod saf;
+pub mod serve;
+pub mod site;

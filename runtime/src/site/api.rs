@@ -1,0 +1,412 @@
+//! The site node's HTTP server: the internal API central calls (see
+//! [`crate::protocol`] for the routes and bodies), `/health`, `/metrics`
+//! (Prometheus text) and `/admin/events`.
+//!
+//! Every `/internal` and `/admin` request must carry the shared token; it is
+//! compared as a SHA-256 digest in constant time. Bodies are read as bytes
+//! and parsed here, so every error, including malformed JSON, is the JSON
+//! error body with a stable code.
+
+// Handlers return early with a ready `Response` as the error (axum's own
+// style); its size does not matter on this path.
+#![allow(clippy::result_large_err)]
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::de::DeserializeOwned;
+
+use super::instance::{self, CallError};
+use super::store::EventFilter;
+use super::{Site, SiteShared};
+use crate::protocol::{
+    AttributesResponse, Bundle, BundleAccepted, CallRequest, CallResponse, ErrorBody,
+    GetAttributesRequest, SetAttributesRequest, TOKEN_HEADER,
+};
+
+/// Largest request body (a bundle with its scripts is the largest).
+const MAX_BODY: usize = 16 * 1024 * 1024;
+
+#[derive(Clone)]
+struct ApiState {
+    site: Site,
+    token_digest: String,
+}
+
+/// The site's router.
+pub fn router(site: &Site) -> Router {
+    let state = ApiState {
+        token_digest: crate::keys::sha256_hex(&site.shared.options.token),
+        site: site.clone(),
+    };
+    Router::new()
+        .route("/internal/instances/{code}/call", post(call))
+        .route(
+            "/internal/instances/{code}/attributes/get",
+            post(get_attributes),
+        )
+        .route(
+            "/internal/instances/{code}/attributes/set",
+            post(set_attributes),
+        )
+        .route("/internal/bundle", get(bundle_version).put(put_bundle))
+        .route("/admin/events", get(events))
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+/// An error answer: status and `{"error", "code", "kind"}`.
+pub(crate) fn error(
+    status: StatusCode,
+    code: &str,
+    kind: Option<&str>,
+    message: impl Into<String>,
+) -> Response {
+    let body = ErrorBody {
+        error: message.into(),
+        code: code.to_owned(),
+        kind: kind.map(str::to_owned),
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+fn authorised(state: &ApiState, headers: &HeaderMap) -> Result<(), Response> {
+    let presented = headers
+        .get(TOKEN_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if crate::keys::key_matches(presented, &state.token_digest) {
+        Ok(())
+    } else {
+        Err(error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+            Some("unauthorized"),
+            "missing or wrong site token",
+        ))
+    }
+}
+
+fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, Response> {
+    serde_json::from_slice(body).map_err(|e| {
+        error(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            Some("type"),
+            format!("the request body is not valid: {e}"),
+        )
+    })
+}
+
+fn call_error(failure: CallError) -> Response {
+    match failure {
+        CallError::NotFound(message) => error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            Some("not_found"),
+            message,
+        ),
+        CallError::BadParams { code, message } => {
+            error(StatusCode::BAD_REQUEST, &code, Some("type"), message)
+        }
+        CallError::Failed {
+            kind,
+            code,
+            message,
+        } => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &code,
+            Some(&kind),
+            message,
+        ),
+        CallError::Unavailable(message) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            Some("unreachable"),
+            message,
+        ),
+    }
+}
+
+async fn call(
+    State(state): State<ApiState>,
+    Path(code): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    state
+        .site
+        .shared
+        .metrics
+        .internal_requests
+        .fetch_add(1, Ordering::Relaxed);
+    if let Err(response) = authorised(&state, &headers) {
+        return response;
+    }
+    let request: CallRequest = match parse(&body) {
+        Ok(request) => request,
+        Err(response) => return response,
+    };
+    match instance::call(&state.site.shared, &code, &request.script, request.params).await {
+        Ok(result) => axum::Json(CallResponse { result }).into_response(),
+        Err(failure) => call_error(failure),
+    }
+}
+
+async fn get_attributes(
+    State(state): State<ApiState>,
+    Path(code): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(response) = authorised(&state, &headers) {
+        return response;
+    }
+    let request: GetAttributesRequest = match parse(&body) {
+        Ok(request) => request,
+        Err(response) => return response,
+    };
+    let Some(instance) = state.site.shared.instance(&code) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            Some("not_found"),
+            format!("instance `{code}` is not on this site"),
+        );
+    };
+    let snapshot = instance.snapshot();
+    let mut values = BTreeMap::new();
+    for name in request.names {
+        match snapshot.get(&name) {
+            Some(value) => {
+                values.insert(name, value.clone());
+            }
+            None => {
+                return error(
+                    StatusCode::NOT_FOUND,
+                    "unknown_attribute",
+                    Some("not_found"),
+                    format!("instance `{code}` has no attribute `{name}`"),
+                );
+            }
+        }
+    }
+    axum::Json(AttributesResponse { values }).into_response()
+}
+
+async fn set_attributes(
+    State(state): State<ApiState>,
+    Path(code): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(response) = authorised(&state, &headers) {
+        return response;
+    }
+    let request: SetAttributesRequest = match parse(&body) {
+        Ok(request) => request,
+        Err(response) => return response,
+    };
+    let values = request.values.into_iter().collect();
+    match instance::set(&state.site.shared, &code, values).await {
+        Ok(()) => axum::Json(serde_json::json!({})).into_response(),
+        Err(failure) => call_error(failure),
+    }
+}
+
+async fn bundle_version(State(state): State<ApiState>, headers: HeaderMap) -> Response {
+    if let Err(response) = authorised(&state, &headers) {
+        return response;
+    }
+    match state.site.version() {
+        Some(version) => axum::Json(BundleAccepted { version }).into_response(),
+        None => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_deployment",
+            None,
+            "the site has no deployment yet",
+        ),
+    }
+}
+
+async fn put_bundle(State(state): State<ApiState>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(response) = authorised(&state, &headers) {
+        return response;
+    }
+    let bundle: Bundle = match parse(&body) {
+        Ok(bundle) => bundle,
+        Err(response) => return response,
+    };
+    match state.site.deploy(bundle).await {
+        Ok(version) => axum::Json(BundleAccepted { version }).into_response(),
+        Err(problems) => error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "deployment_refused",
+            None,
+            problems.join("\n"),
+        ),
+    }
+}
+
+async fn events(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Query(filter): Query<EventFilter>,
+) -> Response {
+    if let Err(response) = authorised(&state, &headers) {
+        return response;
+    }
+    let store = Arc::clone(&state.site.shared.store);
+    match tokio::task::spawn_blocking(move || store.events(&filter)).await {
+        Ok(Ok(events)) => axum::Json(events).into_response(),
+        Ok(Err(problem)) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "storage",
+            None,
+            problem.to_string(),
+        ),
+        Err(_) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            None,
+            "the event query did not finish",
+        ),
+    }
+}
+
+async fn health(State(state): State<ApiState>) -> Response {
+    let site = &state.site;
+    let body = serde_json::json!({
+        "status": if site.version().is_some() { "ok" } else { "starting" },
+        "role": "site",
+        "site": site.name(),
+        "version": site.version(),
+        "instances": site.shared.instances.read().map(|i| i.len()).unwrap_or(0),
+    });
+    axum::Json(body).into_response()
+}
+
+async fn metrics(State(state): State<ApiState>) -> Response {
+    let shared = Arc::clone(&state.site.shared);
+    let text = tokio::task::spawn_blocking(move || render_metrics(&shared))
+        .await
+        .unwrap_or_default();
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+fn render_metrics(shared: &SiteShared) -> String {
+    let m = &shared.metrics;
+    let site = &shared.options.name;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# HELP scl_site_script_runs_total Script runs by final status."
+    );
+    let _ = writeln!(out, "# TYPE scl_site_script_runs_total counter");
+    for (status, counter) in [
+        ("success", &m.runs_success),
+        ("failure", &m.runs_failure),
+        ("timeout", &m.runs_timeout),
+        ("limit", &m.runs_limit),
+    ] {
+        let _ = writeln!(
+            out,
+            "scl_site_script_runs_total{{site=\"{site}\",status=\"{status}\"}} {}",
+            counter.load(Ordering::Relaxed)
+        );
+    }
+    let gauges: [(&str, &str, &str, u64); 4] = [
+        (
+            "scl_site_script_run_seconds_total",
+            "counter",
+            "Time spent in script runs.",
+            0,
+        ),
+        (
+            "scl_site_triggers_skipped_total",
+            "counter",
+            "Interval runs skipped because the previous one had not started.",
+            m.triggers_skipped.load(Ordering::Relaxed),
+        ),
+        (
+            "scl_site_internal_requests_total",
+            "counter",
+            "Script calls from central.",
+            m.internal_requests.load(Ordering::Relaxed),
+        ),
+        (
+            "scl_site_deployments_total",
+            "counter",
+            "Deployments swapped in since start.",
+            m.deployments.load(Ordering::Relaxed),
+        ),
+    ];
+    for (name, kind, help, value) in gauges {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        if name == "scl_site_script_run_seconds_total" {
+            let seconds = m.run_micros.load(Ordering::Relaxed) as f64 / 1e6;
+            let _ = writeln!(out, "{name}{{site=\"{site}\"}} {seconds}");
+        } else {
+            let _ = writeln!(out, "{name}{{site=\"{site}\"}} {value}");
+        }
+    }
+    let instances = shared.instances.read().map(|i| i.len()).unwrap_or(0);
+    let _ = writeln!(
+        out,
+        "# HELP scl_site_instances Instances running on the site."
+    );
+    let _ = writeln!(out, "# TYPE scl_site_instances gauge");
+    let _ = writeln!(out, "scl_site_instances{{site=\"{site}\"}} {instances}");
+    if let Ok(stats) = shared.saf.stats() {
+        let _ = writeln!(
+            out,
+            "# HELP scl_saf_messages Store-and-forward messages by state."
+        );
+        let _ = writeln!(out, "# TYPE scl_saf_messages gauge");
+        for (state, count) in [
+            ("queued", stats.queued),
+            ("parked", stats.parked),
+            ("delivered", stats.delivered),
+            ("discarded", stats.discarded),
+        ] {
+            let _ = writeln!(
+                out,
+                "scl_saf_messages{{site=\"{site}\",state=\"{state}\"}} {count}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP scl_saf_file_bytes Size of the buffer's data file."
+        );
+        let _ = writeln!(out, "# TYPE scl_saf_file_bytes gauge");
+        let _ = writeln!(
+            out,
+            "scl_saf_file_bytes{{site=\"{site}\"}} {}",
+            stats.file_size
+        );
+    }
+    out
+}
+
+async fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "no_route", None, "no such route")
+}
