@@ -10,6 +10,7 @@ pub mod database;
 pub mod deployment;
 pub mod external;
 pub mod keys;
+pub mod modules;
 pub mod notify;
 pub mod params;
 pub mod pool;
