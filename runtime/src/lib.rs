@@ -4,6 +4,7 @@
 //! central roles. Nothing depends on this crate.
 
 pub mod bundle;
+pub mod central;
 pub mod check;
 pub mod cli;
 pub mod database;
