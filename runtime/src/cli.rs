@@ -107,6 +107,27 @@ enum Command {
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },
+    /// Show the central failures log (failed inbound API calls), newest
+    /// first; reads the data directory of a stopped central node.
+    Failures {
+        #[arg(long)]
+        config: PathBuf,
+        /// Only failures since an RFC 3339 time or an age (30m, 24h, 7d).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only failures of this API method.
+        #[arg(long, value_name = "M")]
+        method: Option<String>,
+        /// At most this many rows (default 1000).
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+        /// The node's data directory, when it is not the deployment's `data_dir`.
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// Output format: one line per failure, or JSON lines.
+        #[arg(long, value_enum, default_value = "human")]
+        format: FormatArg,
+    },
     /// Manage API keys.
     Key {
         #[command(subcommand)]
@@ -244,6 +265,22 @@ pub fn main() -> i32 {
             instance,
             limit,
         } => events(&config, &site, kind, instance, limit),
+        Command::Failures {
+            config,
+            since,
+            method,
+            limit,
+            data_dir,
+            format,
+        } => failures(
+            &config,
+            since.as_deref(),
+            method,
+            limit,
+            data_dir,
+            matches!(format, FormatArg::Json),
+            &mut std::io::stdout().lock(),
+        ),
     }
 }
 
@@ -364,6 +401,79 @@ fn key_new(out: &mut dyn Write) -> i32 {
     let hash = crate::keys::sha256_hex(&key);
     let _ = writeln!(out, "key:    {key}");
     let _ = writeln!(out, "sha256 = \"{hash}\"");
+    0
+}
+
+/// `scl failures`: the central failures log, read from the data directory.
+fn failures(
+    config: &Path,
+    since: Option<&str>,
+    method: Option<String>,
+    limit: Option<usize>,
+    data_dir: Option<PathBuf>,
+    json: bool,
+    out: &mut dyn Write,
+) -> i32 {
+    use crate::central::failures;
+    let deployment = match crate::deployment::Deployment::load(config) {
+        Ok(deployment) => deployment,
+        Err(errors) => {
+            for error in errors {
+                eprintln!("error: {error}");
+            }
+            return 2;
+        }
+    };
+    let since_ms = match since.map(|s| failures::parse_since(s, failures::now_ms())) {
+        None => None,
+        Some(Ok(ms)) => Some(ms),
+        Some(Err(problem)) => {
+            eprintln!("error: --since {problem}");
+            return 2;
+        }
+    };
+    let data_dir =
+        data_dir.unwrap_or_else(|| deployment.base_dir().join(&deployment.file.data_dir));
+    let path = failures::default_path(&data_dir);
+    let log = match failures::FailureLog::open_existing(&path) {
+        Ok(Some(log)) => log,
+        Ok(None) => {
+            eprintln!("no failures recorded ({} does not exist)", shown(&path));
+            return 0;
+        }
+        Err(problem) => {
+            eprintln!("error: {problem}");
+            return 2;
+        }
+    };
+    let query = failures::FailureQuery {
+        since_ms,
+        method,
+        limit,
+    };
+    let rows = match log.query(&query) {
+        Ok(rows) => rows,
+        Err(problem) => {
+            eprintln!("error: {problem}");
+            return 2;
+        }
+    };
+    for row in &rows {
+        let line = if json {
+            serde_json::to_string(row).unwrap_or_default()
+        } else {
+            format!(
+                "{}  {}  key={}  {}  {} ms  {}",
+                row.time, row.method, row.key, row.code, row.duration_ms, row.message
+            )
+        };
+        if writeln!(out, "{line}").is_err() {
+            return 2;
+        }
+    }
+    if !json {
+        eprintln!("{} failure(s)", rows.len());
+    }
     0
 }
 

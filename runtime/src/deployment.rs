@@ -52,6 +52,9 @@ pub struct DeploymentFile {
     pub api_keys: BTreeMap<String, ApiKeyDef>,
     #[serde(default)]
     pub api_methods: BTreeMap<String, ApiMethodDef>,
+    /// Keys for central's admin routes (`GET /admin/failures`), hashed like API keys.
+    #[serde(default)]
+    pub admin_keys: BTreeMap<String, ApiKeyDef>,
 }
 
 fn default_data_dir() -> String {
@@ -62,6 +65,20 @@ fn default_data_dir() -> String {
 #[serde(deny_unknown_fields)]
 pub struct CentralDef {
     pub listen: String,
+    /// Largest request body the inbound API accepts (bytes); default 1 MiB.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: u64,
+    /// How long the failures log keeps a failed call (days); default 30.
+    #[serde(default = "default_failure_retention_days")]
+    pub failure_retention_days: u64,
+}
+
+fn default_max_body_bytes() -> u64 {
+    1024 * 1024
+}
+
+fn default_failure_retention_days() -> u64 {
+    30
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -494,12 +511,17 @@ impl Deployment {
                 }
             }
         }
-        for (name, key) in &file.api_keys {
+        let keys = file
+            .api_keys
+            .iter()
+            .map(|key| ("api key", key))
+            .chain(file.admin_keys.iter().map(|key| ("admin key", key)));
+        for (what, (name, key)) in keys {
             let valid = key.sha256.len() == 64 && key.sha256.bytes().all(|b| b.is_ascii_hexdigit());
             if !valid {
                 errors.push(self.error_at(
                     0,
-                    format!("api key `{name}`: `sha256` must be 64 hex digits (use `scl key new`)"),
+                    format!("{what} `{name}`: `sha256` must be 64 hex digits (use `scl key new`)"),
                 ));
             }
         }

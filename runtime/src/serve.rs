@@ -92,8 +92,11 @@ pub fn serve(request: &ServeRequest) -> i32 {
 }
 
 fn init_logs(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SCL_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,cranelift_jit=warn,cranelift_codegen=warn,cranelift_module=warn"));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SCL_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(
+            "info,cranelift_jit=warn,cranelift_codegen=warn,cranelift_module=warn",
+        )
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -28,7 +28,7 @@ fn the_bundled_plant_checks_clean() {
     let output = scl(&["check", "--config", "examples/plant/deploy.toml"]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     assert!(
-        text(&output.stderr).contains("checked 4 files: no errors"),
+        text(&output.stderr).contains("checked 5 files: no errors"),
         "{}",
         text(&output.stderr)
     );

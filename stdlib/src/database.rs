@@ -23,6 +23,7 @@
 pub mod backend;
 pub mod error;
 pub mod execution;
+pub mod host;
 pub mod placeholders;
 pub mod procedure;
 pub mod value;
@@ -39,6 +40,7 @@ pub use execution::{
     ConnectionHandle, DML_ROWS_COUNTER, DatabaseCounters, DatabaseExecution, DatabaseLimits,
     Delivery, DeliveryStatus, EndReport, QUERY_COUNTER,
 };
+pub use host::{DatabaseScope, register_database};
 pub use placeholders::Driver;
 pub use value::{RowSet, SqlValue, Statement};
 

@@ -157,6 +157,12 @@ impl DatabaseExecution {
         })
     }
 
+    /// Whether `CachedWrite` can buffer here (a site); without a buffer (central) it is
+    /// unavailable.
+    pub fn can_buffer(&self) -> bool {
+        self.database.outbox().is_some()
+    }
+
     /// Queries and DML rows used so far.
     pub fn counters(&self) -> DatabaseCounters {
         self.state().counters

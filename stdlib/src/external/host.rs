@@ -10,8 +10,13 @@ use scl_lang::modules::Owner;
 
 use super::{Delivery, ExternalError, ExternalSystemModule};
 
+/// The run counter every `Call` and `CachedCall` adds one to (a cap in `Limits::caps` limits
+/// the calls of one run).
+pub const CALLOUTS: &str = "callouts";
+
 /// Register `ExternalSystem.Call` and `ExternalSystem.CachedCall` in `engine`, both calling
-/// `module` (on the script's thread, which they block until the answer).
+/// `module` (on the script's thread, which they block until the answer). Each call counts in
+/// the run's [`CALLOUTS`] counter.
 pub fn register_external_system(
     engine: &mut Engine,
     module: Arc<ExternalSystemModule>,
@@ -47,7 +52,8 @@ pub fn register_external_system(
                 ));
             }
         };
-        registered.map_err(|error| format!("`{qualified}`: {error}"))?;
+        let id = registered.map_err(|error| format!("`{qualified}`: {error}"))?;
+        engine.set_category(id, CALLOUTS);
     }
     Ok(())
 }

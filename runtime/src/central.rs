@@ -1,0 +1,883 @@
+//! # Central: the inbound API
+//!
+//! The HTTP server of a central node (axum). Central nodes are stateless:
+//! everything they answer comes from the deployment and the sites, so any
+//! number of them can sit behind a load balancer. See `docs/api.md` for the
+//! caller's view.
+//!
+//! | route | what |
+//! | --- | --- |
+//! | `POST /api/{method}` | run the method's `api` script with the JSON body's fields as `main`'s parameters |
+//! | `GET /api/openapi.json` | OpenAPI 3.1, generated from the methods' typed `main` signatures |
+//! | `GET /admin/failures` | the failures log (header `X-Admin-Key`); `?since=24h&method=M&limit=N` |
+//! | `GET /health` | `{"status":"ok"}` (503 `shutting_down` while stopping) |
+//! | `GET /metrics` | Prometheus text: requests by method and status, durations |
+//!
+//! ## Embedding (for `scl serve`)
+//!
+//! ```ignore
+//! let listener = tokio::net::TcpListener::bind(addr).await?;
+//! let central = central::start(deployment, listener, CentralConfig::default()).await?;
+//! // ... on Ctrl-C:
+//! central.shutdown().await?;   // stops accepting, lets in-flight calls finish
+//! ```
+//!
+//! [`start`] compiles every API method's script (kind `api`) once, opens the
+//! failures log under the data directory, builds one [`SiteClient`] per site
+//! and serves on the listener until [`CentralHandle::shutdown`].
+//!
+//! ## Promises
+//!
+//! - Scripts run on the [`ScriptPool`]'s threads, never on the reactor;
+//!   `Route.To()` blocks the script thread, not the reactor.
+//! - The per-method timeout (`timeout_s`, default 30) starts when the request
+//!   arrives and covers the queue wait, the script and every routed call
+//!   (each gets what is left as its deadline); a call that runs out answers
+//!   500 `timeout`.
+//! - API keys are compared as SHA-256 hashes in constant time against every
+//!   stored key ([`auth`]); keys and site tokens never appear in answers,
+//!   logs or the failures log (which records the key's *name*).
+//! - Every answer that is not a 200 has the body `{"error", "code"}` with one
+//!   of the stable codes in [`codes`]; a 500 carries a safe message (no
+//!   paths, SQL or script internals), the details go to the failures log.
+//! - Only 500s are recorded in the failures log (seed CD-IA-4).
+//!
+//! [`SiteClient`]: crate::protocol::SiteClient
+
+mod auth;
+pub mod failures;
+mod metrics;
+mod openapi;
+mod route;
+mod schema;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, FailedToBufferBody};
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use scl_compiler::{CallOptions, CompileError, CompileOptions, Engine, Limits, Script, Status};
+use scl_lang::ScriptKind;
+use scl_lang::modules::Owner;
+use scl_lang::types::Type;
+
+use crate::deployment::Deployment;
+use crate::pool::ScriptPool;
+pub use failures::{FailureLog, FailureQuery, FailureRecord};
+pub use route::ApiRun;
+
+/// The stable error codes of the inbound API (the `code` field of an error
+/// body), with their HTTP status.
+pub mod codes {
+    /// 400: the body is not valid JSON.
+    pub const INVALID_JSON: &str = "invalid_json";
+    /// 400: the body is JSON but not an object.
+    pub const INVALID_BODY: &str = "invalid_body";
+    /// 400: a parameter `main` requires is absent.
+    pub const MISSING_PARAMETER: &str = "missing_parameter";
+    /// 400: a field `main` has no parameter for.
+    pub const UNKNOWN_PARAMETER: &str = "unknown_parameter";
+    /// 400: a parameter (or a value inside it) has the wrong type; the
+    /// message names its path, such as `items[2].qty`.
+    pub const INVALID_PARAMETER: &str = "invalid_parameter";
+    /// 401: no `X-API-Key` header.
+    pub const MISSING_API_KEY: &str = "missing_api_key";
+    /// 401: the key is unknown or disabled (one code for both).
+    pub const INVALID_API_KEY: &str = "invalid_api_key";
+    /// 403: the key is valid but not approved for this method.
+    pub const KEY_NOT_APPROVED: &str = "key_not_approved";
+    /// 404: no such method.
+    pub const UNKNOWN_METHOD: &str = "unknown_method";
+    /// 404: no such route.
+    pub const NOT_FOUND: &str = "not_found";
+    /// 405: a verb other than the route's (`POST` for `/api/{method}`).
+    pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
+    /// 413: the body is larger than `[central] max_body_bytes`.
+    pub const PAYLOAD_TOO_LARGE: &str = "payload_too_large";
+    /// 415: a body that is not `application/json`.
+    pub const UNSUPPORTED_MEDIA_TYPE: &str = "unsupported_media_type";
+    /// 500: the script failed (an uncaught error).
+    pub const SCRIPT_ERROR: &str = "script_error";
+    /// 500: the method's timeout ran out (script or routed calls).
+    pub const TIMEOUT: &str = "timeout";
+    /// 500: a site the script needed could not be reached (and the script
+    /// did not catch the error).
+    pub const SITE_UNREACHABLE: &str = "site_unreachable";
+    /// 500: the script went over a resource limit (memory, call depth).
+    pub const LIMIT_EXCEEDED: &str = "limit_exceeded";
+    /// 503: the node is shutting down.
+    pub const SHUTTING_DOWN: &str = "shutting_down";
+    /// 401: `/admin/*` without a valid `X-Admin-Key`.
+    pub const INVALID_ADMIN_KEY: &str = "invalid_admin_key";
+    /// 400: a bad query string on an admin route.
+    pub const INVALID_QUERY: &str = "invalid_query";
+    /// 500: central itself failed (the failures log could not be read, ...).
+    pub const INTERNAL: &str = "internal";
+}
+
+/// The header that carries the API key.
+pub const API_KEY_HEADER: &str = "x-api-key";
+/// The header that carries the admin key.
+pub const ADMIN_KEY_HEADER: &str = "x-admin-key";
+
+/// Settings of a central node that are not in the deployment file.
+#[derive(Clone)]
+pub struct CentralConfig {
+    /// Script threads (a routed call holds its thread while it waits).
+    pub script_threads: usize,
+    /// The node's data directory; default: the deployment's `data_dir`
+    /// (relative to the deployment file). The failures log is in
+    /// `{data_dir}/central/failures`.
+    pub data_dir: Option<PathBuf>,
+    /// Reads environment variables (site tokens); default: the process's.
+    pub env: EnvReader,
+}
+
+/// Reads an environment variable by name.
+pub type EnvReader = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+impl Default for CentralConfig {
+    fn default() -> CentralConfig {
+        CentralConfig {
+            script_threads: 16,
+            data_dir: None,
+            env: Arc::new(crate::external::process_env),
+        }
+    }
+}
+
+impl std::fmt::Debug for CentralConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CentralConfig")
+            .field("script_threads", &self.script_threads)
+            .field("data_dir", &self.data_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A running central node.
+pub struct CentralHandle {
+    local_addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: tokio::task::JoinHandle<Result<(), String>>,
+    central: Arc<Central>,
+}
+
+impl std::fmt::Debug for CentralHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CentralHandle")
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CentralHandle {
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Graceful shutdown: `/health` answers 503, the listener stops
+    /// accepting, calls in flight finish, then the script threads stop.
+    pub async fn shutdown(mut self) -> Result<(), String> {
+        self.central.shutting_down.store(true, Ordering::SeqCst);
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let served = (&mut self.server)
+            .await
+            .map_err(|e| format!("central server task failed: {e}"))?;
+        let pool = self.central.pool.clone();
+        tokio::task::spawn_blocking(move || pool.shutdown())
+            .await
+            .map_err(|e| format!("stopping the script threads failed: {e}"))?;
+        served
+    }
+}
+
+/// One API method, compiled.
+struct Method {
+    script: Script,
+    params: Vec<(String, Type)>,
+    approved_keys: Vec<String>,
+    timeout: Duration,
+}
+
+/// What the handlers share.
+struct Central {
+    methods: HashMap<String, Method>,
+    api_keys: auth::KeyTable,
+    admin_keys: auth::KeyTable,
+    pool: ScriptPool,
+    failures: Arc<FailureLog>,
+    metrics: metrics::Metrics,
+    openapi: Bytes,
+    shutting_down: AtomicBool,
+}
+
+/// How long past the deadline central waits for a script to stop on its own
+/// (the engine stops JIT code within about a millisecond) before answering.
+const DEADLINE_GRACE: Duration = Duration::from_millis(100);
+
+const DEFAULT_TIMEOUT_S: u64 = 30;
+
+/// Compiles the API methods, opens the failures log and serves the inbound
+/// API on `listener` until [`CentralHandle::shutdown`].
+pub async fn start(
+    deployment: Arc<Deployment>,
+    listener: tokio::net::TcpListener,
+    config: CentralConfig,
+) -> Result<CentralHandle, String> {
+    let central = Arc::new(build(&deployment, &config)?);
+    let max_body_bytes = deployment
+        .file
+        .central
+        .as_ref()
+        .map_or(1024 * 1024, |c| c.max_body_bytes);
+    let app = router(Arc::clone(&central), max_body_bytes);
+    let local_addr = listener
+        .local_addr()
+        .map_err(|e| format!("central: cannot read the listening address: {e}"))?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .await
+            .map_err(|e| format!("central server: {e}"))
+    });
+    // Prune the failures log once a day even when nothing fails.
+    let failures = Arc::downgrade(&central.failures);
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(Duration::from_secs(24 * 3600));
+        loop {
+            ticker.tick().await;
+            let Some(log) = failures.upgrade() else {
+                return;
+            };
+            let _ = tokio::task::spawn_blocking(move || log.prune(failures::now_ms())).await;
+        }
+    });
+    tracing::info!(%local_addr, methods = central.methods.len(), "central inbound API listening");
+    Ok(CentralHandle {
+        local_addr,
+        stop: Some(stop),
+        server,
+        central,
+    })
+}
+
+fn build(deployment: &Deployment, config: &CentralConfig) -> Result<Central, String> {
+    let handle = tokio::runtime::Handle::try_current()
+        .map_err(|_| "central::start must run inside a tokio runtime".to_string())?;
+    let routes = Arc::new(route::Routes::new(deployment, &*config.env, handle)?);
+    let engine = engine(&routes)?;
+    let mut methods = HashMap::new();
+    let mut problems = Vec::new();
+    for script in deployment
+        .scripts()
+        .into_iter()
+        .filter(|s| s.kind == ScriptKind::Api)
+    {
+        let Some(definition) = deployment.file.api_methods.get(&script.name) else {
+            continue;
+        };
+        let shown = script.path.display().to_string();
+        let source = match std::fs::read_to_string(&script.path) {
+            Ok(source) => source,
+            Err(e) => {
+                problems.push(format!(
+                    "API method `{}`: cannot read {shown}: {e}",
+                    script.name
+                ));
+                continue;
+            }
+        };
+        let options = CompileOptions {
+            kind: Some(ScriptKind::Api),
+            require_main: true,
+        };
+        let compiled = match engine.compile(&source, &options) {
+            Ok(compiled) => compiled,
+            Err(CompileError::Diagnostics(diagnostics)) => {
+                problems.push(format!(
+                    "API method `{}` does not compile:\n{}",
+                    script.name,
+                    scl_lang::diagnostics::render_human(&shown, &source, &diagnostics, false)
+                ));
+                continue;
+            }
+            Err(other) => {
+                problems.push(format!("API method `{}`: {other}", script.name));
+                continue;
+            }
+        };
+        let params = compiled.params("main").unwrap_or(&[]).to_vec();
+        let timeout_s = definition.timeout_s.unwrap_or(DEFAULT_TIMEOUT_S).max(1);
+        methods.insert(
+            script.name.clone(),
+            Method {
+                script: compiled,
+                params,
+                approved_keys: definition
+                    .approved_keys
+                    .iter()
+                    .map(|k| k.get_ref().clone())
+                    .collect(),
+                timeout: Duration::from_secs(timeout_s),
+            },
+        );
+    }
+    if !problems.is_empty() {
+        return Err(problems.join("\n"));
+    }
+    let data_dir = config
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| deployment.base_dir().join(&deployment.file.data_dir));
+    let retention_days = deployment
+        .file
+        .central
+        .as_ref()
+        .map_or(30, |c| c.failure_retention_days);
+    let failures = FailureLog::open(
+        &failures::default_path(&data_dir),
+        Duration::from_secs(retention_days.saturating_mul(86_400)),
+    )?;
+    let openapi = openapi::document(
+        deployment,
+        methods.iter().map(|(name, method)| {
+            let ret = method
+                .script
+                .lowered()
+                .signatures
+                .iter()
+                .find(|s| s.name == "main")
+                .map_or(Type::Void, |s| s.ret.clone());
+            (name.as_str(), method.params.as_slice(), ret)
+        }),
+    );
+    let openapi = serde_json::to_vec_pretty(&openapi)
+        .map_err(|e| format!("central: cannot write the OpenAPI document: {e}"))?;
+    let pool = ScriptPool::new("scl-api", config.script_threads)
+        .map_err(|e| format!("central: cannot start the script threads: {e}"))?;
+    Ok(Central {
+        methods,
+        api_keys: auth::KeyTable::new(&deployment.file.api_keys),
+        admin_keys: auth::KeyTable::new(&deployment.file.admin_keys),
+        pool,
+        failures: Arc::new(failures),
+        metrics: metrics::Metrics::default(),
+        openapi: Bytes::from(openapi),
+        shutting_down: AtomicBool::new(false),
+    })
+}
+
+/// The engine api scripts compile against: the core modules, `Route`, and
+/// stand-ins for every other module (the checker rejects the ones an api
+/// script may not use; the stand-ins answer `unavailable`).
+fn engine(routes: &Arc<route::Routes>) -> Result<Engine, String> {
+    let mut engine = Engine::default();
+    scl_stdlib::core_modules::register_core_modules(&mut engine)?;
+    routes.register(&mut engine)?;
+    for signature in scl_stdlib::signatures::module_table().functions {
+        let owner = match &signature.owner {
+            Owner::Module(m) | Owner::HostType(m) => m.clone(),
+        };
+        if scl_stdlib::core_modules::CORE_MODULES.contains(&owner.as_str())
+            || owner == "Route"
+            || owner == "RouteTarget"
+        {
+            continue;
+        }
+        let qualified = signature.qualified_name();
+        engine
+            .register_raw(signature, move |_, _| {
+                Err(scl_compiler::HostError::new(
+                    "unavailable",
+                    "not_on_central",
+                    format!("`{qualified}` is not available on this central node"),
+                ))
+            })
+            .map_err(|e| format!("central: {e}"))?;
+    }
+    Ok(engine)
+}
+
+fn router(central: Arc<Central>, max_body_bytes: u64) -> Router {
+    let limit = usize::try_from(max_body_bytes).unwrap_or(usize::MAX);
+    Router::new()
+        .route(
+            "/api/openapi.json",
+            get(openapi_document).fallback(only_get),
+        )
+        .route("/api/{method}", post(call_method).fallback(only_post))
+        .route("/admin/failures", get(admin_failures).fallback(only_get))
+        .route("/health", get(health).fallback(only_get))
+        .route("/metrics", get(prometheus).fallback(only_get))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(central)
+}
+
+/// An answer that is not a 200.
+#[derive(Debug)]
+struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "error": self.message, "code": self.code });
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+/// A failed run, with what operators need (never sent to the caller).
+struct Failure {
+    code: &'static str,
+    safe_message: &'static str,
+    detail: String,
+}
+
+async fn call_method(
+    State(central): State<Arc<Central>>,
+    method: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    request: Request,
+) -> Response {
+    let started = Instant::now();
+    let name = method.map(|Path(name)| name).unwrap_or_default();
+    let label = if central.methods.contains_key(&name) {
+        name.as_str()
+    } else {
+        "_unknown"
+    };
+    let response = match answer(&central, &name, request, started).await {
+        Ok(value) => (StatusCode::OK, axum::Json(value)).into_response(),
+        Err(error) => error.into_response(),
+    };
+    central
+        .metrics
+        .observe(label, response.status().as_u16(), started.elapsed());
+    response
+}
+
+async fn answer(
+    central: &Arc<Central>,
+    name: &str,
+    request: Request,
+    started: Instant,
+) -> Result<serde_json::Value, ApiError> {
+    if central.shutting_down.load(Ordering::SeqCst) {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            codes::SHUTTING_DOWN,
+            "the node is shutting down; retry on another node",
+        ));
+    }
+    // The key first, so that callers without one learn nothing about the methods.
+    let key_name = match request.headers().get(API_KEY_HEADER) {
+        None => {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                codes::MISSING_API_KEY,
+                "the X-API-Key header is missing",
+            ));
+        }
+        Some(value) => match central.api_keys.check(value.as_bytes()) {
+            auth::KeyCheck::Valid(name) => name,
+            auth::KeyCheck::Invalid => {
+                return Err(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    codes::INVALID_API_KEY,
+                    "the API key is not valid",
+                ));
+            }
+        },
+    };
+    let Some(method) = central.methods.get(name) else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            codes::UNKNOWN_METHOD,
+            format!("there is no API method `{name}`"),
+        ));
+    };
+    if !method.approved_keys.contains(&key_name) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            codes::KEY_NOT_APPROVED,
+            format!("the API key is not approved for method `{name}`"),
+        ));
+    }
+    let body = read_body(request).await?;
+    let params = match body {
+        None => serde_json::Value::Object(serde_json::Map::new()),
+        Some(bytes) => match serde_json::from_slice::<serde_json::Value>(&bytes) {
+            Ok(value @ serde_json::Value::Object(_)) => value,
+            Ok(_) => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    codes::INVALID_BODY,
+                    "the body must be a JSON object with the method's parameters as fields",
+                ));
+            }
+            Err(error) => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    codes::INVALID_JSON,
+                    format!("the body is not valid JSON: {error}"),
+                ));
+            }
+        },
+    };
+    if let Err(error) = crate::params::check(&params, &method.params) {
+        let code = match error.code {
+            "missing_parameter" => codes::MISSING_PARAMETER,
+            "unknown_parameter" => codes::UNKNOWN_PARAMETER,
+            "invalid_params" => codes::INVALID_BODY,
+            _ => codes::INVALID_PARAMETER,
+        };
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, code, error.message));
+    }
+    // An optional parameter given as `null` is the same as one left out; the
+    // engine's `call_main_json` only accepts the latter for top-level
+    // parameters (it converts `null` with the inner type), so drop them here.
+    let mut params = params;
+    if let serde_json::Value::Object(object) = &mut params {
+        object.retain(|name, value| {
+            !(value.is_null()
+                && method
+                    .params
+                    .iter()
+                    .any(|(n, ty)| n == name && matches!(ty, Type::Optional(_))))
+        });
+    }
+    match run(central, method, params, started).await {
+        Ok(value) => Ok(value),
+        Err(failure) => {
+            let duration = started.elapsed();
+            tracing::warn!(
+                method = name,
+                key = key_name.as_str(),
+                code = failure.code,
+                duration_ms = duration.as_millis() as u64,
+                "API call failed: {}",
+                failure.detail
+            );
+            let unix_ms = failures::now_ms();
+            let record = FailureRecord {
+                time: failures::rfc3339_ms(unix_ms),
+                unix_ms,
+                method: name.to_string(),
+                key: key_name.clone(),
+                code: failure.code.to_string(),
+                message: failure.detail,
+                duration_ms: duration.as_millis() as u64,
+            };
+            let log = Arc::clone(&central.failures);
+            match tokio::task::spawn_blocking(move || log.record(&record)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(problem)) => tracing::error!("cannot record a failed API call: {problem}"),
+                Err(problem) => tracing::error!("cannot record a failed API call: {problem}"),
+            }
+            Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                failure.code,
+                failure.safe_message,
+            ))
+        }
+    }
+}
+
+/// Reads the body within the size limit; `None` for an empty body.
+async fn read_body(request: Request) -> Result<Option<Bytes>, ApiError> {
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map(|value| is_json(value.as_bytes()));
+    if content_type == Some(false) {
+        return Err(unsupported_media_type());
+    }
+    let bytes = match Bytes::from_request(request, &()).await {
+        Ok(bytes) => bytes,
+        Err(BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_))) => {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                codes::PAYLOAD_TOO_LARGE,
+                "the body is larger than this server accepts",
+            ));
+        }
+        Err(_) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                codes::INVALID_JSON,
+                "the body could not be read",
+            ));
+        }
+    };
+    if bytes.is_empty() {
+        return Ok(None);
+    }
+    if content_type.is_none() {
+        return Err(unsupported_media_type());
+    }
+    Ok(Some(bytes))
+}
+
+fn unsupported_media_type() -> ApiError {
+    ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        codes::UNSUPPORTED_MEDIA_TYPE,
+        "the body must be JSON (Content-Type: application/json)",
+    )
+}
+
+/// `application/json` or `application/<something>+json`, with any parameters.
+fn is_json(content_type: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(content_type);
+    let essence = text
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// Runs the method's script on the pool within the method's time.
+async fn run(
+    central: &Arc<Central>,
+    method: &Method,
+    params: serde_json::Value,
+    started: Instant,
+) -> Result<serde_json::Value, Failure> {
+    let deadline = started + method.timeout;
+    let script = method.script.clone();
+    let job = central.pool.run(move || {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return None;
+        }
+        let data = ApiRun { deadline };
+        let options = CallOptions {
+            limits: Limits {
+                timeout: Some(remaining),
+                ..Limits::default()
+            },
+            host_data: Some(&data),
+            ..CallOptions::default()
+        };
+        Some(script.call_main_json(&params, &options))
+    });
+    let timed_out = || Failure {
+        code: codes::TIMEOUT,
+        safe_message: "the method did not finish in time",
+        detail: format!(
+            "the method's timeout of {} s ran out",
+            method.timeout.as_secs()
+        ),
+    };
+    let outcome = match tokio::time::timeout_at((deadline + DEADLINE_GRACE).into(), job).await {
+        Err(_) | Ok(Ok(None)) => return Err(timed_out()),
+        Ok(Err(_closed)) => {
+            return Err(Failure {
+                code: codes::SHUTTING_DOWN,
+                safe_message: "the node is shutting down",
+                detail: "the script threads were stopped".into(),
+            });
+        }
+        Ok(Ok(Some(outcome))) => outcome,
+    };
+    let error = match outcome.result {
+        Ok(value) => return Ok(value.to_json()),
+        Err(error) => error,
+    };
+    let at = match (error.line, error.column) {
+        (Some(line), Some(column)) => format!(" (at {line}:{column})"),
+        _ => String::new(),
+    };
+    let detail = format!("{}/{}: {}{at}", error.kind, error.code, error.message);
+    let status = outcome.stats.status;
+    let failure = if status == Status::Timeout
+        || (status == Status::Limit && error.code == "timeout")
+        || Instant::now() >= deadline
+    {
+        Failure {
+            detail,
+            ..timed_out()
+        }
+    } else if status == Status::Limit {
+        Failure {
+            code: codes::LIMIT_EXCEEDED,
+            safe_message: "the method went over a resource limit",
+            detail,
+        }
+    } else if error.kind == "unreachable" {
+        Failure {
+            code: codes::SITE_UNREACHABLE,
+            safe_message: "a site this method needs is unreachable",
+            detail,
+        }
+    } else {
+        Failure {
+            code: codes::SCRIPT_ERROR,
+            safe_message: "the method failed",
+            detail,
+        }
+    };
+    Err(failure)
+}
+
+async fn openapi_document(State(central): State<Arc<Central>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        central.openapi.clone(),
+    )
+        .into_response()
+}
+
+async fn health(State(central): State<Arc<Central>>) -> Response {
+    if central.shutting_down.load(Ordering::SeqCst) {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            codes::SHUTTING_DOWN,
+            "the node is shutting down",
+        )
+        .into_response();
+    }
+    axum::Json(serde_json::json!({ "status": "ok", "methods": central.methods.len() }))
+        .into_response()
+}
+
+async fn prometheus(State(central): State<Arc<Central>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        central.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn admin_failures(
+    State(central): State<Arc<Central>>,
+    headers: HeaderMap,
+    query: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let authorised = headers
+        .get(ADMIN_KEY_HEADER)
+        .map(|key| central.admin_keys.check(key.as_bytes()));
+    if !matches!(authorised, Some(auth::KeyCheck::Valid(_))) {
+        return ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            codes::INVALID_ADMIN_KEY,
+            "a valid X-Admin-Key header is required",
+        )
+        .into_response();
+    }
+    let Ok(Query(query)) = query else {
+        return invalid_query("the query string is malformed").into_response();
+    };
+    let mut filter = FailureQuery::default();
+    for (name, value) in query {
+        match name.as_str() {
+            "since" => match failures::parse_since(&value, failures::now_ms()) {
+                Ok(ms) => filter.since_ms = Some(ms),
+                Err(problem) => return invalid_query(&problem).into_response(),
+            },
+            "method" => filter.method = Some(value),
+            "limit" => match value.parse() {
+                Ok(limit) => filter.limit = Some(limit),
+                Err(_) => return invalid_query("`limit` must be a number").into_response(),
+            },
+            other => {
+                return invalid_query(&format!("unknown query parameter `{other}`"))
+                    .into_response();
+            }
+        }
+    }
+    let log = Arc::clone(&central.failures);
+    match tokio::task::spawn_blocking(move || log.query(&filter)).await {
+        Ok(Ok(rows)) => axum::Json(serde_json::json!({ "failures": rows })).into_response(),
+        Ok(Err(problem)) => {
+            tracing::error!("reading the failures log: {problem}");
+            internal().into_response()
+        }
+        Err(problem) => {
+            tracing::error!("reading the failures log: {problem}");
+            internal().into_response()
+        }
+    }
+}
+
+fn invalid_query(message: &str) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, codes::INVALID_QUERY, message)
+}
+
+fn internal() -> ApiError {
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        codes::INTERNAL,
+        "central could not answer",
+    )
+}
+
+fn method_not_allowed(allow: &'static str) -> Response {
+    let mut response = ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        codes::METHOD_NOT_ALLOWED,
+        format!("this route only accepts {allow}"),
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    response
+}
+
+async fn only_post() -> Response {
+    method_not_allowed("POST")
+}
+
+async fn only_get() -> Response {
+    method_not_allowed("GET, HEAD")
+}
+
+async fn not_found() -> Response {
+    ApiError::new(StatusCode::NOT_FOUND, codes::NOT_FOUND, "no such route").into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_content_types() {
+        assert!(is_json(b"application/json"));
+        assert!(is_json(b"Application/JSON; charset=utf-8"));
+        assert!(is_json(b"application/vnd.api+json"));
+        assert!(!is_json(b"text/plain"));
+        assert!(!is_json(b"application/x-www-form-urlencoded"));
+    }
+}

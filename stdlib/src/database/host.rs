@@ -1,0 +1,269 @@
+//! The script-facing wiring of the Database module: `Database.Connection(name)`, the
+//! `Connection` host type's `Query`, `Execute`, `Scalar`, `Procedure`, `Begin`, `Commit` and
+//! `Rollback`, and `Database.CachedWrite(name, sql, params)`, registered in an [`Engine`] with
+//! the signatures of [`crate::signatures::module_table`].
+//!
+//! **Per-run state.** Transactions and counters belong to one script run, so the host
+//! functions find the run's [`DatabaseExecution`] through the run's host data
+//! ([`scl_compiler::CallOptions::host_data`]), which must be a `T: DatabaseScope` (the
+//! embedder's own per-run type). A run without one gets a catchable `unavailable` error. The
+//! embedder ends the execution when the run is over ([`DatabaseExecution::end`], also done on
+//! drop), which rolls back every transaction the script left open.
+//!
+//! **Counters.** Each `Query`, `Execute`, `Scalar`, `Procedure` and `CachedWrite` counts one
+//! in the run's [`QUERY_COUNTER`] before anything is sent (so a cap in
+//! [`scl_compiler::Limits::caps`] stops the statement that would exceed it), and the rows
+//! affected by `Execute` and `CachedWrite` count in [`DML_ROWS_COUNTER`] afterwards; both show
+//! in the run's `ExecStats::counters`.
+//!
+//! **Errors** reach the script as catchable errors with [`DatabaseError::script_kind`], the
+//! module's code and its message (never a secret); limit errors end the run.
+
+use std::any::Any;
+
+use scl_compiler::{Engine, HostContext, HostError, HostObject, Value};
+use scl_lang::modules::Owner;
+use serde_json::Map;
+
+use super::{
+    ConnectionHandle, DML_ROWS_COUNTER, DatabaseError, DatabaseExecution, Delivery, QUERY_COUNTER,
+};
+
+/// The script-side name of a connection handle.
+pub const CONNECTION_TYPE: &str = "Connection";
+
+/// What the run's host data must give the Database host functions: the run's execution.
+pub trait DatabaseScope: Any + Sync {
+    /// The Database state of this run, or `None` where the node has no Database module.
+    fn database(&self) -> Option<&DatabaseExecution>;
+}
+
+impl DatabaseScope for DatabaseExecution {
+    fn database(&self) -> Option<&DatabaseExecution> {
+        Some(self)
+    }
+}
+
+/// Register `Database.Connection`, `Database.CachedWrite` and the `Connection` methods in
+/// `engine`. Each call looks up the run's execution in its host data, which must be a `T`.
+pub fn register_database<T: DatabaseScope>(engine: &mut Engine) -> Result<(), String> {
+    let table = crate::signatures::module_table();
+    for (name, ty) in &table.types {
+        engine.register_named_type(name, ty.clone());
+    }
+    let database = Owner::Module("Database".to_owned());
+    let connection = Owner::HostType(CONNECTION_TYPE.to_owned());
+    for signature in table.functions {
+        if signature.owner != database && signature.owner != connection {
+            continue;
+        }
+        let qualified = signature.qualified_name();
+        let registered = match (signature.owner == database, signature.name.as_str()) {
+            (true, "Connection") => engine.register_raw(signature, |context, args| {
+                let execution = execution::<T>(context)?;
+                let name = text(&args, 0, "Database.Connection", "name")?;
+                let handle = execution.connection(name).map_err(host_error)?;
+                Ok(Value::Host(HostObject::new(CONNECTION_TYPE, handle)))
+            }),
+            (true, "CachedWrite") => engine.register_raw(signature, |context, args| {
+                let name = text(&args, 0, "Database.CachedWrite", "name")?;
+                let sql = text(&args, 1, "Database.CachedWrite", "sql")?;
+                let params = json_list(&args, 2, "Database.CachedWrite")?;
+                if !execution::<T>(context)?.can_buffer() {
+                    return Err(HostError::new(
+                        "unavailable",
+                        "no_buffer",
+                        "Database.CachedWrite needs a site's store-and-forward buffer, which \
+                         this node does not have: use Database.Connection here",
+                    ));
+                }
+                context.count(QUERY_COUNTER, 1)?;
+                let execution = execution::<T>(context)?;
+                let (result, rows) = with_rows(execution, |e| e.cached_write(name, sql, &params));
+                count_rows(context, rows)?;
+                result.map(delivery_value).map_err(host_error)
+            }),
+            (false, "Query") => engine.register_raw(signature, |context, args| {
+                let handle = receiver(&args, "Connection.Query")?;
+                let sql = text(&args, 1, "Connection.Query", "sql")?;
+                let params = json_list(&args, 2, "Connection.Query")?;
+                context.count(QUERY_COUNTER, 1)?;
+                execution::<T>(context)?
+                    .query(handle, sql, &params)
+                    .map(rows_value)
+                    .map_err(host_error)
+            }),
+            (false, "Scalar") => engine.register_raw(signature, |context, args| {
+                let handle = receiver(&args, "Connection.Scalar")?;
+                let sql = text(&args, 1, "Connection.Scalar", "sql")?;
+                let params = json_list(&args, 2, "Connection.Scalar")?;
+                context.count(QUERY_COUNTER, 1)?;
+                execution::<T>(context)?
+                    .scalar(handle, sql, &params)
+                    .map(Value::Json)
+                    .map_err(host_error)
+            }),
+            (false, "Execute") => engine.register_raw(signature, |context, args| {
+                let handle = receiver(&args, "Connection.Execute")?;
+                let sql = text(&args, 1, "Connection.Execute", "sql")?;
+                let params = json_list(&args, 2, "Connection.Execute")?;
+                context.count(QUERY_COUNTER, 1)?;
+                let execution = execution::<T>(context)?;
+                let (result, rows) = with_rows(execution, |e| e.execute(handle, sql, &params));
+                count_rows(context, rows)?;
+                result.map(Value::Int).map_err(host_error)
+            }),
+            (false, "Procedure") => engine.register_raw(signature, |context, args| {
+                let handle = receiver(&args, "Connection.Procedure")?;
+                let name = text(&args, 1, "Connection.Procedure", "name")?;
+                let params = match args.get(2) {
+                    Some(Value::Map(entries)) => entries
+                        .iter()
+                        .map(|(key, value)| (key.clone(), value.to_json()))
+                        .collect::<Map<String, serde_json::Value>>(),
+                    Some(Value::Json(serde_json::Value::Object(object))) => object.clone(),
+                    _ => return Err(argument_error("Connection.Procedure", "params")),
+                };
+                context.count(QUERY_COUNTER, 1)?;
+                execution::<T>(context)?
+                    .procedure(handle, name, &params)
+                    .map(rows_value)
+                    .map_err(host_error)
+            }),
+            (false, "Begin") => engine.register_raw(signature, |context, args| {
+                let execution = execution::<T>(context)?;
+                let handle = receiver(&args, "Connection.Begin")?;
+                execution.begin(handle).map_err(host_error)?;
+                Ok(Value::Null)
+            }),
+            (false, "Commit") => engine.register_raw(signature, |context, args| {
+                let execution = execution::<T>(context)?;
+                let handle = receiver(&args, "Connection.Commit")?;
+                execution.commit(handle).map_err(host_error)?;
+                Ok(Value::Null)
+            }),
+            (false, "Rollback") => engine.register_raw(signature, |context, args| {
+                let execution = execution::<T>(context)?;
+                let handle = receiver(&args, "Connection.Rollback")?;
+                execution.rollback(handle).map_err(host_error)?;
+                Ok(Value::Null)
+            }),
+            (_, other) => {
+                return Err(format!(
+                    "`{qualified}` has no host implementation (`{other}`)"
+                ));
+            }
+        };
+        registered.map_err(|error| format!("`{qualified}`: {error}"))?;
+    }
+    Ok(())
+}
+
+/// The run's execution, from its host data.
+fn execution<'c, T: DatabaseScope>(
+    context: &'c HostContext<'_, '_>,
+) -> Result<&'c DatabaseExecution, HostError> {
+    context
+        .host_data::<T>()
+        .and_then(DatabaseScope::database)
+        .ok_or_else(|| {
+            HostError::new(
+                "unavailable",
+                "no_database",
+                "the Database module is not available in this run",
+            )
+        })
+}
+
+/// Run `operation` and tell how many DML rows it added to the execution's count.
+fn with_rows<R>(
+    execution: &DatabaseExecution,
+    operation: impl FnOnce(&DatabaseExecution) -> R,
+) -> (R, u64) {
+    let before = execution.counters().dml_rows;
+    let result = operation(execution);
+    (result, execution.counters().dml_rows.saturating_sub(before))
+}
+
+/// Add the DML rows an operation affected to the run's counter (past a cap: a limit error).
+fn count_rows(context: &mut HostContext<'_, '_>, rows: u64) -> Result<(), HostError> {
+    if rows > 0 {
+        context.count(DML_ROWS_COUNTER, rows)?;
+    }
+    Ok(())
+}
+
+fn receiver<'a>(args: &'a [Value], function: &str) -> Result<&'a ConnectionHandle, HostError> {
+    match args.first() {
+        Some(Value::Host(object)) => object.downcast_ref::<ConnectionHandle>(),
+        _ => None,
+    }
+    .ok_or_else(|| argument_error(function, "connection"))
+}
+
+fn text<'a>(
+    args: &'a [Value],
+    index: usize,
+    function: &str,
+    parameter: &str,
+) -> Result<&'a str, HostError> {
+    args.get(index)
+        .and_then(Value::as_str)
+        .ok_or_else(|| argument_error(function, parameter))
+}
+
+fn json_list(
+    args: &[Value],
+    index: usize,
+    function: &str,
+) -> Result<Vec<serde_json::Value>, HostError> {
+    match args.get(index) {
+        Some(Value::List(items)) => Ok(items.iter().map(Value::to_json).collect()),
+        Some(Value::Json(serde_json::Value::Array(items))) => Ok(items.clone()),
+        _ => Err(argument_error(function, "params")),
+    }
+}
+
+/// Rows as the script's `list<map<json>>`, columns in the order the server gave them.
+fn rows_value(rows: Vec<Map<String, serde_json::Value>>) -> Value {
+    Value::List(
+        rows.into_iter()
+            .map(|row| {
+                Value::Map(
+                    row.into_iter()
+                        .map(|(column, value)| (column, Value::Json(value)))
+                        .collect(),
+                )
+            })
+            .collect(),
+    )
+}
+
+/// The script's `Delivery` record (fields in canonical order).
+fn delivery_value(delivery: Delivery) -> Value {
+    Value::Record(vec![
+        ("id".to_owned(), Value::String(delivery.id)),
+        (
+            "status".to_owned(),
+            Value::String(delivery.status.as_str().to_owned()),
+        ),
+    ])
+}
+
+/// The module's error as a script error: catchable with its kind, code and message, except
+/// limit errors, which end the run.
+pub fn host_error(error: DatabaseError) -> HostError {
+    if error.is_catchable() {
+        HostError::new(error.script_kind(), &error.code, error.message)
+    } else {
+        HostError::limit(&error.code, error.message)
+    }
+}
+
+fn argument_error(function: &str, parameter: &str) -> HostError {
+    HostError::new(
+        "type",
+        "host_argument",
+        format!("{function}: bad `{parameter}` argument"),
+    )
+}
