@@ -67,10 +67,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use scl_compiler::{CallOptions, CompileError, CompileOptions, Engine, Limits, Script, Status};
 use scl_lang::ScriptKind;
-use scl_lang::modules::Owner;
 use scl_lang::types::Type;
 
 use crate::deployment::Deployment;
+use crate::modules::{NodeEvents, NodeModules, NodeRole, TracingEvents};
 use crate::pool::ScriptPool;
 pub use failures::{FailureLog, FailureQuery, FailureRecord};
 pub use route::ApiRun;
@@ -138,8 +138,12 @@ pub struct CentralConfig {
     /// (relative to the deployment file). The failures log is in
     /// `{data_dir}/central/failures`.
     pub data_dir: Option<PathBuf>,
-    /// Reads environment variables (site tokens); default: the process's.
+    /// Reads environment variables (site tokens, database URLs, external
+    /// systems' secrets); default: the process's.
     pub env: EnvReader,
+    /// Where the modules report events (permanent failures); default: the
+    /// tracing log.
+    pub events: Arc<dyn NodeEvents>,
 }
 
 /// Reads an environment variable by name.
@@ -151,6 +155,7 @@ impl Default for CentralConfig {
             script_threads: 16,
             data_dir: None,
             env: Arc::new(crate::external::process_env),
+            events: Arc::new(TracingEvents),
         }
     }
 }
@@ -215,6 +220,8 @@ struct Method {
 /// What the handlers share.
 struct Central {
     methods: HashMap<String, Method>,
+    /// `Database.Connection` (central's databases) and the other modules.
+    modules: NodeModules,
     api_keys: auth::KeyTable,
     admin_keys: auth::KeyTable,
     pool: ScriptPool,
@@ -280,8 +287,23 @@ pub async fn start(
 fn build(deployment: &Deployment, config: &CentralConfig) -> Result<Central, String> {
     let handle = tokio::runtime::Handle::try_current()
         .map_err(|_| "central::start must run inside a tokio runtime".to_string())?;
-    let routes = Arc::new(route::Routes::new(deployment, &*config.env, handle)?);
-    let engine = engine(&routes)?;
+    let routes = Arc::new(route::Routes::new(
+        deployment,
+        &*config.env,
+        handle.clone(),
+    )?);
+    let modules = NodeModules::build(
+        deployment,
+        NodeRole::Central,
+        handle,
+        None,
+        &*config.env,
+        Arc::clone(&config.events),
+    )?;
+    for problem in modules.problems() {
+        tracing::warn!("central: {problem}");
+    }
+    let engine = engine(&modules, &routes)?;
     let mut methods = HashMap::new();
     let mut problems = Vec::new();
     for script in deployment
@@ -373,6 +395,7 @@ fn build(deployment: &Deployment, config: &CentralConfig) -> Result<Central, Str
         .map_err(|e| format!("central: cannot start the script threads: {e}"))?;
     Ok(Central {
         methods,
+        modules,
         api_keys: auth::KeyTable::new(&deployment.file.api_keys),
         admin_keys: auth::KeyTable::new(&deployment.file.admin_keys),
         pool,
@@ -383,20 +406,21 @@ fn build(deployment: &Deployment, config: &CentralConfig) -> Result<Central, Str
     })
 }
 
-/// The engine api scripts compile against: the core modules, `Route`, and
-/// stand-ins for every other module (the checker rejects the ones an api
-/// script may not use; the stand-ins answer `unavailable`).
-fn engine(routes: &Arc<route::Routes>) -> Result<Engine, String> {
+/// The engine api scripts compile against: the core modules, the node's
+/// modules (`Database.Connection` for central's databases; the ones central
+/// cannot serve answer `unavailable`), `Route`, and stand-ins for the
+/// site-only modules (the checker refuses them in api scripts; registering
+/// them keeps its "not allowed in api scripts" diagnostic).
+fn engine(modules: &NodeModules, routes: &Arc<route::Routes>) -> Result<Engine, String> {
     let mut engine = Engine::default();
     scl_stdlib::core_modules::register_core_modules(&mut engine)?;
+    modules.register(&mut engine)?;
     routes.register(&mut engine)?;
+    let registered = engine.module_table();
     for signature in scl_stdlib::signatures::module_table().functions {
-        let owner = match &signature.owner {
-            Owner::Module(m) | Owner::HostType(m) => m.clone(),
-        };
-        if scl_stdlib::core_modules::CORE_MODULES.contains(&owner.as_str())
-            || owner == "Route"
-            || owner == "RouteTarget"
+        if registered
+            .lookup(&signature.owner, &signature.name)
+            .is_some()
         {
             continue;
         }
@@ -406,7 +430,7 @@ fn engine(routes: &Arc<route::Routes>) -> Result<Engine, String> {
                 Err(scl_compiler::HostError::new(
                     "unavailable",
                     "not_on_central",
-                    format!("`{qualified}` is not available on this central node"),
+                    format!("`{qualified}` is not available on central"),
                 ))
             })
             .map_err(|e| format!("central: {e}"))?;
@@ -676,21 +700,25 @@ async fn run(
 ) -> Result<serde_json::Value, Failure> {
     let deadline = started + method.timeout;
     let script = method.script.clone();
+    let shared = Arc::clone(central);
     let job = central.pool.run(move || {
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
             return None;
         }
-        let data = ApiRun { deadline };
+        let scope = shared.modules.scope(Some(Arc::new(ApiRun { deadline })));
         let options = CallOptions {
             limits: Limits {
                 timeout: Some(remaining),
                 ..Limits::default()
             },
-            host_data: Some(&data),
+            host_data: Some(&scope),
             ..CallOptions::default()
         };
-        Some(script.call_main_json(&params, &options))
+        let outcome = script.call_main_json(&params, &options);
+        // Roll back what the script left open, on this thread.
+        let ended = scope.end();
+        Some((outcome, ended.rolled_back))
     });
     let timed_out = || Failure {
         code: codes::TIMEOUT,
@@ -709,7 +737,15 @@ async fn run(
                 detail: "the script threads were stopped".into(),
             });
         }
-        Ok(Ok(Some(outcome))) => outcome,
+        Ok(Ok(Some((outcome, rolled_back)))) => {
+            if !rolled_back.is_empty() {
+                tracing::warn!(
+                    "an API method left transactions open; rolled back on: {}",
+                    rolled_back.join(", ")
+                );
+            }
+            outcome
+        }
     };
     let error = match outcome.result {
         Ok(value) => return Ok(value.to_json()),

@@ -41,7 +41,7 @@
 //! - `scl_stdlib::database::register_database::<T>` takes no `Database`: the run's execution
 //!   in its scope already carries it.
 //! - [`saf_dir`] is the proposed place of a site's buffer under `data_dir`
-//!   (`<data_dir>/sites/<site>/saf`), which `scl run` buffers into.
+//!   (`<data_dir>/site-<site>/saf`), which `scl run` buffers into.
 
 use std::any::Any;
 use std::path::PathBuf;
@@ -354,13 +354,14 @@ impl NodeModules {
     }
 }
 
-/// Where a site keeps its store-and-forward buffer: `<data_dir>/sites/<site>/saf`, with
+/// Where a site keeps its store-and-forward buffer: `<data_dir>/site-<site>/saf` (as
+/// `scl serve` lays out a site node's data directory), with
 /// `data_dir` relative to the deployment file; `<data_dir>/saf` when no site is named (a
 /// buffer no site node forwards).
 pub fn saf_dir(deployment: &Deployment, site: Option<&str>) -> PathBuf {
     let data_dir = deployment.base_dir().join(&deployment.file.data_dir);
     match site {
-        Some(site) => data_dir.join("sites").join(site).join("saf"),
+        Some(site) => data_dir.join(format!("site-{site}")).join("saf"),
         None => data_dir.join("saf"),
     }
 }

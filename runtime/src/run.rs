@@ -3,12 +3,22 @@
 //! `Log`, `Json`, `Time` and `Math` are the real modules. `Attributes` and
 //! `Instance` read the values given with `--attr` (or, with `--config` and
 //! `--instance`, the instance's initial values); `Attributes.Set` is printed,
-//! not persisted. The modules that reach the world (`ExternalSystem`,
-//! `Notify`, `Database`, `Route`, `Scripts`, `Shared`, `Deliveries`) run on a
-//! site (`scl serve`); under `scl run` they are available with `--dry-run`,
-//! which prints each call that would be made (module, target, payload) and
-//! returns an empty result of the declared type, and are otherwise an error
-//! of kind `unavailable` naming the flag.
+//! not persisted.
+//!
+//! With `--config` (and no `--dry-run`) the modules that reach the world are the
+//! real ones, built by [`NodeModules`] as on a site: `ExternalSystem.Call` goes
+//! out, `Notify` sends, `Database.Connection` queries, and the cached operations
+//! (`CachedCall`, a notification that fails transiently, `CachedWrite`) are
+//! buffered into the site's store-and-forward buffer under the deployment's
+//! `data_dir` ([`crate::modules::saf_dir`]; the site is the `--instance`'s, or the
+//! only one). `scl run` only buffers: it starts no forwarder, so buffered
+//! messages wait there until a site node (`scl serve`) forwards them.
+//!
+//! With `--dry-run` those modules print each call that would be made (module,
+//! target, payload) and return an empty result of the declared type; without
+//! `--config` or `--dry-run` they are an error of kind `unavailable` naming the
+//! flags. `Route`, `Scripts` and `Shared` need a running node and are always
+//! `unavailable` under `scl run` (printed, not performed, with `--dry-run`).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -21,10 +31,12 @@ use scl_compiler::{
     Outcome, Status, Value,
 };
 use scl_lang::ScriptKind;
-use scl_lang::modules::{HostFnSig, Owner};
+use scl_lang::modules::HostFnSig;
 use scl_lang::types::Type;
 
 use crate::deployment::Deployment;
+use crate::modules::{NodeEvents, NodeModules, NodeRole, RunScope};
+use crate::saf::{Saf, SafConfig};
 
 #[derive(Debug, Default)]
 pub struct RunRequest {
@@ -49,6 +61,108 @@ struct OfflineState {
     /// Printed lines (`Attributes.Set`, dry-run calls), in order.
     printed: Mutex<Vec<String>>,
     next_delivery: Mutex<u64>,
+}
+
+/// The real outbound modules of `scl run --config` without `--dry-run`.
+struct LiveModules {
+    /// The I/O runtime the modules block on (script threads are not its threads).
+    runtime: tokio::runtime::Runtime,
+    modules: NodeModules,
+    saf: Saf,
+}
+
+impl LiveModules {
+    fn build(
+        deployment: &Deployment,
+        request: &RunRequest,
+        state: &Arc<OfflineState>,
+    ) -> Result<LiveModules, String> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("scl-run-io")
+            .enable_all()
+            .build()
+            .map_err(|e| format!("error: cannot start the I/O runtime: {e}"))?;
+        let site = run_site(deployment, request.instance.as_deref());
+        let directory = crate::modules::saf_dir(deployment, site.as_deref());
+        let saf = Saf::open(SafConfig::new(&directory)).map_err(|e| {
+            format!(
+                "error: cannot open the store-and-forward buffer in {}: {e}",
+                directory.display()
+            )
+        })?;
+        let events: Arc<dyn NodeEvents> = Arc::new(PrintedEvents(Arc::clone(state)));
+        let modules = NodeModules::build(
+            deployment,
+            NodeRole::Site,
+            runtime.handle().clone(),
+            Some(saf.clone()),
+            &crate::external::process_env,
+            events,
+        )
+        .map_err(|e| format!("error: {e}"))?;
+        for problem in modules.problems() {
+            print(state, format!("note: {problem}")).map_err(|e| e.message)?;
+        }
+        Ok(LiveModules {
+            runtime,
+            modules,
+            saf,
+        })
+    }
+
+    /// After the run: say what waits in the buffer, close it and stop the I/O runtime.
+    fn finish(self, state: &OfflineState) {
+        if let Ok(stats) = self.saf.stats()
+            && stats.queued > 0
+        {
+            let _ = print(
+                state,
+                format!(
+                    "note: {} deliveries wait in the store-and-forward buffer in {}; \
+                     `scl run` only buffers, a site node (`scl serve`) forwards them",
+                    stats.queued,
+                    self.saf.path().display()
+                ),
+            );
+        }
+        drop(self.modules);
+        if let Err(error) = self.saf.close() {
+            let _ = print(
+                state,
+                format!("note: closing the store-and-forward buffer: {error}"),
+            );
+        }
+        self.runtime.shutdown_timeout(Duration::from_secs(2));
+    }
+}
+
+/// The site whose buffer `scl run` uses: the `--instance`'s, or the deployment's only site.
+fn run_site(deployment: &Deployment, instance: Option<&str>) -> Option<String> {
+    let from_instance = instance.and_then(|code| {
+        deployment
+            .file
+            .instance
+            .iter()
+            .find(|i| i.code.get_ref() == code)
+            .map(|i| i.site.get_ref().clone())
+    });
+    from_instance.or_else(|| match deployment.file.site.as_slice() {
+        [only] => Some(only.name.get_ref().clone()),
+        _ => None,
+    })
+}
+
+/// Module events (permanent failures, buffered notifications), printed with the run.
+struct PrintedEvents(Arc<OfflineState>);
+
+impl NodeEvents for PrintedEvents {
+    fn record(&self, kind: &str, message: &str, delivery_id: Option<&str>) {
+        let id = delivery_id
+            .map(|id| format!(" (delivery {id})"))
+            .unwrap_or_default();
+        let _ = print(&self.0, format!("event {kind}: {message}{id}"));
+    }
 }
 
 /// Runs `scl run`; returns the exit code (0 success, 1 script failure, 2
@@ -98,7 +212,13 @@ fn prepare_and_run(
         printed: Mutex::new(Vec::new()),
         next_delivery: Mutex::new(1),
     });
-    let engine = engine(&state)?;
+    let live = match &deployment {
+        Some(deployment) if !request.dry_run => {
+            Some(LiveModules::build(deployment, request, &state)?)
+        }
+        _ => None,
+    };
+    let engine = engine(&state, live.as_ref().map(|l| &l.modules))?;
     let options = CompileOptions {
         kind,
         require_main: true,
@@ -126,13 +246,39 @@ fn prepare_and_run(
         dry_run: request.dry_run,
         ..Limits::default()
     };
+    let scope = match &live {
+        Some(live) => live.modules.scope(None),
+        None => RunScope::empty(),
+    };
     let outcome = script.call_main_json(
         &params,
         &CallOptions {
             limits,
+            host_data: Some(&scope),
             ..CallOptions::default()
         },
     );
+    let ended = scope.end();
+    for connection in &ended.rolled_back {
+        print(
+            &state,
+            format!(
+                "database: the transaction left open on `{connection}` was rolled back at the end of the run"
+            ),
+        )
+        .map_err(|e| e.message)?;
+    }
+    for failure in &ended.failures {
+        print(
+            &state,
+            format!("database: rolling back at the end of the run failed: {failure}"),
+        )
+        .map_err(|e| e.message)?;
+    }
+    drop(scope);
+    if let Some(live) = live {
+        live.finish(&state);
+    }
     let printed = state.printed.lock().map(|p| p.clone()).unwrap_or_default();
     Ok((outcome, printed))
 }
@@ -266,21 +412,30 @@ fn toml_to_json(value: &toml::Value) -> serde_json::Value {
     serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
 }
 
-fn engine(state: &Arc<OfflineState>) -> Result<Engine, String> {
+/// The engine of one run: the core modules, the real outbound modules when `live` is given,
+/// and the offline implementations (or `unavailable` errors) of everything else.
+fn engine(state: &Arc<OfflineState>, live: Option<&NodeModules>) -> Result<Engine, String> {
     let mut engine = Engine::default();
     scl_stdlib::core_modules::register_core_modules(&mut engine)?;
+    if let Some(modules) = live {
+        modules
+            .register(&mut engine)
+            .map_err(|e| format!("error: {e}"))?;
+    }
+    let registered = engine.module_table();
+    let live = live.is_some();
     for signature in scl_stdlib::signatures::module_table().functions {
-        let module_name = match &signature.owner {
-            Owner::Module(m) | Owner::HostType(m) => m.clone(),
-        };
-        if scl_stdlib::core_modules::CORE_MODULES.contains(&module_name.as_str()) {
+        if registered
+            .lookup(&signature.owner, &signature.name)
+            .is_some()
+        {
             continue;
         }
         let state = Arc::clone(state);
         let described = signature.clone();
         engine
             .register_raw(signature, move |context, args| {
-                offline_call(&state, &described, context, args)
+                offline_call(&state, &described, live, context, args)
             })
             .map_err(|e| format!("error: {e:?}"))?;
     }
@@ -290,6 +445,7 @@ fn engine(state: &Arc<OfflineState>) -> Result<Engine, String> {
 fn offline_call(
     state: &OfflineState,
     signature: &HostFnSig,
+    live: bool,
     _context: &mut HostContext<'_, '_>,
     args: Vec<Value>,
 ) -> Result<Value, HostError> {
@@ -331,12 +487,21 @@ fn offline_call(
         }
         _ => {}
     }
+    if live {
+        return Err(HostError::new(
+            "unavailable",
+            "needs_node",
+            format!(
+                "`{qualified}` needs a running site or central (`scl serve`); `scl run` does not provide it (`--dry-run` prints the call instead)"
+            ),
+        ));
+    }
     if !state.dry_run {
         return Err(HostError::new(
             "unavailable",
             "needs_site",
             format!(
-                "`{qualified}` reaches the outside world: run the script on a site (`scl serve`), or use `scl run --dry-run`"
+                "`{qualified}` reaches the outside world: give `--config deploy.toml` to use the deployment's real systems, use `scl run --dry-run`, or run the script on a site (`scl serve`)"
             ),
         ));
     }

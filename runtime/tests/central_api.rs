@@ -39,6 +39,11 @@ async fn success_returns_the_value() {
         )
         .await;
     assert_eq!((status, body), (200, json!(7)));
+    // Database.Connection reaches central's own databases (seed CD-IA-10).
+    let (status, body) = fixture
+        .call("DbAnswer", Some(ERP_KEY), json!({ "value": 42 }))
+        .await;
+    assert_eq!((status, body), (200, json!(42)));
     fixture.stop().await;
 }
 
@@ -436,7 +441,7 @@ async fn openapi_describes_the_methods() {
     let echo = &document["paths"]["/api/Echo"]["post"]["responses"]["200"]["content"]["application/json"]
         ["schema"];
     assert_eq!(echo["required"], json!(["count", "name"]));
-    assert_eq!(document["paths"].as_object().map(|p| p.len()), Some(10));
+    assert_eq!(document["paths"].as_object().map(|p| p.len()), Some(11));
     fixture.stop().await;
 }
 

@@ -22,6 +22,7 @@ use scl_compiler::{Engine, HostContext, HostError, HostObject, Value};
 use scl_lang::modules::{HostFnSig, Owner};
 
 use crate::deployment::Deployment;
+use crate::modules::RunScope;
 use crate::protocol::{RemoteError, SiteClient};
 
 /// Per-run data the Route functions read: when the method's time runs out.
@@ -220,7 +221,10 @@ impl Routes {
 /// The method's per-run data, whether passed alone or inside the modules'
 /// run scope.
 fn run_of<'c>(context: &'c HostContext<'_, '_>) -> Option<&'c ApiRun> {
-    context.host_data::<ApiRun>()
+    context
+        .host_data::<RunScope>()
+        .and_then(RunScope::node::<ApiRun>)
+        .or_else(|| context.host_data::<ApiRun>())
 }
 
 fn string_arg(value: Option<Value>) -> Result<String, HostError> {

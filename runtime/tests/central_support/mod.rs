@@ -300,6 +300,16 @@ fn main(order: string, items: list<Item>, tags: map<float>, urgent: bool?) -> in
 "#,
     ),
     (
+        "api/db_answer.scl",
+        r#"fn main(value: int) -> int {
+    let db = Database.Connection("Central");
+    db.Execute("CREATE TABLE IF NOT EXISTS answers (v INTEGER)", []);
+    db.Execute("INSERT INTO answers (v) VALUES (@p1)", [value]);
+    return db.Scalar("SELECT max(v) FROM answers", []) as int;
+}
+"#,
+    ),
+    (
         "site/echo.scl",
         "fn main(x: int) -> int {\n    return x;\n}\n",
     ),
@@ -360,6 +370,10 @@ enabled = false
 
 [admin_keys.ops]
 sha256 = "{admin}"
+
+[databases.Central]
+driver = "sqlite"
+url = "sqlite://central.db"
 "#
     );
     let methods: &[(&str, &str, u64)] = &[
@@ -373,6 +387,7 @@ sha256 = "{admin}"
         ("RouteKind", "api/route_kind.scl", 30),
         ("RouteRaw", "api/route_raw.scl", 30),
         ("RouteSlow", "api/route_slow.scl", 1),
+        ("DbAnswer", "api/db_answer.scl", 30),
     ];
     for (name, script, timeout) in methods {
         text.push_str(&format!(
