@@ -174,7 +174,7 @@ fn main() -> json {
     );
 
     // The message is on disk in the site's buffer, waiting for a site node.
-    let buffer = directory.path().join("data/sites/plant-a/saf");
+    let buffer = directory.path().join("data/site-plant-a/saf");
     let saf = Saf::open(SafConfig::new(&buffer)).expect("open the buffer");
     let report = saf.status(&id).expect("read").expect("the buffered call");
     assert_eq!(report.status, Status::Retrying);
