@@ -278,7 +278,13 @@ impl NodeModules {
         register_external_system(engine, Arc::clone(&self.external))?;
         match &self.notify {
             Ok(service) => crate::notify::host::register(engine, Arc::clone(service))?,
-            Err(reason) => register_unavailable(engine, &["Notify", "NotifyTarget"], reason)?,
+            Err(reason) => {
+                let code = match self.role {
+                    NodeRole::Central => "not_on_this_node",
+                    NodeRole::Site => "not_configured",
+                };
+                register_unavailable(engine, &["Notify", "NotifyTarget"], code, reason)?
+            }
         }
         register_database::<RunScope>(engine)?;
         match &self.saf {
@@ -286,6 +292,7 @@ impl NodeModules {
             None => register_unavailable(
                 engine,
                 &["Deliveries"],
+                "not_on_this_node",
                 "Deliveries is not available on central: deliveries are buffered on sites",
             )?,
         }
@@ -431,8 +438,14 @@ fn status_value(report: &crate::saf::StatusReport) -> Value {
     ])
 }
 
-/// Register every function of these modules / host types as failing with `unavailable`.
-fn register_unavailable(engine: &mut Engine, owners: &[&str], reason: &str) -> Result<(), String> {
+/// Register every function of these modules / host types as failing with kind `unavailable`
+/// and `code`.
+fn register_unavailable(
+    engine: &mut Engine,
+    owners: &[&str],
+    code: &'static str,
+    reason: &str,
+) -> Result<(), String> {
     for signature in scl_stdlib::signatures::module_table().functions {
         let (Owner::Module(name) | Owner::HostType(name)) = &signature.owner;
         if !owners.contains(&name.as_str()) {
@@ -442,11 +455,7 @@ fn register_unavailable(engine: &mut Engine, owners: &[&str], reason: &str) -> R
         let message = format!("`{qualified}`: {reason}");
         engine
             .register_raw(signature, move |_context, _args| {
-                Err(HostError::new(
-                    "unavailable",
-                    "not_on_this_node",
-                    message.clone(),
-                ))
+                Err(HostError::new("unavailable", code, message.clone()))
             })
             .map_err(|error| format!("`{qualified}`: {error}"))?;
     }
