@@ -600,6 +600,11 @@ async fn answer(
     }
     match run(central, method, params, started).await {
         Ok(value) => Ok(value),
+        Err(failure) if failure.code == codes::SHUTTING_DOWN => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            codes::SHUTTING_DOWN,
+            failure.safe_message,
+        )),
         Err(failure) => {
             let duration = started.elapsed();
             tracing::warn!(

@@ -1,0 +1,194 @@
+//! Inbound API throughput and latency: a trivial method (`Echo`: two
+//! parameters in, a record out) through central — key check, parameter check,
+//! script pool, JIT — against a bare axum handler answering the same JSON, in
+//! the same process and run, at 64 concurrent connections.
+//!
+//! `cargo bench -p scl-runtime --bench central [-- SECONDS ROUNDS]`; prints
+//! requests/s, p50 and p99 per round and the medians with their ratios. Never
+//! asserts on time: the machine is shared.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use scl_runtime::central::{self, CentralConfig};
+use scl_runtime::deployment::Deployment;
+use scl_runtime::keys::sha256_hex;
+use serde_json::{Value, json};
+
+const CONNECTIONS: usize = 64;
+const KEY: &str = "scl_bench_key";
+
+struct Round {
+    requests_per_second: f64,
+    p50: Duration,
+    p99: Duration,
+    errors: usize,
+}
+
+async fn load(client: &reqwest::Client, url: &str, key: &str, seconds: f64) -> Round {
+    let body = json!({ "name": "pump", "count": 3 }).to_string();
+    let until = Instant::now() + Duration::from_secs_f64(seconds);
+    let mut tasks = Vec::with_capacity(CONNECTIONS);
+    for _ in 0..CONNECTIONS {
+        let client = client.clone();
+        let url = url.to_string();
+        let key = key.to_string();
+        let body = body.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut errors = 0usize;
+            while Instant::now() < until {
+                let started = Instant::now();
+                let response = client
+                    .post(&url)
+                    .header("X-API-Key", &key)
+                    .header("content-type", "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await;
+                match response {
+                    Ok(response) if response.status().is_success() => {
+                        let _ = response.bytes().await;
+                        latencies.push(started.elapsed());
+                    }
+                    _ => errors += 1,
+                }
+            }
+            (latencies, errors)
+        }));
+    }
+    let started = Instant::now();
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    for task in tasks {
+        if let Ok((mut task_latencies, task_errors)) = task.await {
+            latencies.append(&mut task_latencies);
+            errors += task_errors;
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64().max(seconds);
+    latencies.sort();
+    let at = |q: f64| {
+        latencies
+            .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
+    Round {
+        requests_per_second: latencies.len() as f64 / elapsed,
+        p50: at(0.50),
+        p99: at(0.99),
+        errors,
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let seconds: f64 = args.first().and_then(|a| a.parse().ok()).unwrap_or(3.0);
+    let rounds: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(3);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    runtime.block_on(async move {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(
+            dir.path().join("echo.scl"),
+            "fn main(name: string, count: int) -> { name: string, count: int } {\n    return { name: name, count: count };\n}\n",
+        )
+        .expect("script");
+        let config_path = dir.path().join("deploy.toml");
+        std::fs::write(
+            &config_path,
+            format!(
+                "data_dir = \"./data\"\n[central]\nlisten = \"127.0.0.1:0\"\n\n[api_keys.bench]\nsha256 = \"{}\"\n\n[api_methods.Echo]\nscript = \"echo.scl\"\napproved_keys = [\"bench\"]\n",
+                sha256_hex(KEY)
+            ),
+        )
+        .expect("deployment");
+        let deployment = Deployment::load(&config_path).expect("deployment loads");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let central = central::start(
+            Arc::new(deployment),
+            listener,
+            CentralConfig {
+                script_threads: 8,
+                ..CentralConfig::default()
+            },
+        )
+        .await
+        .expect("central starts");
+        let central_url = format!("http://{}/api/Echo", central.local_addr());
+
+        // The baseline: axum parsing the same body and answering the same JSON.
+        let bare = axum::Router::new().route(
+            "/api/Echo",
+            axum::routing::post(|axum::Json(body): axum::Json<Value>| async move {
+                axum::Json(json!({ "name": body["name"], "count": body["count"] }))
+            }),
+        );
+        let bare_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let bare_url = format!("http://{}/api/Echo", bare_listener.local_addr().expect("addr"));
+        tokio::spawn(async move {
+            let _ = axum::serve(bare_listener, bare).await;
+        });
+
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(CONNECTIONS)
+            .build()
+            .expect("client");
+        // Warm up both (connections, JIT'd code paths, allocator).
+        load(&client, &central_url, KEY, 0.5).await;
+        load(&client, &bare_url, KEY, 0.5).await;
+
+        println!(
+            "central inbound API vs bare axum, {CONNECTIONS} connections, {seconds} s x {rounds} rounds"
+        );
+        let mut central_rounds = Vec::new();
+        let mut bare_rounds = Vec::new();
+        for round in 1..=rounds {
+            let c = load(&client, &central_url, KEY, seconds).await;
+            let b = load(&client, &bare_url, KEY, seconds).await;
+            println!(
+                "round {round}: central {:>8.0} req/s p50 {:>7.3} ms p99 {:>7.3} ms (errors {}) | bare {:>8.0} req/s p50 {:>7.3} ms p99 {:>7.3} ms (errors {})",
+                c.requests_per_second,
+                c.p50.as_secs_f64() * 1e3,
+                c.p99.as_secs_f64() * 1e3,
+                c.errors,
+                b.requests_per_second,
+                b.p50.as_secs_f64() * 1e3,
+                b.p99.as_secs_f64() * 1e3,
+                b.errors,
+            );
+            central_rounds.push(c);
+            bare_rounds.push(b);
+        }
+        let summary = |rounds: &[Round]| {
+            (
+                median(rounds.iter().map(|r| r.requests_per_second).collect()),
+                median(rounds.iter().map(|r| r.p50.as_secs_f64() * 1e3).collect()),
+                median(rounds.iter().map(|r| r.p99.as_secs_f64() * 1e3).collect()),
+            )
+        };
+        let (c_rps, c_p50, c_p99) = summary(&central_rounds);
+        let (b_rps, b_p50, b_p99) = summary(&bare_rounds);
+        println!(
+            "median: central {c_rps:.0} req/s, p50 {c_p50:.3} ms, p99 {c_p99:.3} ms; bare {b_rps:.0} req/s, p50 {b_p50:.3} ms, p99 {b_p99:.3} ms"
+        );
+        println!(
+            "ratio central/bare: throughput {:.2}, p50 {:.2}, p99 {:.2}",
+            c_rps / b_rps.max(1.0),
+            c_p50 / b_p50.max(1e-9),
+            c_p99 / b_p99.max(1e-9)
+        );
+        let _ = central.shutdown().await;
+    });
+}
