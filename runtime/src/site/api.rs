@@ -333,41 +333,40 @@ fn render_metrics(shared: &SiteShared) -> String {
             counter.load(Ordering::Relaxed)
         );
     }
-    let gauges: [(&str, &str, &str, u64); 4] = [
-        (
-            "scl_site_script_run_seconds_total",
-            "counter",
-            "Time spent in script runs.",
-            0,
-        ),
+    let _ = writeln!(
+        out,
+        "# HELP scl_site_script_run_seconds_total Time spent in script runs."
+    );
+    let _ = writeln!(out, "# TYPE scl_site_script_run_seconds_total counter");
+    let seconds = m.run_micros.load(Ordering::Relaxed) as f64 / 1e6;
+    let _ = writeln!(
+        out,
+        "scl_site_script_run_seconds_total{{site=\"{site}\"}} {seconds}"
+    );
+    for (name, help, counter) in [
         (
             "scl_site_triggers_skipped_total",
-            "counter",
             "Interval runs skipped because the previous one had not started.",
-            m.triggers_skipped.load(Ordering::Relaxed),
+            &m.triggers_skipped,
         ),
         (
             "scl_site_internal_requests_total",
-            "counter",
             "Script calls from central.",
-            m.internal_requests.load(Ordering::Relaxed),
+            &m.internal_requests,
         ),
         (
             "scl_site_deployments_total",
-            "counter",
             "Deployments swapped in since start.",
-            m.deployments.load(Ordering::Relaxed),
+            &m.deployments,
         ),
-    ];
-    for (name, kind, help, value) in gauges {
+    ] {
         let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} {kind}");
-        if name == "scl_site_script_run_seconds_total" {
-            let seconds = m.run_micros.load(Ordering::Relaxed) as f64 / 1e6;
-            let _ = writeln!(out, "{name}{{site=\"{site}\"}} {seconds}");
-        } else {
-            let _ = writeln!(out, "{name}{{site=\"{site}\"}} {value}");
-        }
+        let _ = writeln!(out, "# TYPE {name} counter");
+        let _ = writeln!(
+            out,
+            "{name}{{site=\"{site}\"}} {}",
+            counter.load(Ordering::Relaxed)
+        );
     }
     let instances = shared.instances.read().map(|i| i.len()).unwrap_or(0);
     let _ = writeln!(
