@@ -656,7 +656,7 @@ fn completion_of_names_members_and_deployment_names() {
     });
     assert_eq!(
         labels(&complete(&mut client, "Scripts.Call(\"\"", 14)),
-        ["ActiveAlarms", "ReadTemp"]
+        ["ActiveAlarms", "Hot", "ReadTemp"]
     );
     assert_eq!(
         labels(&complete(&mut client, "Shared.Call(\"\"", 13)),
