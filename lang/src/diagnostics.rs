@@ -160,6 +160,10 @@ pub fn render_human(
     let handler = miette::GraphicalReportHandler::new_themed(theme).with_width(100);
     let mut out = String::new();
     for diagnostic in diagnostics {
+        if !snippet_fits(source, diagnostic) {
+            render_plain(&mut out, file_name, source, diagnostic);
+            continue;
+        }
         let report = Report {
             diagnostic,
             source: miette::NamedSource::new(file_name, source.to_string()),
@@ -168,6 +172,43 @@ pub fn render_human(
         let _ = handler.render_report(&mut out, &report);
     }
     out
+}
+
+/// The widest column a label may start or end at for the diagnostic to be
+/// drawn with its source line. miette pads with `{:width$}`, and a width
+/// above 65,535 panics inside `format!` (found by the fuzz target
+/// `fuzz_deep_nesting_is_a_diagnostic`); such lines are unreadable drawn
+/// anyway.
+const MAX_SNIPPET_COLUMN: usize = 2_000;
+
+fn snippet_fits(source: &str, diagnostic: &Diagnostic) -> bool {
+    std::iter::once(&diagnostic.primary)
+        .chain(&diagnostic.secondary)
+        .all(|label| {
+            [label.span.start, label.span.end]
+                .iter()
+                .all(|&offset| line_column(source, offset as usize).1 <= MAX_SNIPPET_COLUMN)
+        })
+}
+
+/// `file:line:column: severity[code]: message`, then the label and help,
+/// without the source line.
+fn render_plain(out: &mut String, file_name: &str, source: &str, diagnostic: &Diagnostic) {
+    use std::fmt::Write as _;
+    let (line, column) = line_column(source, diagnostic.primary.span.start as usize);
+    let _ = writeln!(
+        out,
+        "{file_name}:{line}:{column}: {}[{}]: {}",
+        diagnostic.severity.name(),
+        diagnostic.code.id,
+        diagnostic.message
+    );
+    if let Some(label) = &diagnostic.primary.message {
+        let _ = writeln!(out, "  = {label}");
+    }
+    if let Some(help) = &diagnostic.help {
+        let _ = writeln!(out, "  help: {help}");
+    }
 }
 
 /// One JSON object per diagnostic, as `scl check --format json` prints them.
