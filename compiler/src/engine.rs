@@ -670,6 +670,8 @@ impl Script {
                 counters: Vec::new(),
                 caps: limits.caps.clone(),
                 logs: Vec::new(),
+                log_bytes: 0,
+                logs_dropped: 0,
                 dry_run: limits.dry_run,
             },
         };
@@ -701,6 +703,11 @@ impl Script {
             Err(error) => error.exec_status(),
         };
         let fuel_used = (fuel - ctx.fuel).max(0) as u64;
+        if ctx.inner.logs_dropped > 0 {
+            ctx.inner
+                .logs
+                .push(crate::exec::dropped_logs_line(ctx.inner.logs_dropped));
+        }
         Outcome {
             result,
             stats: ExecStats {

@@ -118,6 +118,23 @@ pub struct LogLine {
     pub message: String,
 }
 
+/// The most log lines one run keeps (see [`HostContext::log`]).
+pub const MAX_LOG_LINES: usize = 1_000;
+
+/// The most bytes of log messages one run keeps (see [`HostContext::log`]).
+pub const MAX_LOG_BYTES: usize = 256 * 1024;
+
+/// The warning that ends the log of a run that logged past the bounds.
+pub(crate) fn dropped_logs_line(dropped: u64) -> LogLine {
+    LogLine {
+        level: LogLevel::Warn,
+        message: format!(
+            "{dropped} more log lines were dropped: a run keeps at most {MAX_LOG_LINES} lines \
+             and {MAX_LOG_BYTES} bytes of log messages"
+        ),
+    }
+}
+
 /// The limits of one execution. `Default` is: no timeout, no fuel limit, no
 /// heap limit, a call depth of 1,000 within 1 MiB of stack, no caps.
 #[derive(Clone, Debug)]
@@ -249,11 +266,23 @@ impl HostContext<'_, '_> {
     }
 
     /// Adds a line to the execution's captured log.
+    ///
+    /// A run keeps at most [`MAX_LOG_LINES`] lines and [`MAX_LOG_BYTES`] bytes
+    /// of messages: log lines are not script heap, so a script logging in a
+    /// loop must not be able to fill the host's memory. Lines past either
+    /// bound are counted, and one warning at the end of the run says how many
+    /// were dropped.
     pub fn log(&mut self, level: LogLevel, message: impl Into<String>) {
-        self.inner.logs.push(LogLine {
-            level,
-            message: message.into(),
-        });
+        let message = message.into();
+        let inner = &mut *self.inner;
+        if inner.logs.len() >= MAX_LOG_LINES
+            || inner.log_bytes.saturating_add(message.len()) > MAX_LOG_BYTES
+        {
+            inner.logs_dropped += 1;
+            return;
+        }
+        inner.log_bytes += message.len();
+        inner.logs.push(LogLine { level, message });
     }
 
     /// Adds `n` to a counter; past its cap this returns a limit error the

@@ -38,7 +38,8 @@ pub use engine::{
     RawHostFn, RegistrationError, Script, ScriptType,
 };
 pub use exec::{
-    ExecStats, HostContext, HostError, Limits, LogLevel, LogLine, Outcome, ScriptError, Status,
+    ExecStats, HostContext, HostError, Limits, LogLevel, LogLine, MAX_LOG_BYTES, MAX_LOG_LINES,
+    Outcome, ScriptError, Status,
 };
 pub use runtime::live_objects;
 pub use value::{HostObject, Value};

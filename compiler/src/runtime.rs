@@ -71,8 +71,8 @@ pub(crate) enum Val {
     Obj(Rc<Obj>),
 }
 
-const OBJECT_OVERHEAD: usize = 48;
-const VAL_SIZE: usize = std::mem::size_of::<Val>();
+pub(crate) const OBJECT_OVERHEAD: usize = 48;
+pub(crate) const VAL_SIZE: usize = std::mem::size_of::<Val>();
 
 #[derive(Clone, Copy, Default, Debug)]
 pub(crate) struct HeapCounters {
@@ -139,6 +139,17 @@ impl Obj {
         Obj::new(Body::Json(value))
     }
 
+    /// Adjusts the accounted size of a container by one entry's worth
+    /// (`map_entry_size`), without walking it: a map insert or remove is
+    /// then O(1) in accounting, where [`Obj::remeasure`] is O(entries) and
+    /// made filling a map quadratic (found by the runaway-script tests: a
+    /// map growing in a loop ran into its timeout long before its heap limit).
+    pub(crate) fn adjust(&self, delta: i64) {
+        let bytes = (self.bytes.get() as i64 + delta).max(0) as usize;
+        let old = self.bytes.replace(bytes);
+        account(bytes as i64 - old as i64, 0);
+    }
+
     /// Re-measures a container after it changed size.
     pub(crate) fn remeasure(&self) {
         let bytes = OBJECT_OVERHEAD + body_size(&self.body);
@@ -166,11 +177,16 @@ fn body_size(body: &Body) -> usize {
         Body::List(items) => items.try_borrow().map_or(0, |v| v.capacity() * VAL_SIZE),
         Body::Map(entries) => entries
             .try_borrow()
-            .map_or(0, |m| m.keys().map(|k| k.len() + 24 + VAL_SIZE + 8).sum()),
+            .map_or(0, |m| m.keys().map(|k| map_entry_size(k)).sum()),
         Body::Record(fields) => fields.len() * VAL_SIZE,
         Body::Json(value) => json_size(value),
         Body::Int(_) | Body::Float(_) | Body::Bool(_) | Body::Host(_) => 8,
     }
+}
+
+/// The accounted size of one map entry with this key.
+pub(crate) fn map_entry_size(key: &str) -> usize {
+    key.len() + 24 + VAL_SIZE + 8
 }
 
 fn json_size(value: &serde_json::Value) -> usize {
@@ -298,6 +314,10 @@ pub(crate) struct CtxInner<'s> {
     pub(crate) counters: Vec<(String, u64)>,
     pub(crate) caps: Vec<(String, u64)>,
     pub(crate) logs: Vec<LogLine>,
+    /// Bytes of the messages in `logs`.
+    pub(crate) log_bytes: usize,
+    /// Lines refused because `logs` was full (see [`crate::exec::MAX_LOG_LINES`]).
+    pub(crate) logs_dropped: u64,
     pub(crate) dry_run: bool,
 }
 
@@ -388,6 +408,29 @@ impl ExecCtx<'_> {
         };
         let live = heap_counters().live_bytes;
         if live > limit {
+            self.raise_limit(
+                crate::exec::Status::Limit,
+                "heap",
+                format!("the script used more than {limit} bytes of heap"),
+            );
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Ends the run with `LIMIT` when allocating `extra` more bytes would
+    /// take the heap past its limit: called *before* an operation whose
+    /// result size is known up front and may dwarf its inputs
+    /// (`replace`, `join`, `split`), so that one call cannot ask the
+    /// allocator for far more memory than the limit (and abort the process).
+    pub(crate) fn heap_would_exceed(&mut self, extra: usize) -> bool {
+        let Some(limit) = self.inner.heap_limit else {
+            return false;
+        };
+        let live = heap_counters().live_bytes;
+        let extra = i64::try_from(extra).unwrap_or(i64::MAX);
+        if live.saturating_add(extra) > limit {
             self.raise_limit(
                 crate::exec::Status::Limit,
                 "heap",

@@ -6,8 +6,16 @@
 //! arithmetic can overflow, divide by zero or index out of range. Both
 //! backends run it with the same fuel limit; the result (or error, with its
 //! location), the status and the log lines must be identical.
+//!
+//! This is also the compiler's fuzz target (`fuzz_jit_*`): the count of
+//! generated programs follows `tests/fuzz/harness.rs` (fixed seed in CI,
+//! `PROPTEST_CASES`/`PROPTEST_RNG_SEED` for longer runs), and the programs in
+//! `tests/fuzz/corpus/jit/` (ones that once disagreed, or reach corners the
+//! generator does not) are replayed on both backends too.
 
 mod common;
+#[path = "../../tests/fuzz/harness.rs"]
+mod harness;
 
 use proptest::prelude::*;
 use scl_compiler::{Backend, CallOptions, Limits};
@@ -77,7 +85,32 @@ impl Gen {
             7 => format!("xs[{}]", self.int(d)),
             8 => format!("h1({}, {})", self.int(d), self.int(d)),
             9 => format!("h2({} % 30)", self.int(d)),
+            10 => match self.below(4) {
+                0 => format!("int({})", self.float(d)),
+                1 => "m.len()".into(),
+                2 => format!("(m.get({}) ?? {})", self.string(d), self.int(d)),
+                _ => format!("m[{}]", self.string(d)),
+            },
             _ => format!("{}.len()", self.string(d)),
+        }
+    }
+
+    fn float(&mut self, depth: u32) -> String {
+        if depth == 0 {
+            return match self.below(4) {
+                0 => "f".into(),
+                1 => self.pick(&["0.0", "-0.0", "1.5", "1e308", "0.1"]).into(),
+                _ => format!("float({})", self.int(0)),
+            };
+        }
+        let d = depth - 1;
+        match self.below(5) {
+            0..=2 => {
+                let op = self.pick(&["+", "-", "*", "/"]);
+                format!("({} {op} {})", self.float(d), self.float(d))
+            }
+            3 => format!("(-{})", self.float(d)),
+            _ => format!("float({})", self.int(d)),
         }
     }
 
@@ -86,7 +119,7 @@ impl Gen {
             return self.pick(&["true", "false"]).into();
         }
         let d = depth - 1;
-        match self.below(6) {
+        match self.below(8) {
             0 | 1 => {
                 let op = self.pick(&["<", "<=", ">", ">=", "==", "!="]);
                 format!("({} {op} {})", self.int(d), self.int(d))
@@ -94,6 +127,11 @@ impl Gen {
             2 => format!("({} && {})", self.boolean(d), self.boolean(d)),
             3 => format!("({} || {})", self.boolean(d), self.boolean(d)),
             4 => format!("!{}", self.boolean(d)),
+            5 => {
+                let op = self.pick(&["<", ">=", "==", "!="]);
+                format!("({} {op} {})", self.float(d), self.float(d))
+            }
+            6 => format!("m.contains_key({})", self.string(d)),
             _ => format!("xs.contains({})", self.int(d)),
         }
     }
@@ -110,7 +148,10 @@ impl Gen {
             0 => format!("({} + string({}))", self.string(d), self.int(d)),
             1 => format!("\"<${{{}}}|${{{}}}>\"", self.int(d), self.string(d)),
             2 => format!("{}.upper()", self.string(d)),
-            3 => format!("string({})", self.boolean(d)),
+            3 => match self.below(2) {
+                0 => format!("string({})", self.boolean(d)),
+                _ => format!("string({})", self.float(d)),
+            },
             _ => format!("({} + {})", self.string(d), self.string(d)),
         }
     }
@@ -126,7 +167,7 @@ impl Gen {
     fn stmt(&mut self) -> String {
         let nested = self.depth < 3;
         let choice = if nested {
-            self.below(12)
+            self.below(15)
         } else {
             self.below(6)
         };
@@ -175,6 +216,16 @@ impl Gen {
                 format!("try {{\n{body}}} catch e {{\ns = s + e.code;\n{handler}}}\n")
             }
             10 => format!("if {} {{ throw \"thrown\"; }}\n", self.boolean(1)),
+            11 => format!("f = {};\n", self.float(2)),
+            12 => format!("m[{}] = {};\n", self.string(1), self.int(1)),
+            13 => {
+                self.fresh += 1;
+                let var = format!("removed{}", self.fresh);
+                format!(
+                    "let {var} = m.remove({}) ?? 0;\na = a + {var};\n",
+                    self.string(1)
+                )
+            }
             _ => format!("if {} {{ return s + string(a); }}\n", self.boolean(1)),
         }
     }
@@ -191,15 +242,19 @@ impl Gen {
         format!(
             "fn h1(x: int, y: int) -> int {{\n{helper_body}return r;\n}}\n\
              fn h2(n: int) -> int {{ if n <= 0 {{ return 1; }} return h2(n - 1) + n; }}\n\
-             fn main() -> string {{\nvar a = 1;\nvar b = 2;\nvar s = \"s\";\nvar xs: list<int> = [1, 2, 3];\n\
-             {main_body}return s + \"|\" + string(a) + \"|\" + string(b) + \"|\" + string(xs);\n}}\n"
+             fn main() -> string {{\nvar a = 1;\nvar b = 2;\nvar s = \"s\";\nvar xs: list<int> = [1, 2, 3];\nvar f = 0.5;\nvar m: map<int> = {{ a: 1 }};\n\
+             {main_body}return s + \"|\" + string(a) + \"|\" + string(b) + \"|\" + string(xs) + \"|\" + string(f) + \"|\" + string(m.keys()) + string(m.values());\n}}\n"
         )
     }
 }
 
 fn cross_check(seed: u64) -> Result<(), TestCaseError> {
     let source = Gen::new(seed).program();
-    let script = common::compile(&source);
+    cross_check_source(&source, &format!("seed {seed}"))
+}
+
+fn cross_check_source(source: &str, seed: &str) -> Result<(), TestCaseError> {
+    let script = common::compile(source);
     let limits = Limits {
         fuel: Some(20_000),
         ..Limits::default()
@@ -248,12 +303,27 @@ fn cross_check(seed: u64) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+    #![proptest_config(harness::config(500))]
 
     #[test]
-    fn jit_agrees_with_the_evaluator(seed in any::<u64>()) {
+    fn fuzz_jit_agrees_with_the_evaluator(seed in any::<u64>()) {
         cross_check(seed)?;
     }
+}
+
+/// The checked-in programs run on both backends with the same outcome.
+#[test]
+fn fuzz_jit_corpus_replays() {
+    let inputs = harness::corpus("jit", &[]);
+    assert!(
+        inputs.len() >= 5,
+        "only {} jit corpus programs",
+        inputs.len()
+    );
+    harness::replay(&inputs, |bytes| {
+        let source = std::str::from_utf8(bytes).map_err(|e| e.to_string())?;
+        cross_check_source(source, "corpus").map_err(|e| e.to_string())
+    });
 }
 
 /// The generator must reach the interesting outcomes, or the cross-check proves little.

@@ -17,7 +17,10 @@ use super::convert::{
     as_convert, box_val, format_val, repr_of, val_cmp, val_eq, val_to_json, val_to_value,
     value_to_val,
 };
-use super::{Body, ExecCtx, Obj, STATUS_OK, Val, borrow_ptr, release, retain, with_ctx};
+use super::{
+    Body, ExecCtx, OBJECT_OVERHEAD, Obj, STATUS_OK, VAL_SIZE, Val, borrow_ptr, map_entry_size,
+    release, retain, with_ctx,
+};
 use crate::exec::{ScriptError, Status};
 use crate::ir::Repr;
 use crate::value::Value;
@@ -415,6 +418,15 @@ pub(crate) extern "C" fn rt_str_ends_with(_ctx: Ctx<'_>, s: i64, t: i64) -> i64 
 
 pub(crate) extern "C" fn rt_str_split(ctx: Ctx<'_>, s: i64, separator: i64) -> i64 {
     let (text, separator) = (str_of(s), str_of(separator));
+    // Splitting into characters makes one object per character: check the
+    // limit before making them.
+    if separator.is_empty() {
+        let pieces = text.chars().count();
+        let size = pieces.saturating_mul(OBJECT_OVERHEAD + VAL_SIZE + 4);
+        if with_ctx(ctx, |ctx| i64::from(ctx.heap_would_exceed(size))) != 0 {
+            return 0;
+        }
+    }
     let parts: Vec<Val> = if separator.is_empty() {
         text.chars()
             .map(|c| Val::Obj(Obj::str(c.to_string())))
@@ -429,6 +441,17 @@ pub(crate) extern "C" fn rt_str_split(ctx: Ctx<'_>, s: i64, separator: i64) -> i
 
 pub(crate) extern "C" fn rt_str_replace(ctx: Ctx<'_>, s: i64, from: i64, to: i64) -> i64 {
     let (text, from, to) = (str_of(s), str_of(from), str_of(to));
+    if !from.is_empty() && to.len() > from.len() {
+        // The result's size is known before it is made: a replacement that
+        // multiplies the text is stopped by the heap limit, not the allocator.
+        let matches = text.matches(from).count();
+        let size = text
+            .len()
+            .saturating_add(matches.saturating_mul(to.len() - from.len()));
+        if with_ctx(ctx, |ctx| i64::from(ctx.heap_would_exceed(size))) != 0 {
+            return 0;
+        }
+    }
     let out = if from.is_empty() {
         text.to_string()
     } else {
@@ -663,6 +686,13 @@ pub(crate) extern "C" fn rt_list_join(
         let Ok(items) = items.try_borrow() else {
             return busy(ctx);
         };
+        let separators = items
+            .len()
+            .saturating_sub(1)
+            .saturating_mul(str_of(separator).len());
+        if ctx.heap_would_exceed(separators) {
+            return 0;
+        }
         let mut out = String::new();
         for (i, item) in items.iter().enumerate() {
             if i > 0 {
@@ -737,10 +767,12 @@ pub(crate) extern "C" fn rt_map_insert(
             Val::from_bits(bits, Repr::from_code(repr)),
         );
         drop(entries);
-        drop(old);
-        if let Some(obj) = borrow_ptr(map) {
-            obj.remeasure();
+        if old.is_none()
+            && let Some(obj) = borrow_ptr(map)
+        {
+            obj.adjust(map_entry_size(str_of(key)) as i64);
         }
+        drop(old);
         ctx.heap_exceeded();
         0
     })
@@ -844,8 +876,10 @@ pub(crate) extern "C" fn rt_map_remove(ctx: Ctx<'_>, map: i64, key: i64, _repr: 
         };
         let removed = entries.shift_remove(str_of(key));
         drop(entries);
-        if let Some(obj) = borrow_ptr(map) {
-            obj.remeasure();
+        if removed.is_some()
+            && let Some(obj) = borrow_ptr(map)
+        {
+            obj.adjust(-(map_entry_size(str_of(key)) as i64));
         }
         match removed {
             Some(val) => ctx.give_val(box_val(val)),
