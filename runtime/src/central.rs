@@ -101,6 +101,8 @@ pub mod codes {
     pub const NOT_FOUND: &str = "not_found";
     /// 405: a verb other than the route's (`POST` for `/api/{method}`).
     pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
+    /// 408: the body did not arrive within `[central] body_read_timeout_s`.
+    pub const REQUEST_TIMEOUT: &str = "request_timeout";
     /// 413: the body is larger than `[central] max_body_bytes`.
     pub const PAYLOAD_TOO_LARGE: &str = "payload_too_large";
     /// 415: a body that is not `application/json`.
@@ -229,6 +231,10 @@ struct Central {
     metrics: metrics::Metrics,
     openapi: Bytes,
     shutting_down: AtomicBool,
+    /// How long a request's body may take to arrive (`[central] body_read_timeout_s`).
+    body_read_timeout: Duration,
+    /// `[central] max_body_bytes`.
+    max_body_bytes: u64,
 }
 
 /// How long past the deadline central waits for a script to stop on its own
@@ -250,18 +256,24 @@ pub async fn start(
         .central
         .as_ref()
         .map_or(1024 * 1024, |c| c.max_body_bytes);
+    let header_read_timeout = Duration::from_secs(
+        deployment
+            .file
+            .central
+            .as_ref()
+            .map_or(10, |c| c.header_read_timeout_s)
+            .max(1),
+    );
     let app = router(Arc::clone(&central), max_body_bytes);
     let local_addr = listener
         .local_addr()
         .map_err(|e| format!("central: cannot read the listening address: {e}"))?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            })
-            .await
-            .map_err(|e| format!("central server: {e}"))
+        crate::http_server::serve(listener, app, header_read_timeout, async move {
+            let _ = stopped.await;
+        })
+        .await
     });
     // Prune the failures log once a day even when nothing fails.
     let failures = Arc::downgrade(&central.failures);
@@ -403,6 +415,19 @@ fn build(deployment: &Deployment, config: &CentralConfig) -> Result<Central, Str
         metrics: metrics::Metrics::default(),
         openapi: Bytes::from(openapi),
         shutting_down: AtomicBool::new(false),
+        body_read_timeout: Duration::from_secs(
+            deployment
+                .file
+                .central
+                .as_ref()
+                .map_or(30, |c| c.body_read_timeout_s)
+                .max(1),
+        ),
+        max_body_bytes: deployment
+            .file
+            .central
+            .as_ref()
+            .map_or(1024 * 1024, |c| c.max_body_bytes),
     })
 }
 
@@ -555,7 +580,7 @@ async fn answer(
             format!("the API key is not approved for method `{name}`"),
         ));
     }
-    let body = read_body(request).await?;
+    let body = read_body(request, central.body_read_timeout, central.max_body_bytes).await?;
     let params = match body {
         None => serde_json::Value::Object(serde_json::Map::new()),
         Some(bytes) => match serde_json::from_slice::<serde_json::Value>(&bytes) {
@@ -641,7 +666,11 @@ async fn answer(
 }
 
 /// Reads the body within the size limit; `None` for an empty body.
-async fn read_body(request: Request) -> Result<Option<Bytes>, ApiError> {
+async fn read_body(
+    request: Request,
+    timeout: Duration,
+    max_body_bytes: u64,
+) -> Result<Option<Bytes>, ApiError> {
     let content_type = request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -649,14 +678,27 @@ async fn read_body(request: Request) -> Result<Option<Bytes>, ApiError> {
     if content_type == Some(false) {
         return Err(unsupported_media_type());
     }
-    let bytes = match Bytes::from_request(request, &()).await {
+    // A declared length over the limit is refused before waiting for a body
+    // that may never come (the limit below only trips on bytes received).
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse::<u64>().ok());
+    if declared.is_some_and(|length| length > max_body_bytes) {
+        return Err(payload_too_large());
+    }
+    let Ok(read) = tokio::time::timeout(timeout, Bytes::from_request(request, &())).await else {
+        return Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            codes::REQUEST_TIMEOUT,
+            "the body did not arrive in time",
+        ));
+    };
+    let bytes = match read {
         Ok(bytes) => bytes,
         Err(BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_))) => {
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                codes::PAYLOAD_TOO_LARGE,
-                "the body is larger than this server accepts",
-            ));
+            return Err(payload_too_large());
         }
         Err(_) => {
             return Err(ApiError::new(
@@ -673,6 +715,14 @@ async fn read_body(request: Request) -> Result<Option<Bytes>, ApiError> {
         return Err(unsupported_media_type());
     }
     Ok(Some(bytes))
+}
+
+fn payload_too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        codes::PAYLOAD_TOO_LARGE,
+        "the body is larger than this server accepts",
+    )
 }
 
 fn unsupported_media_type() -> ApiError {
@@ -715,6 +765,7 @@ async fn run(
         let options = CallOptions {
             limits: Limits {
                 timeout: Some(remaining),
+                heap_bytes: Some(crate::pool::SCRIPT_HEAP_BYTES),
                 ..Limits::default()
             },
             host_data: Some(&scope),

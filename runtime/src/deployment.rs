@@ -71,6 +71,22 @@ pub struct CentralDef {
     /// How long the failures log keeps a failed call (days); default 30.
     #[serde(default = "default_failure_retention_days")]
     pub failure_retention_days: u64,
+    /// How long a client may take to send a request's headers (seconds);
+    /// default 10. Slower connections are closed (slowloris).
+    #[serde(default = "default_header_read_timeout_s")]
+    pub header_read_timeout_s: u64,
+    /// How long a client may take to send a request's body (seconds);
+    /// default 30. A slower body is answered 408 `request_timeout`.
+    #[serde(default = "default_body_read_timeout_s")]
+    pub body_read_timeout_s: u64,
+}
+
+fn default_header_read_timeout_s() -> u64 {
+    10
+}
+
+fn default_body_read_timeout_s() -> u64 {
+    30
 }
 
 fn default_max_body_bytes() -> u64 {
@@ -352,12 +368,28 @@ pub type LoadResult = Result<Deployment, Vec<DeploymentError>>;
 impl Deployment {
     /// Reads, parses and validates a deployment file.
     pub fn load(path: &Path) -> LoadResult {
-        let source = std::fs::read_to_string(path).map_err(|error| {
+        let bytes = std::fs::read(path).map_err(|error| {
             vec![DeploymentError {
                 file: path.to_path_buf(),
                 line: 0,
                 column: 0,
                 message: format!("cannot read the deployment file: {error}"),
+            }]
+        })?;
+        let source = String::from_utf8(bytes).map_err(|error| {
+            // Name the position of the first bad byte, as for any other mistake.
+            let valid = error.utf8_error().valid_up_to();
+            let bytes = error.as_bytes();
+            let text = std::str::from_utf8(&bytes[..valid]).unwrap_or_default();
+            let (line, column) = scl_lang::span::line_column(text, valid);
+            vec![DeploymentError {
+                file: path.to_path_buf(),
+                line,
+                column,
+                message: format!(
+                    "the deployment file is not UTF-8 text (byte 0x{:02x} at offset {valid})",
+                    bytes[valid]
+                ),
             }]
         })?;
         Deployment::from_source(path, source)

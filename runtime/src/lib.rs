@@ -10,6 +10,7 @@ pub mod cli;
 pub mod database;
 pub mod deployment;
 pub mod external;
+mod http_server;
 pub mod keys;
 pub mod modules;
 pub mod notify;

@@ -12,6 +12,16 @@ use std::thread::JoinHandle;
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
 
+/// The heap one script run may use on a node (central, site, alarm
+/// conditions, `scl run`): 128 MiB. Without a limit a hostile or buggy script
+/// (a string doubled in a loop, a `replace` that multiplies its text) asks the
+/// allocator for more than the machine has and the whole node aborts; with
+/// it the run ends with `LIMIT`/`heap` and the thread takes the next job.
+/// One operation can overshoot by its own allocation (the engine checks
+/// sizes it knows up front before allocating), so a run peaks below about
+/// twice this.
+pub const SCRIPT_HEAP_BYTES: usize = 128 << 20;
+
 /// A fixed set of script threads sharing one job queue.
 #[derive(Clone)]
 pub struct ScriptPool {

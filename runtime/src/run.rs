@@ -244,6 +244,7 @@ fn prepare_and_run(
     let limits = Limits {
         timeout: request.timeout_ms.map(Duration::from_millis),
         dry_run: request.dry_run,
+        heap_bytes: Some(crate::pool::SCRIPT_HEAP_BYTES),
         ..Limits::default()
     };
     let scope = match &live {

@@ -58,6 +58,9 @@ pub struct ServeRequest {
 
 type Env = crate::site::EnvLookup;
 
+/// How long a client of a site's internal API may take to send its headers.
+const SITE_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Runs `scl serve` until SIGTERM/SIGINT; returns the exit code.
 pub fn serve(request: &ServeRequest) -> i32 {
     init_logs(request.log_json);
@@ -226,8 +229,9 @@ async fn run(request: &ServeRequest, deployment: Deployment) -> Result<(), Strin
         let router = crate::site::api::router(&site);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(async move {
-            let served = axum::serve(listener, router)
-                .with_graceful_shutdown(async {
+            // The site API has the same slow-client protection as central's.
+            let served =
+                crate::http_server::serve(listener, router, SITE_HEADER_READ_TIMEOUT, async {
                     let _ = stopped.await;
                 })
                 .await;
@@ -243,7 +247,9 @@ async fn run(request: &ServeRequest, deployment: Deployment) -> Result<(), Strin
                 .await
                 .map_err(|e| format!("central: cannot listen on {}: {e}", definition.listen))?;
             let config = CentralConfig {
-                data_dir: Some(data_dir.join("central")),
+                // Central keeps its files under `{data_dir}/central/`
+                // itself, where `scl failures` looks for them.
+                data_dir: Some(data_dir.clone()),
                 env: Arc::clone(&env),
                 ..CentralConfig::default()
             };

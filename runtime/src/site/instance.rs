@@ -268,6 +268,7 @@ pub(crate) fn run_compiled(
     let options = CallOptions {
         limits: Limits {
             timeout: Some(compiled.timeout),
+            heap_bytes: Some(crate::pool::SCRIPT_HEAP_BYTES),
             ..Limits::default()
         },
         host_data: Some(&scope),
@@ -550,6 +551,7 @@ pub(crate) fn evaluate_alarms(
         let options = CallOptions {
             limits: Limits {
                 timeout: Some(Duration::from_secs(1)),
+                heap_bytes: Some(crate::pool::SCRIPT_HEAP_BYTES),
                 ..Limits::default()
             },
             ..CallOptions::default()
