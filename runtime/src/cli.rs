@@ -83,6 +83,10 @@ enum Command {
         /// Logs as JSON lines instead of human text.
         #[arg(long)]
         log_json: bool,
+        /// Central listens here instead of on `[central] listen`: several central
+        /// nodes of one deployment on one machine (they are stateless peers).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
     },
     /// Check a deployment and push it to its running sites (redeploy without restart).
     Deploy {
@@ -246,11 +250,13 @@ pub fn main() -> i32 {
             config,
             role,
             log_json,
+            listen,
         } => match crate::serve::Role::parse(&role) {
             Ok(role) => crate::serve::serve(&crate::serve::ServeRequest {
                 config,
                 role,
                 log_json,
+                listen,
             }),
             Err(message) => {
                 eprintln!("error: {message}");
