@@ -110,10 +110,13 @@ pub mod codes {
     /// 500: the method's timeout ran out (script or routed calls).
     pub const TIMEOUT: &str = "timeout";
     /// 500: a site the script needed could not be reached (and the script
-    /// did not catch the error).
+    /// did not catch the error); 502 on `GET /api/deliveries/{id}` when a
+    /// site that may hold the id did not answer.
     pub const SITE_UNREACHABLE: &str = "site_unreachable";
     /// 500: the script went over a resource limit (memory, call depth).
     pub const LIMIT_EXCEEDED: &str = "limit_exceeded";
+    /// 404: no site holds the delivery id (`GET /api/deliveries/{id}`).
+    pub const UNKNOWN_DELIVERY: &str = "unknown_delivery";
     /// 503: the node is shutting down.
     pub const SHUTTING_DOWN: &str = "shutting_down";
     /// 401: `/admin/*` without a valid `X-Admin-Key`.
@@ -227,6 +230,8 @@ struct Central {
     pool: ScriptPool,
     failures: Arc<FailureLog>,
     metrics: metrics::Metrics,
+    /// `Route.To` and the site clients (delivery lookups ask every site).
+    routes: Arc<route::Routes>,
     openapi: Bytes,
     shutting_down: AtomicBool,
 }
@@ -401,6 +406,7 @@ fn build(deployment: &Deployment, config: &CentralConfig) -> Result<Central, Str
         pool,
         failures: Arc::new(failures),
         metrics: metrics::Metrics::default(),
+        routes,
         openapi: Bytes::from(openapi),
         shutting_down: AtomicBool::new(false),
     })
@@ -446,6 +452,10 @@ fn router(central: Arc<Central>, max_body_bytes: u64) -> Router {
             get(openapi_document).fallback(only_get),
         )
         .route("/api/{method}", post(call_method).fallback(only_post))
+        .route(
+            "/api/deliveries/{id}",
+            get(delivery_status).fallback(only_get),
+        )
         .route("/admin/failures", get(admin_failures).fallback(only_get))
         .route("/health", get(health).fallback(only_get))
         .route("/metrics", get(prometheus).fallback(only_get))
@@ -522,25 +532,7 @@ async fn answer(
         ));
     }
     // The key first, so that callers without one learn nothing about the methods.
-    let key_name = match request.headers().get(API_KEY_HEADER) {
-        None => {
-            return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                codes::MISSING_API_KEY,
-                "the X-API-Key header is missing",
-            ));
-        }
-        Some(value) => match central.api_keys.check(value.as_bytes()) {
-            auth::KeyCheck::Valid(name) => name,
-            auth::KeyCheck::Invalid => {
-                return Err(ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    codes::INVALID_API_KEY,
-                    "the API key is not valid",
-                ));
-            }
-        },
-    };
+    let key_name = api_key(central, request.headers())?;
     let Some(method) = central.methods.get(name) else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -820,6 +812,89 @@ async fn prometheus(State(central): State<Arc<Central>>) -> Response {
     )
         .into_response()
 }
+
+/// The name of the enabled API key the request carries, else the 401.
+fn api_key(central: &Central, headers: &HeaderMap) -> Result<String, ApiError> {
+    match headers.get(API_KEY_HEADER) {
+        None => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            codes::MISSING_API_KEY,
+            "the X-API-Key header is missing",
+        )),
+        Some(value) => match central.api_keys.check(value.as_bytes()) {
+            auth::KeyCheck::Valid(name) => Ok(name),
+            auth::KeyCheck::Invalid => Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                codes::INVALID_API_KEY,
+                "the API key is not valid",
+            )),
+        },
+    }
+}
+
+/// `GET /api/deliveries/{id}`: where a CachedCall, notification or cached
+/// write stands, from the buffer of whichever site holds it. Every site is
+/// asked at once; the first that has the id answers (ids are unique).
+async fn delivery_status(
+    State(central): State<Arc<Central>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(error) = api_key(&central, &headers) {
+        return error.into_response();
+    }
+    let mut lookups = tokio::task::JoinSet::new();
+    for site in central.routes.sites() {
+        let (site, id) = (Arc::clone(site), id.clone());
+        lookups.spawn(async move {
+            let answer = tokio::time::timeout(DELIVERY_LOOKUP_TIMEOUT, site.delivery(&id)).await;
+            (site.site().to_owned(), answer)
+        });
+    }
+    let mut unreachable = Vec::new();
+    while let Some(joined) = lookups.join_next().await {
+        let Ok((site, answer)) = joined else { continue };
+        match answer {
+            Ok(Ok(Some(report))) => {
+                let mut body = serde_json::to_value(report).unwrap_or_default();
+                if let Some(object) = body.as_object_mut() {
+                    object.insert("site".into(), serde_json::Value::String(site));
+                }
+                return (StatusCode::OK, axum::Json(body)).into_response();
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(%site, "delivery lookup failed: {error}");
+                unreachable.push(site);
+            }
+            Err(_) => {
+                tracing::warn!(%site, "delivery lookup timed out");
+                unreachable.push(site);
+            }
+        }
+    }
+    if unreachable.is_empty() {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            codes::UNKNOWN_DELIVERY,
+            format!("no site holds a delivery `{id}`"),
+        )
+    } else {
+        unreachable.sort();
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            codes::SITE_UNREACHABLE,
+            format!(
+                "no reachable site holds a delivery `{id}`; not asked: {}",
+                unreachable.join(", ")
+            ),
+        )
+    }
+    .into_response()
+}
+
+/// How long central waits for a site's answer to a delivery lookup.
+const DELIVERY_LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
 
 async fn admin_failures(
     State(central): State<Arc<Central>>,

@@ -440,7 +440,62 @@ async fn wp13_central_and_two_sites_end_to_end() {
     .await;
     assert_eq!(
         *erp.accepted.lock().expect("lock"),
-        [(id, json!({ "asset": "PUMP-A1", "value": 21.5 }))]
+        [(id.clone(), json!({ "asset": "PUMP-A1", "value": 21.5 }))]
+    );
+    // Its history over the API (seed 003 FR-011/FR-015): delivered, after refused attempts.
+    let report = api.delivery(&id, Some(KEY)).await;
+    assert_eq!(report.0, 200, "{report:?}");
+    let report = report.1;
+    assert_eq!(report["site"], "plant-a");
+    assert_eq!(report["status"], "delivered");
+    assert_eq!(report["category"], "external_call");
+    assert_eq!(report["target"], "Erp/PostReading");
+    let history = report["history"].as_array().expect("history");
+    assert!(report["attempts"].as_u64() >= Some(3), "{report}");
+    assert_eq!(
+        history.last().map(|a| &a["outcome"]),
+        Some(&json!("delivered"))
+    );
+    assert!(
+        history[..history.len() - 1]
+            .iter()
+            .all(|a| a["outcome"] == "transient" && a["status_code"] == 503),
+        "{report}"
+    );
+    // The answer has the shape the OpenAPI document promises.
+    let document: Value = api
+        .http
+        .get(format!("{}/api/openapi.json", api.base))
+        .send()
+        .await
+        .expect("openapi")
+        .json()
+        .await
+        .expect("json");
+    let schema = &document["components"]["schemas"]["Delivery"];
+    for field in report.as_object().expect("object").keys() {
+        assert!(
+            schema["properties"].get(field).is_some(),
+            "{field} is not documented"
+        );
+    }
+    for field in schema["required"].as_array().expect("required") {
+        assert!(
+            report.get(field.as_str().unwrap_or_default()).is_some(),
+            "{field} missing"
+        );
+    }
+    assert_error(
+        &api.delivery("0190a0a0-0000-7000-8000-000000000000", Some(KEY))
+            .await,
+        404,
+        "unknown_delivery",
+    );
+    assert_error(&api.delivery(&id, None).await, 401, "missing_api_key");
+    assert_error(
+        &api.delivery(&id, Some(OLD_KEY)).await,
+        401,
+        "invalid_api_key",
     );
     // While up, CachedCall delivers at once.
     let answer = run(&api, "PUMP-B1", "Reading", json!({ "value": 7.0 })).await;
@@ -479,6 +534,19 @@ async fn wp13_central_and_two_sites_end_to_end() {
     assert_eq!(answer.1["status"], "buffered", "{answer:?}");
     let id = answer.1["id"].as_str().expect("id").to_owned();
     assert!(!mail_stored(&id));
+    let report = api.delivery(&id, Some(KEY)).await.1;
+    assert_eq!(
+        (&report["site"], &report["category"]),
+        (&json!("plant-b"), &json!("notification"))
+    );
+    assert!(
+        matches!(report["status"].as_str(), Some("pending" | "retrying")),
+        "{report}"
+    );
+    assert!(
+        report["last_error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{report}"
+    );
     smtp.open().await;
     eventually(
         "the buffered mail to be sent",

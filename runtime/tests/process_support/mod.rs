@@ -213,6 +213,18 @@ impl Api {
         Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
     }
 
+    /// `GET /api/deliveries/{id}`: the status and the JSON body.
+    pub async fn delivery(&self, id: &str, key: Option<&str>) -> (u16, Value) {
+        let mut request = self.http.get(format!("{}/api/deliveries/{id}", self.base));
+        if let Some(key) = key {
+            request = request.header("X-API-Key", key);
+        }
+        let response = request.send().await.expect("GET /api/deliveries");
+        let status = response.status().as_u16();
+        let body = response.bytes().await.expect("body");
+        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    }
+
     /// Waits until `/health` answers 200.
     pub async fn wait_healthy(&self) {
         let url = format!("{}/health", self.base);
