@@ -72,6 +72,7 @@ use scl_lang::types::Type;
 use crate::deployment::Deployment;
 use crate::modules::{NodeEvents, NodeModules, NodeRole, TracingEvents};
 use crate::pool::ScriptPool;
+use crate::runs::{RunLog, RunQuery, RunRecord, RunSource};
 pub use failures::{FailureLog, FailureQuery, FailureRecord};
 pub use route::ApiRun;
 
@@ -208,12 +209,15 @@ impl CentralHandle {
         tokio::task::spawn_blocking(move || pool.shutdown())
             .await
             .map_err(|e| format!("stopping the script threads failed: {e}"))?;
+        let central = Arc::clone(&self.central);
+        let _ = tokio::task::spawn_blocking(move || central.runs.flush()).await;
         served
     }
 }
 
 /// One API method, compiled.
 struct Method {
+    name: Arc<str>,
     script: Script,
     params: Vec<(String, Type)>,
     approved_keys: Vec<String>,
@@ -229,6 +233,8 @@ struct Central {
     admin_keys: auth::KeyTable,
     pool: ScriptPool,
     failures: Arc<FailureLog>,
+    /// One row per method run ([`crate::runs`]).
+    runs: RunLog,
     metrics: metrics::Metrics,
     /// `Route.To` and the site clients (delivery lookups ask every site).
     routes: Arc<route::Routes>,
@@ -354,6 +360,7 @@ fn build(deployment: &Deployment, config: &CentralConfig) -> Result<Central, Str
         methods.insert(
             script.name.clone(),
             Method {
+                name: Arc::from(script.name.as_str()),
                 script: compiled,
                 params,
                 approved_keys: definition
@@ -381,6 +388,11 @@ fn build(deployment: &Deployment, config: &CentralConfig) -> Result<Central, Str
         &failures::default_path(&data_dir),
         Duration::from_secs(retention_days.saturating_mul(86_400)),
     )?;
+    let runs = RunLog::open(
+        &crate::runs::path(&data_dir.join("central")),
+        deployment.file.execution_log.retention(),
+        deployment.file.execution_log.max_log_lines,
+    )?;
     let openapi = openapi::document(
         deployment,
         methods.iter().map(|(name, method)| {
@@ -405,6 +417,7 @@ fn build(deployment: &Deployment, config: &CentralConfig) -> Result<Central, Str
         admin_keys: auth::KeyTable::new(&deployment.file.admin_keys),
         pool,
         failures: Arc::new(failures),
+        runs,
         metrics: metrics::Metrics::default(),
         routes,
         openapi: Bytes::from(openapi),
@@ -457,6 +470,7 @@ fn router(central: Arc<Central>, max_body_bytes: u64) -> Router {
             get(delivery_status).fallback(only_get),
         )
         .route("/admin/failures", get(admin_failures).fallback(only_get))
+        .route("/admin/runs", get(admin_runs).fallback(only_get))
         .route("/health", get(health).fallback(only_get))
         .route("/metrics", get(prometheus).fallback(only_get))
         .fallback(not_found)
@@ -697,6 +711,7 @@ async fn run(
 ) -> Result<serde_json::Value, Failure> {
     let deadline = started + method.timeout;
     let script = method.script.clone();
+    let name = Arc::clone(&method.name);
     let shared = Arc::clone(central);
     let job = central.pool.run(move || {
         let remaining = deadline.saturating_duration_since(Instant::now());
@@ -712,9 +727,22 @@ async fn run(
             host_data: Some(&scope),
             ..CallOptions::default()
         };
+        let started_ms = crate::timelog::now_ms();
         let outcome = script.call_main_json(&params, &options);
         // Roll back what the script left open, on this thread.
         let ended = scope.end();
+        shared.runs.record(RunRecord::from_outcome(
+            RunSource {
+                node: "central",
+                script: &name,
+                kind: ScriptKind::Api.name(),
+                trigger: "api",
+                instance: None,
+            },
+            started_ms,
+            &outcome,
+            shared.runs.max_log_lines(),
+        ));
         Some((outcome, ended.rolled_back))
     });
     let timed_out = || Failure {
@@ -901,16 +929,8 @@ async fn admin_failures(
     headers: HeaderMap,
     query: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let authorised = headers
-        .get(ADMIN_KEY_HEADER)
-        .map(|key| central.admin_keys.check(key.as_bytes()));
-    if !matches!(authorised, Some(auth::KeyCheck::Valid(_))) {
-        return ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            codes::INVALID_ADMIN_KEY,
-            "a valid X-Admin-Key header is required",
-        )
-        .into_response();
+    if let Err(error) = admin_key(&central, &headers) {
+        return error.into_response();
     }
     let Ok(Query(query)) = query else {
         return invalid_query("the query string is malformed").into_response();
@@ -943,6 +963,80 @@ async fn admin_failures(
         Err(problem) => {
             tracing::error!("reading the failures log: {problem}");
             internal().into_response()
+        }
+    }
+}
+
+/// `Ok` when the request carries an enabled admin key (never an API key).
+fn admin_key(central: &Central, headers: &HeaderMap) -> Result<(), ApiError> {
+    let authorised = headers
+        .get(ADMIN_KEY_HEADER)
+        .map(|key| central.admin_keys.check(key.as_bytes()));
+    if matches!(authorised, Some(auth::KeyCheck::Valid(_))) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            codes::INVALID_ADMIN_KEY,
+            "a valid X-Admin-Key header is required",
+        ))
+    }
+}
+
+/// `GET /admin/runs`: the execution log of central (`node=central`, the
+/// default) or of a site (`node=SITE`, asked over its internal API).
+async fn admin_runs(
+    State(central): State<Arc<Central>>,
+    headers: HeaderMap,
+    query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    if let Err(error) = admin_key(&central, &headers) {
+        return error.into_response();
+    }
+    let Ok(Query(params)) = query else {
+        return invalid_query("the query string is malformed").into_response();
+    };
+    let filter = match RunQuery::from_params(params.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
+        Ok(filter) => filter,
+        Err(problem) => return invalid_query(&problem).into_response(),
+    };
+    let node = params
+        .iter()
+        .find(|(k, _)| k == "node")
+        .map_or_else(|| "central".to_owned(), |(_, v)| v.clone());
+    let node = node.as_str();
+    if node == "central" {
+        let shared = Arc::clone(&central);
+        return match tokio::task::spawn_blocking(move || shared.runs.query(&filter)).await {
+            Ok(Ok(rows)) => axum::Json(serde_json::json!({ "runs": rows })).into_response(),
+            Ok(Err(problem)) => {
+                tracing::error!("reading the execution log: {problem}");
+                internal().into_response()
+            }
+            Err(problem) => {
+                tracing::error!("reading the execution log: {problem}");
+                internal().into_response()
+            }
+        };
+    }
+    let Some(site) = central.routes.sites().iter().find(|s| s.site() == node) else {
+        return invalid_query(&format!(
+            "`node` is `central` or a site; there is no site `{node}`"
+        ))
+        .into_response();
+    };
+    let forwarded: Vec<(String, String)> =
+        params.into_iter().filter(|(k, _)| k != "node").collect();
+    match site.runs(&forwarded).await {
+        Ok(rows) => axum::Json(serde_json::json!({ "runs": rows })).into_response(),
+        Err(error) => {
+            tracing::warn!(site = node, "execution log query failed: {error}");
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                codes::SITE_UNREACHABLE,
+                format!("site `{node}` did not answer"),
+            )
+            .into_response()
         }
     }
 }

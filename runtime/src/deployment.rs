@@ -55,6 +55,46 @@ pub struct DeploymentFile {
     /// Keys for central's admin routes (`GET /admin/failures`), hashed like API keys.
     #[serde(default)]
     pub admin_keys: BTreeMap<String, ApiKeyDef>,
+    /// Every node's execution log ([`crate::runs`]).
+    #[serde(default)]
+    pub execution_log: ExecutionLogDef,
+}
+
+/// `[execution_log]`: how long every node keeps its rows of script runs, and
+/// how much of a run's log output a row keeps.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutionLogDef {
+    /// Days a row is kept; default 7.
+    #[serde(default = "default_run_retention_days")]
+    pub retention_days: u64,
+    /// Log lines kept per run; default 50.
+    #[serde(default = "default_max_log_lines")]
+    pub max_log_lines: usize,
+}
+
+impl Default for ExecutionLogDef {
+    fn default() -> ExecutionLogDef {
+        ExecutionLogDef {
+            retention_days: default_run_retention_days(),
+            max_log_lines: default_max_log_lines(),
+        }
+    }
+}
+
+fn default_run_retention_days() -> u64 {
+    7
+}
+
+fn default_max_log_lines() -> usize {
+    50
+}
+
+impl ExecutionLogDef {
+    /// The retention as a duration.
+    pub fn retention(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.retention_days.saturating_mul(86_400))
+    }
 }
 
 fn default_data_dir() -> String {

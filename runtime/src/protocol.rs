@@ -16,6 +16,7 @@
 //! | `PUT /internal/bundle` | [`Bundle`] | [`BundleAccepted`] |
 //! | `GET /internal/bundle` | — | [`BundleAccepted`] (the running version) |
 //! | `GET /internal/deliveries/{id}` | — | [`StatusReport`], or 404 [`UNKNOWN_DELIVERY`] |
+//! | `GET /admin/runs?…` | — | the execution log ([`crate::runs::RunRecord`]s, newest first) |
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -213,6 +214,20 @@ impl SiteClient {
             Err(error) if error.status == Some(404) && error.code == UNKNOWN_DELIVERY => Ok(None),
             Err(error) => Err(error),
         }
+    }
+
+    /// The site's execution log (`GET /admin/runs` with the same query).
+    pub async fn runs(
+        &self,
+        query: &[(String, String)],
+    ) -> Result<Vec<crate::runs::RunRecord>, RemoteError> {
+        let url = format!("{}/admin/runs", self.base_url);
+        let request = self
+            .http
+            .get(url)
+            .query(query)
+            .header(TOKEN_HEADER, &self.token);
+        self.send(request).await
     }
 
     pub async fn bundle_version(&self) -> Result<BundleAccepted, RemoteError> {

@@ -60,6 +60,7 @@ pub fn router(site: &Site) -> Router {
         .route("/internal/bundle", get(bundle_version).put(put_bundle))
         .route("/internal/deliveries/{id}", get(delivery))
         .route("/admin/events", get(events))
+        .route("/admin/runs", get(runs))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .fallback(not_found)
@@ -317,6 +318,36 @@ async fn delivery(
             "internal",
             None,
             "the delivery lookup did not finish",
+        ),
+    }
+}
+
+/// The execution log: `GET /admin/runs?script=&status=&instance=&since=&until=&limit=`.
+async fn runs(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Response {
+    if let Err(response) = authorised(&state, &headers) {
+        return response;
+    }
+    let query = match crate::runs::RunQuery::from_params(
+        params.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    ) {
+        Ok(query) => query,
+        Err(problem) => {
+            return error(StatusCode::BAD_REQUEST, "invalid_query", None, problem);
+        }
+    };
+    let shared = Arc::clone(&state.site.shared);
+    match tokio::task::spawn_blocking(move || shared.runs.query(&query)).await {
+        Ok(Ok(runs)) => axum::Json(runs).into_response(),
+        Ok(Err(problem)) => error(StatusCode::INTERNAL_SERVER_ERROR, "storage", None, problem),
+        Err(_) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            None,
+            "the run query did not finish",
         ),
     }
 }
