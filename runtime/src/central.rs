@@ -45,6 +45,7 @@
 //! [`SiteClient`]: crate::protocol::SiteClient
 
 mod auth;
+mod composite;
 pub mod failures;
 mod metrics;
 mod openapi;
@@ -116,6 +117,11 @@ pub mod codes {
     pub const SITE_UNREACHABLE: &str = "site_unreachable";
     /// 500: the script went over a resource limit (memory, call depth).
     pub const LIMIT_EXCEEDED: &str = "limit_exceeded";
+    /// 400: a composite sub-request refers to an unknown earlier result.
+    pub const INVALID_REFERENCE: &str = "invalid_reference";
+    /// 400: a composite sub-request not run because an earlier one failed
+    /// (`allOrNone`).
+    pub const PROCESSING_HALTED: &str = "processing_halted";
     /// 404: no site holds the delivery id (`GET /api/deliveries/{id}`).
     pub const UNKNOWN_DELIVERY: &str = "unknown_delivery";
     /// 503: the node is shutting down.
@@ -466,6 +472,10 @@ fn router(central: Arc<Central>, max_body_bytes: u64) -> Router {
         )
         .route("/api/{method}", post(call_method).fallback(only_post))
         .route(
+            "/api/composite",
+            post(composite::composite).fallback(only_post),
+        )
+        .route(
             "/api/deliveries/{id}",
             get(delivery_status).fallback(only_get),
         )
@@ -538,41 +548,15 @@ async fn answer(
     request: Request,
     started: Instant,
 ) -> Result<serde_json::Value, ApiError> {
-    if central.shutting_down.load(Ordering::SeqCst) {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            codes::SHUTTING_DOWN,
-            "the node is shutting down; retry on another node",
-        ));
-    }
+    refuse_when_stopping(central)?;
     // The key first, so that callers without one learn nothing about the methods.
     let key_name = api_key(central, request.headers())?;
-    let Some(method) = central.methods.get(name) else {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            codes::UNKNOWN_METHOD,
-            format!("there is no API method `{name}`"),
-        ));
-    };
-    if !method.approved_keys.contains(&key_name) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            codes::KEY_NOT_APPROVED,
-            format!("the API key is not approved for method `{name}`"),
-        ));
-    }
+    let method = approved_method(central, &key_name, name)?;
     let body = read_body(request).await?;
     let params = match body {
         None => serde_json::Value::Object(serde_json::Map::new()),
         Some(bytes) => match serde_json::from_slice::<serde_json::Value>(&bytes) {
-            Ok(value @ serde_json::Value::Object(_)) => value,
-            Ok(_) => {
-                return Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    codes::INVALID_BODY,
-                    "the body must be a JSON object with the method's parameters as fields",
-                ));
-            }
+            Ok(value) => value,
             Err(error) => {
                 return Err(ApiError::new(
                     StatusCode::BAD_REQUEST,
@@ -582,6 +566,61 @@ async fn answer(
             }
         },
     };
+    invoke(central, &key_name, name, method, params, started).await
+}
+
+/// 503 while the node stops, so callers retry on another node.
+fn refuse_when_stopping(central: &Central) -> Result<(), ApiError> {
+    if central.shutting_down.load(Ordering::SeqCst) {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            codes::SHUTTING_DOWN,
+            "the node is shutting down; retry on another node",
+        ));
+    }
+    Ok(())
+}
+
+/// The method `name`, when it exists (404) and `key_name` is approved for it (403).
+fn approved_method<'c>(
+    central: &'c Central,
+    key_name: &str,
+    name: &str,
+) -> Result<&'c Method, ApiError> {
+    let Some(method) = central.methods.get(name) else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            codes::UNKNOWN_METHOD,
+            format!("there is no API method `{name}`"),
+        ));
+    };
+    if !method.approved_keys.iter().any(|k| k == key_name) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            codes::KEY_NOT_APPROVED,
+            format!("the API key is not approved for method `{name}`"),
+        ));
+    }
+    Ok(method)
+}
+
+/// Checks `params` against the method's `main` and runs it; a failed run is
+/// recorded in the failures log and answered with its safe message.
+async fn invoke(
+    central: &Arc<Central>,
+    key_name: &str,
+    name: &str,
+    method: &Method,
+    params: serde_json::Value,
+    started: Instant,
+) -> Result<serde_json::Value, ApiError> {
+    if !params.is_object() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            codes::INVALID_BODY,
+            "the body must be a JSON object with the method's parameters as fields",
+        ));
+    }
     if let Err(error) = crate::params::check(&params, &method.params) {
         let code = match error.code {
             "missing_parameter" => codes::MISSING_PARAMETER,
@@ -615,7 +654,7 @@ async fn answer(
             let duration = started.elapsed();
             tracing::warn!(
                 method = name,
-                key = key_name.as_str(),
+                key = key_name,
                 code = failure.code,
                 duration_ms = duration.as_millis() as u64,
                 "API call failed: {}",
@@ -626,7 +665,7 @@ async fn answer(
                 time: failures::rfc3339_ms(unix_ms),
                 unix_ms,
                 method: name.to_string(),
-                key: key_name.clone(),
+                key: key_name.to_owned(),
                 code: failure.code.to_string(),
                 message: failure.detail,
                 duration_ms: duration.as_millis() as u64,

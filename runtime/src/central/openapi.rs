@@ -81,6 +81,59 @@ pub(crate) fn document<'a>(
             }
         }}),
     );
+    paths.insert(
+        "/api/composite".to_owned(),
+        json!({ "post": {
+            "operationId": "composite",
+            "summary": "Up to 25 method calls in order; `@{ref.path}` in a parameter takes a value from an earlier result; `allOrNone` stops at the first failure.",
+            "security": [{ "ApiKey": [] }],
+            "requestBody": {
+                "required": true,
+                "content": { "application/json": { "schema": {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": ["compositeRequest"],
+                    "properties": {
+                        "allOrNone": { "type": "boolean", "default": false },
+                        "compositeRequest": {
+                            "type": "array", "minItems": 1, "maxItems": 25,
+                            "items": {
+                                "type": "object",
+                                "additionalProperties": false,
+                                "required": ["referenceId", "method"],
+                                "properties": {
+                                    "referenceId": { "type": "string", "pattern": "^[A-Za-z0-9_-]+$" },
+                                    "method": { "type": "string" },
+                                    "params": { "type": "object" }
+                                }
+                            }
+                        }
+                    }
+                } } }
+            },
+            "responses": {
+                "200": {
+                    "description": "One answer per sub-request, in request order.",
+                    "content": { "application/json": { "schema": {
+                        "type": "object",
+                        "required": ["compositeResponse"],
+                        "properties": { "compositeResponse": { "type": "array", "items": {
+                            "type": "object",
+                            "required": ["referenceId", "httpStatusCode", "body"],
+                            "properties": {
+                                "referenceId": { "type": "string" },
+                                "httpStatusCode": { "type": "integer" },
+                                "body": {}
+                            }
+                        } } }
+                    } } }
+                },
+                "400": error("Not a composite request, or not 1 to 25 sub-requests with distinct referenceIds (invalid_body, invalid_json)."),
+                "401": error("Missing, unknown or disabled API key (missing_api_key, invalid_api_key)."),
+                "503": error("The node is shutting down (shutting_down).")
+            }
+        }}),
+    );
     json!({
         "openapi": "3.1.0",
         "info": {
