@@ -69,6 +69,10 @@ start_nvim
 source tests/servers/httpbin.sh
 start_httpbin
 
+# Central failover: haproxy (Debian's package) in front of several central nodes.
+source tests/servers/haproxy.sh
+start_haproxy
+
 log "tests"
 # Every test, in parallel processes; a failure prints its output and fails the run.
 cargo nextest run --workspace --locked --no-fail-fast

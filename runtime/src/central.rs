@@ -45,6 +45,7 @@
 //! [`SiteClient`]: crate::protocol::SiteClient
 
 mod auth;
+mod composite;
 pub mod failures;
 mod metrics;
 mod openapi;
@@ -72,6 +73,7 @@ use scl_lang::types::Type;
 use crate::deployment::Deployment;
 use crate::modules::{NodeEvents, NodeModules, NodeRole, TracingEvents};
 use crate::pool::ScriptPool;
+use crate::runs::{RunLog, RunQuery, RunRecord, RunSource};
 pub use failures::{FailureLog, FailureQuery, FailureRecord};
 pub use route::ApiRun;
 
@@ -112,10 +114,18 @@ pub mod codes {
     /// 500: the method's timeout ran out (script or routed calls).
     pub const TIMEOUT: &str = "timeout";
     /// 500: a site the script needed could not be reached (and the script
-    /// did not catch the error).
+    /// did not catch the error); 502 on `GET /api/deliveries/{id}` when a
+    /// site that may hold the id did not answer.
     pub const SITE_UNREACHABLE: &str = "site_unreachable";
     /// 500: the script went over a resource limit (memory, call depth).
     pub const LIMIT_EXCEEDED: &str = "limit_exceeded";
+    /// 400: a composite sub-request refers to an unknown earlier result.
+    pub const INVALID_REFERENCE: &str = "invalid_reference";
+    /// 400: a composite sub-request not run because an earlier one failed
+    /// (`allOrNone`).
+    pub const PROCESSING_HALTED: &str = "processing_halted";
+    /// 404: no site holds the delivery id (`GET /api/deliveries/{id}`).
+    pub const UNKNOWN_DELIVERY: &str = "unknown_delivery";
     /// 503: the node is shutting down.
     pub const SHUTTING_DOWN: &str = "shutting_down";
     /// 401: `/admin/*` without a valid `X-Admin-Key`.
@@ -207,12 +217,15 @@ impl CentralHandle {
         tokio::task::spawn_blocking(move || pool.shutdown())
             .await
             .map_err(|e| format!("stopping the script threads failed: {e}"))?;
+        let central = Arc::clone(&self.central);
+        let _ = tokio::task::spawn_blocking(move || central.runs.flush()).await;
         served
     }
 }
 
 /// One API method, compiled.
 struct Method {
+    name: Arc<str>,
     script: Script,
     params: Vec<(String, Type)>,
     approved_keys: Vec<String>,
@@ -228,7 +241,11 @@ struct Central {
     admin_keys: auth::KeyTable,
     pool: ScriptPool,
     failures: Arc<FailureLog>,
+    /// One row per method run ([`crate::runs`]).
+    runs: RunLog,
     metrics: metrics::Metrics,
+    /// `Route.To` and the site clients (delivery lookups ask every site).
+    routes: Arc<route::Routes>,
     openapi: Bytes,
     shutting_down: AtomicBool,
     /// How long a request's body may take to arrive (`[central] body_read_timeout_s`).
@@ -361,6 +378,7 @@ fn build(deployment: &Deployment, config: &CentralConfig) -> Result<Central, Str
         methods.insert(
             script.name.clone(),
             Method {
+                name: Arc::from(script.name.as_str()),
                 script: compiled,
                 params,
                 approved_keys: definition
@@ -388,6 +406,11 @@ fn build(deployment: &Deployment, config: &CentralConfig) -> Result<Central, Str
         &failures::default_path(&data_dir),
         Duration::from_secs(retention_days.saturating_mul(86_400)),
     )?;
+    let runs = RunLog::open(
+        &crate::runs::path(&data_dir.join("central")),
+        deployment.file.execution_log.retention(),
+        deployment.file.execution_log.max_log_lines,
+    )?;
     let openapi = openapi::document(
         deployment,
         methods.iter().map(|(name, method)| {
@@ -412,7 +435,9 @@ fn build(deployment: &Deployment, config: &CentralConfig) -> Result<Central, Str
         admin_keys: auth::KeyTable::new(&deployment.file.admin_keys),
         pool,
         failures: Arc::new(failures),
+        runs,
         metrics: metrics::Metrics::default(),
+        routes,
         openapi: Bytes::from(openapi),
         shutting_down: AtomicBool::new(false),
         body_read_timeout: Duration::from_secs(
@@ -471,7 +496,16 @@ fn router(central: Arc<Central>, max_body_bytes: u64) -> Router {
             get(openapi_document).fallback(only_get),
         )
         .route("/api/{method}", post(call_method).fallback(only_post))
+        .route(
+            "/api/composite",
+            post(composite::composite).fallback(only_post),
+        )
+        .route(
+            "/api/deliveries/{id}",
+            get(delivery_status).fallback(only_get),
+        )
         .route("/admin/failures", get(admin_failures).fallback(only_get))
+        .route("/admin/runs", get(admin_runs).fallback(only_get))
         .route("/health", get(health).fallback(only_get))
         .route("/metrics", get(prometheus).fallback(only_get))
         .fallback(not_found)
@@ -539,59 +573,15 @@ async fn answer(
     request: Request,
     started: Instant,
 ) -> Result<serde_json::Value, ApiError> {
-    if central.shutting_down.load(Ordering::SeqCst) {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            codes::SHUTTING_DOWN,
-            "the node is shutting down; retry on another node",
-        ));
-    }
+    refuse_when_stopping(central)?;
     // The key first, so that callers without one learn nothing about the methods.
-    let key_name = match request.headers().get(API_KEY_HEADER) {
-        None => {
-            return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                codes::MISSING_API_KEY,
-                "the X-API-Key header is missing",
-            ));
-        }
-        Some(value) => match central.api_keys.check(value.as_bytes()) {
-            auth::KeyCheck::Valid(name) => name,
-            auth::KeyCheck::Invalid => {
-                return Err(ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    codes::INVALID_API_KEY,
-                    "the API key is not valid",
-                ));
-            }
-        },
-    };
-    let Some(method) = central.methods.get(name) else {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            codes::UNKNOWN_METHOD,
-            format!("there is no API method `{name}`"),
-        ));
-    };
-    if !method.approved_keys.contains(&key_name) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            codes::KEY_NOT_APPROVED,
-            format!("the API key is not approved for method `{name}`"),
-        ));
-    }
+    let key_name = api_key(central, request.headers())?;
+    let method = approved_method(central, &key_name, name)?;
     let body = read_body(request, central.body_read_timeout, central.max_body_bytes).await?;
     let params = match body {
         None => serde_json::Value::Object(serde_json::Map::new()),
         Some(bytes) => match serde_json::from_slice::<serde_json::Value>(&bytes) {
-            Ok(value @ serde_json::Value::Object(_)) => value,
-            Ok(_) => {
-                return Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    codes::INVALID_BODY,
-                    "the body must be a JSON object with the method's parameters as fields",
-                ));
-            }
+            Ok(value) => value,
             Err(error) => {
                 return Err(ApiError::new(
                     StatusCode::BAD_REQUEST,
@@ -601,6 +591,61 @@ async fn answer(
             }
         },
     };
+    invoke(central, &key_name, name, method, params, started).await
+}
+
+/// 503 while the node stops, so callers retry on another node.
+fn refuse_when_stopping(central: &Central) -> Result<(), ApiError> {
+    if central.shutting_down.load(Ordering::SeqCst) {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            codes::SHUTTING_DOWN,
+            "the node is shutting down; retry on another node",
+        ));
+    }
+    Ok(())
+}
+
+/// The method `name`, when it exists (404) and `key_name` is approved for it (403).
+fn approved_method<'c>(
+    central: &'c Central,
+    key_name: &str,
+    name: &str,
+) -> Result<&'c Method, ApiError> {
+    let Some(method) = central.methods.get(name) else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            codes::UNKNOWN_METHOD,
+            format!("there is no API method `{name}`"),
+        ));
+    };
+    if !method.approved_keys.iter().any(|k| k == key_name) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            codes::KEY_NOT_APPROVED,
+            format!("the API key is not approved for method `{name}`"),
+        ));
+    }
+    Ok(method)
+}
+
+/// Checks `params` against the method's `main` and runs it; a failed run is
+/// recorded in the failures log and answered with its safe message.
+async fn invoke(
+    central: &Arc<Central>,
+    key_name: &str,
+    name: &str,
+    method: &Method,
+    params: serde_json::Value,
+    started: Instant,
+) -> Result<serde_json::Value, ApiError> {
+    if !params.is_object() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            codes::INVALID_BODY,
+            "the body must be a JSON object with the method's parameters as fields",
+        ));
+    }
     if let Err(error) = crate::params::check(&params, &method.params) {
         let code = match error.code {
             "missing_parameter" => codes::MISSING_PARAMETER,
@@ -634,7 +679,7 @@ async fn answer(
             let duration = started.elapsed();
             tracing::warn!(
                 method = name,
-                key = key_name.as_str(),
+                key = key_name,
                 code = failure.code,
                 duration_ms = duration.as_millis() as u64,
                 "API call failed: {}",
@@ -645,7 +690,7 @@ async fn answer(
                 time: failures::rfc3339_ms(unix_ms),
                 unix_ms,
                 method: name.to_string(),
-                key: key_name.clone(),
+                key: key_name.to_owned(),
                 code: failure.code.to_string(),
                 message: failure.detail,
                 duration_ms: duration.as_millis() as u64,
@@ -765,6 +810,7 @@ async fn run(
 ) -> Result<serde_json::Value, Failure> {
     let deadline = started + method.timeout;
     let script = method.script.clone();
+    let name = Arc::clone(&method.name);
     let shared = Arc::clone(central);
     let job = central.pool.run(move || {
         let remaining = deadline.saturating_duration_since(Instant::now());
@@ -781,9 +827,22 @@ async fn run(
             host_data: Some(&scope),
             ..CallOptions::default()
         };
+        let started_ms = crate::timelog::now_ms();
         let outcome = script.call_main_json(&params, &options);
         // Roll back what the script left open, on this thread.
         let ended = scope.end();
+        shared.runs.record(RunRecord::from_outcome(
+            RunSource {
+                node: "central",
+                script: &name,
+                kind: ScriptKind::Api.name(),
+                trigger: "api",
+                instance: None,
+            },
+            started_ms,
+            &outcome,
+            shared.runs.max_log_lines(),
+        ));
         Some((outcome, ended.rolled_back))
     });
     let timed_out = || Failure {
@@ -882,21 +941,96 @@ async fn prometheus(State(central): State<Arc<Central>>) -> Response {
         .into_response()
 }
 
+/// The name of the enabled API key the request carries, else the 401.
+fn api_key(central: &Central, headers: &HeaderMap) -> Result<String, ApiError> {
+    match headers.get(API_KEY_HEADER) {
+        None => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            codes::MISSING_API_KEY,
+            "the X-API-Key header is missing",
+        )),
+        Some(value) => match central.api_keys.check(value.as_bytes()) {
+            auth::KeyCheck::Valid(name) => Ok(name),
+            auth::KeyCheck::Invalid => Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                codes::INVALID_API_KEY,
+                "the API key is not valid",
+            )),
+        },
+    }
+}
+
+/// `GET /api/deliveries/{id}`: where a CachedCall, notification or cached
+/// write stands, from the buffer of whichever site holds it. Every site is
+/// asked at once; the first that has the id answers (ids are unique).
+async fn delivery_status(
+    State(central): State<Arc<Central>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(error) = api_key(&central, &headers) {
+        return error.into_response();
+    }
+    let mut lookups = tokio::task::JoinSet::new();
+    for site in central.routes.sites() {
+        let (site, id) = (Arc::clone(site), id.clone());
+        lookups.spawn(async move {
+            let answer = tokio::time::timeout(DELIVERY_LOOKUP_TIMEOUT, site.delivery(&id)).await;
+            (site.site().to_owned(), answer)
+        });
+    }
+    let mut unreachable = Vec::new();
+    while let Some(joined) = lookups.join_next().await {
+        let Ok((site, answer)) = joined else { continue };
+        match answer {
+            Ok(Ok(Some(report))) => {
+                let mut body = serde_json::to_value(report).unwrap_or_default();
+                if let Some(object) = body.as_object_mut() {
+                    object.insert("site".into(), serde_json::Value::String(site));
+                }
+                return (StatusCode::OK, axum::Json(body)).into_response();
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(%site, "delivery lookup failed: {error}");
+                unreachable.push(site);
+            }
+            Err(_) => {
+                tracing::warn!(%site, "delivery lookup timed out");
+                unreachable.push(site);
+            }
+        }
+    }
+    if unreachable.is_empty() {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            codes::UNKNOWN_DELIVERY,
+            format!("no site holds a delivery `{id}`"),
+        )
+    } else {
+        unreachable.sort();
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            codes::SITE_UNREACHABLE,
+            format!(
+                "no reachable site holds a delivery `{id}`; not asked: {}",
+                unreachable.join(", ")
+            ),
+        )
+    }
+    .into_response()
+}
+
+/// How long central waits for a site's answer to a delivery lookup.
+const DELIVERY_LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
+
 async fn admin_failures(
     State(central): State<Arc<Central>>,
     headers: HeaderMap,
     query: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let authorised = headers
-        .get(ADMIN_KEY_HEADER)
-        .map(|key| central.admin_keys.check(key.as_bytes()));
-    if !matches!(authorised, Some(auth::KeyCheck::Valid(_))) {
-        return ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            codes::INVALID_ADMIN_KEY,
-            "a valid X-Admin-Key header is required",
-        )
-        .into_response();
+    if let Err(error) = admin_key(&central, &headers) {
+        return error.into_response();
     }
     let Ok(Query(query)) = query else {
         return invalid_query("the query string is malformed").into_response();
@@ -929,6 +1063,80 @@ async fn admin_failures(
         Err(problem) => {
             tracing::error!("reading the failures log: {problem}");
             internal().into_response()
+        }
+    }
+}
+
+/// `Ok` when the request carries an enabled admin key (never an API key).
+fn admin_key(central: &Central, headers: &HeaderMap) -> Result<(), ApiError> {
+    let authorised = headers
+        .get(ADMIN_KEY_HEADER)
+        .map(|key| central.admin_keys.check(key.as_bytes()));
+    if matches!(authorised, Some(auth::KeyCheck::Valid(_))) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            codes::INVALID_ADMIN_KEY,
+            "a valid X-Admin-Key header is required",
+        ))
+    }
+}
+
+/// `GET /admin/runs`: the execution log of central (`node=central`, the
+/// default) or of a site (`node=SITE`, asked over its internal API).
+async fn admin_runs(
+    State(central): State<Arc<Central>>,
+    headers: HeaderMap,
+    query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    if let Err(error) = admin_key(&central, &headers) {
+        return error.into_response();
+    }
+    let Ok(Query(params)) = query else {
+        return invalid_query("the query string is malformed").into_response();
+    };
+    let filter = match RunQuery::from_params(params.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
+        Ok(filter) => filter,
+        Err(problem) => return invalid_query(&problem).into_response(),
+    };
+    let node = params
+        .iter()
+        .find(|(k, _)| k == "node")
+        .map_or_else(|| "central".to_owned(), |(_, v)| v.clone());
+    let node = node.as_str();
+    if node == "central" {
+        let shared = Arc::clone(&central);
+        return match tokio::task::spawn_blocking(move || shared.runs.query(&filter)).await {
+            Ok(Ok(rows)) => axum::Json(serde_json::json!({ "runs": rows })).into_response(),
+            Ok(Err(problem)) => {
+                tracing::error!("reading the execution log: {problem}");
+                internal().into_response()
+            }
+            Err(problem) => {
+                tracing::error!("reading the execution log: {problem}");
+                internal().into_response()
+            }
+        };
+    }
+    let Some(site) = central.routes.sites().iter().find(|s| s.site() == node) else {
+        return invalid_query(&format!(
+            "`node` is `central` or a site; there is no site `{node}`"
+        ))
+        .into_response();
+    };
+    let forwarded: Vec<(String, String)> =
+        params.into_iter().filter(|(k, _)| k != "node").collect();
+    match site.runs(&forwarded).await {
+        Ok(rows) => axum::Json(serde_json::json!({ "runs": rows })).into_response(),
+        Err(error) => {
+            tracing::warn!(site = node, "execution log query failed: {error}");
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                codes::SITE_UNREACHABLE,
+                format!("site `{node}` did not answer"),
+            )
+            .into_response()
         }
     }
 }

@@ -83,6 +83,10 @@ enum Command {
         /// Logs as JSON lines instead of human text.
         #[arg(long)]
         log_json: bool,
+        /// Central listens here instead of on `[central] listen`: several central
+        /// nodes of one deployment on one machine (they are stateless peers).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
     },
     /// Check a deployment and push it to its running sites (redeploy without restart).
     Deploy {
@@ -125,6 +129,36 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
         /// Output format: one line per failure, or JSON lines.
+        #[arg(long, value_enum, default_value = "human")]
+        format: FormatArg,
+    },
+    /// Show a node's execution log (one row per script run), newest first;
+    /// reads the node's data directory (also while it runs).
+    Runs {
+        #[arg(long)]
+        config: PathBuf,
+        /// A site's log instead of central's.
+        #[arg(long)]
+        site: Option<String>,
+        /// Only runs of this script.
+        #[arg(long)]
+        script: Option<String>,
+        /// Only runs with this status: SUCCESS, FAILURE, TIMEOUT or LIMIT.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only runs of this instance.
+        #[arg(long)]
+        instance: Option<String>,
+        /// Only runs since an RFC 3339 time or an age (30m, 24h, 7d).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only runs before an RFC 3339 time or an age.
+        #[arg(long)]
+        until: Option<String>,
+        /// At most this many rows (default 100).
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+        /// Output format: one line per run, or JSON lines.
         #[arg(long, value_enum, default_value = "human")]
         format: FormatArg,
     },
@@ -246,11 +280,13 @@ pub fn main() -> i32 {
             config,
             role,
             log_json,
+            listen,
         } => match crate::serve::Role::parse(&role) {
             Ok(role) => crate::serve::serve(&crate::serve::ServeRequest {
                 config,
                 role,
                 log_json,
+                listen,
             }),
             Err(message) => {
                 eprintln!("error: {message}");
@@ -281,7 +317,124 @@ pub fn main() -> i32 {
             matches!(format, FormatArg::Json),
             &mut std::io::stdout().lock(),
         ),
+        Command::Runs {
+            config,
+            site,
+            script,
+            status,
+            instance,
+            since,
+            until,
+            limit,
+            format,
+        } => {
+            let mut params: Vec<(&str, String)> = Vec::new();
+            for (name, value) in [
+                ("script", script),
+                ("status", status),
+                ("instance", instance),
+                ("since", since),
+                ("until", until),
+                ("limit", limit.map(|n| n.to_string())),
+            ] {
+                if let Some(value) = value {
+                    params.push((name, value));
+                }
+            }
+            runs(
+                &config,
+                site.as_deref(),
+                &params,
+                matches!(format, FormatArg::Json),
+                &mut std::io::stdout().lock(),
+            )
+        }
     }
+}
+
+/// `scl runs`: reads a node's execution log from its data directory.
+fn runs(
+    config: &Path,
+    site: Option<&str>,
+    params: &[(&str, String)],
+    json: bool,
+    out: &mut dyn Write,
+) -> i32 {
+    let deployment = match crate::deployment::Deployment::load(config) {
+        Ok(deployment) => deployment,
+        Err(errors) => {
+            for error in errors {
+                eprintln!("error: {error}");
+            }
+            return 2;
+        }
+    };
+    let query =
+        match crate::runs::RunQuery::from_params(params.iter().map(|(k, v)| (*k, v.as_str()))) {
+            Ok(query) => query,
+            Err(problem) => {
+                eprintln!("error: {problem}");
+                return 2;
+            }
+        };
+    let data_dir = crate::serve::data_dir(&deployment);
+    let node_dir = match site {
+        Some(name) => data_dir.join(format!("site-{name}")),
+        None => data_dir.join("central"),
+    };
+    let path = crate::runs::path(&node_dir);
+    let log = match crate::runs::RunLog::open_existing(&path) {
+        Ok(Some(log)) => log,
+        Ok(None) => {
+            eprintln!("no runs recorded ({} does not exist)", shown(&path));
+            return 0;
+        }
+        Err(problem) => {
+            eprintln!("error: {problem}");
+            return 2;
+        }
+    };
+    let rows = match crate::runs::read(&log, &query) {
+        Ok(rows) => rows,
+        Err(problem) => {
+            eprintln!("error: {problem}");
+            return 2;
+        }
+    };
+    for row in &rows {
+        let line = if json {
+            serde_json::to_string(row).unwrap_or_default()
+        } else {
+            format!(
+                "{}  {:<7}  {} {}{}  {}  {:.3} ms  cpu {:.3} ms  queries {}  dml {}  callouts {}{}",
+                row.time,
+                row.status,
+                row.kind,
+                row.script,
+                row.instance
+                    .as_deref()
+                    .map(|i| format!(" @{i}"))
+                    .unwrap_or_default(),
+                row.trigger,
+                row.duration_ms,
+                row.cpu_ms,
+                row.queries,
+                row.dml_rows,
+                row.callouts,
+                row.error
+                    .as_deref()
+                    .map(|e| format!("  {e}"))
+                    .unwrap_or_default(),
+            )
+        };
+        if writeln!(out, "{line}").is_err() {
+            return 2;
+        }
+    }
+    if !json {
+        eprintln!("{} run(s)", rows.len());
+    }
+    0
 }
 
 /// `scl events`: reads the site node's state store directly (LMDB lets

@@ -55,6 +55,46 @@ pub struct DeploymentFile {
     /// Keys for central's admin routes (`GET /admin/failures`), hashed like API keys.
     #[serde(default)]
     pub admin_keys: BTreeMap<String, ApiKeyDef>,
+    /// Every node's execution log ([`crate::runs`]).
+    #[serde(default)]
+    pub execution_log: ExecutionLogDef,
+}
+
+/// `[execution_log]`: how long every node keeps its rows of script runs, and
+/// how much of a run's log output a row keeps.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutionLogDef {
+    /// Days a row is kept; default 7.
+    #[serde(default = "default_run_retention_days")]
+    pub retention_days: u64,
+    /// Log lines kept per run; default 50.
+    #[serde(default = "default_max_log_lines")]
+    pub max_log_lines: usize,
+}
+
+impl Default for ExecutionLogDef {
+    fn default() -> ExecutionLogDef {
+        ExecutionLogDef {
+            retention_days: default_run_retention_days(),
+            max_log_lines: default_max_log_lines(),
+        }
+    }
+}
+
+fn default_run_retention_days() -> u64 {
+    7
+}
+
+fn default_max_log_lines() -> usize {
+    50
+}
+
+impl ExecutionLogDef {
+    /// The retention as a duration.
+    pub fn retention(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.retention_days.saturating_mul(86_400))
+    }
 }
 
 fn default_data_dir() -> String {
@@ -328,6 +368,9 @@ fn default_true() -> bool {
     true
 }
 
+/// Names under `/api/` that are routes of their own, so no method may take them.
+pub const RESERVED_METHOD_NAMES: [&str; 4] = ["composite", "bulk", "deliveries", "openapi.json"];
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiMethodDef {
@@ -530,6 +573,14 @@ impl Deployment {
             }
         }
         for (method_name, method) in &file.api_methods {
+            if RESERVED_METHOD_NAMES.contains(&method_name.as_str()) {
+                errors.push(self.error_at(
+                    method.script.span().start,
+                    format!(
+                        "API method name `{method_name}` is reserved: `/api/{method_name}` is a route of its own"
+                    ),
+                ));
+            }
             for key in &method.approved_keys {
                 if !file.api_keys.contains_key(key.get_ref()) {
                     errors.push(self.error_at(
@@ -662,5 +713,28 @@ fn suggestion<'a, S: AsRef<str> + ?Sized + 'a>(
     match scl_lang::suggest::nearest(name, candidates.map(|c| c.as_ref())) {
         Some(candidate) => format!("; did you mean `{candidate}`?"),
         None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn method_names_of_routes_are_reserved() {
+        let source = "[api_keys.erp]\nsha256 = \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"\n\n\
+                      [api_methods.composite]\nscript = \"s.scl\"\napproved_keys = [\"erp\"]\n";
+        let errors = Deployment::from_source(Path::new("deploy.toml"), source.to_owned())
+            .expect_err("refused");
+        let reserved: Vec<_> = errors
+            .iter()
+            .filter(|e| e.message.contains("`composite` is reserved"))
+            .collect();
+        assert_eq!(reserved.len(), 1, "{errors:?}");
+        assert_eq!(
+            reserved[0].to_string().split(':').nth(1),
+            Some("5"),
+            "{errors:?}"
+        );
     }
 }

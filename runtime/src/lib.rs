@@ -18,6 +18,8 @@ pub mod params;
 pub mod pool;
 pub mod protocol;
 pub mod run;
+pub mod runs;
 pub mod saf;
 pub mod serve;
 pub mod site;
+pub mod timelog;

@@ -15,14 +15,21 @@
 //! | `POST /internal/instances/{code}/attributes/set` | [`SetAttributesRequest`] | `{}` |
 //! | `PUT /internal/bundle` | [`Bundle`] | [`BundleAccepted`] |
 //! | `GET /internal/bundle` | — | [`BundleAccepted`] (the running version) |
+//! | `GET /internal/deliveries/{id}` | — | [`StatusReport`], or 404 [`UNKNOWN_DELIVERY`] |
+//! | `GET /admin/runs?…` | — | the execution log ([`crate::runs::RunRecord`]s, newest first) |
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::saf::StatusReport;
+
 /// The header with the shared central↔site token.
 pub const TOKEN_HEADER: &str = "x-scl-site-token";
+
+/// The error code of a delivery id the site's buffer does not hold.
+pub const UNKNOWN_DELIVERY: &str = "unknown_delivery";
 
 /// Run a script of an instance (`Route.To(code).Call(script, params)`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -195,6 +202,31 @@ impl SiteClient {
             .put(url)
             .header(TOKEN_HEADER, &self.token)
             .json(bundle);
+        self.send(request).await
+    }
+
+    /// The buffer's record of a delivery (`Ok(None)` when the site has none).
+    pub async fn delivery(&self, id: &str) -> Result<Option<StatusReport>, RemoteError> {
+        let url = format!("{}/internal/deliveries/{}", self.base_url, encode(id));
+        let request = self.http.get(url).header(TOKEN_HEADER, &self.token);
+        match self.send(request).await {
+            Ok(report) => Ok(Some(report)),
+            Err(error) if error.status == Some(404) && error.code == UNKNOWN_DELIVERY => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// The site's execution log (`GET /admin/runs` with the same query).
+    pub async fn runs(
+        &self,
+        query: &[(String, String)],
+    ) -> Result<Vec<crate::runs::RunRecord>, RemoteError> {
+        let url = format!("{}/admin/runs", self.base_url);
+        let request = self
+            .http
+            .get(url)
+            .query(query)
+            .header(TOKEN_HEADER, &self.token);
         self.send(request).await
     }
 

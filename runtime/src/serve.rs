@@ -4,7 +4,9 @@
 //! process, each with its own data directory under the file's `data_dir`
 //! (`central/`, `site-{name}/`): the embedded default. `--role central` and
 //! `--role site:NAME` run one node each, for installations with separate
-//! processes or machines.
+//! processes or machines. Central nodes are stateless peers: any number may
+//! run from one file (`--listen` gives each its address on one machine) behind
+//! a load balancer.
 //!
 //! Central↔site requests carry the token named by each site's `token_env`.
 //! In `all` mode a site whose variable is unset gets a random token for the
@@ -54,6 +56,8 @@ pub struct ServeRequest {
     pub config: PathBuf,
     pub role: Role,
     pub log_json: bool,
+    /// Central's listen address instead of `[central] listen`.
+    pub listen: Option<String>,
 }
 
 type Env = crate::site::EnvLookup;
@@ -172,6 +176,9 @@ struct RunningSite {
 }
 
 async fn run(request: &ServeRequest, deployment: Deployment) -> Result<(), String> {
+    if request.listen.is_some() && matches!(request.role, Role::Site(_)) {
+        return Err("`--listen` sets central's address; a site listens on its `listen` key".into());
+    }
     let env = environment(&deployment, &request.role)?;
     let data_dir = data_dir(&deployment);
     let site_names: Vec<String> = match &request.role {
@@ -243,18 +250,19 @@ async fn run(request: &ServeRequest, deployment: Deployment) -> Result<(), Strin
     }
     let central = match (&request.role, &deployment.file.central) {
         (Role::All | Role::Central, Some(definition)) => {
-            let listener = tokio::net::TcpListener::bind(&definition.listen)
+            let listen = request.listen.as_deref().unwrap_or(&definition.listen);
+            let listener = tokio::net::TcpListener::bind(listen)
                 .await
-                .map_err(|e| format!("central: cannot listen on {}: {e}", definition.listen))?;
+                .map_err(|e| format!("central: cannot listen on {listen}: {e}"))?;
             let config = CentralConfig {
-                // Central keeps its files under `{data_dir}/central/`
-                // itself, where `scl failures` looks for them.
+                // The failures log goes to `{data_dir}/central/failures`,
+                // where `scl failures` reads it.
                 data_dir: Some(data_dir.clone()),
                 env: Arc::clone(&env),
                 ..CentralConfig::default()
             };
             let handle = central::start(Arc::new(deployment.clone()), listener, config).await?;
-            tracing::info!(listen = %definition.listen, "central node serving");
+            tracing::info!(%listen, "central node serving");
             let bundle = crate::bundle::build(&deployment)?;
             tokio::spawn(push_until_accepted(
                 deployment.clone(),

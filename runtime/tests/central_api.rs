@@ -441,7 +441,13 @@ async fn openapi_describes_the_methods() {
     let echo = &document["paths"]["/api/Echo"]["post"]["responses"]["200"]["content"]["application/json"]
         ["schema"];
     assert_eq!(echo["required"], json!(["count", "name"]));
-    assert_eq!(document["paths"].as_object().map(|p| p.len()), Some(11));
+    // The methods, the delivery status route and the composite route.
+    assert_eq!(document["paths"].as_object().map(|p| p.len()), Some(11 + 2));
+    assert_eq!(
+        document["paths"]["/api/deliveries/{id}"]["get"]["responses"]["200"]["content"]["application/json"]
+            ["schema"]["$ref"],
+        "#/components/schemas/Delivery"
+    );
     fixture.stop().await;
 }
 

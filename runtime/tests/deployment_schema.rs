@@ -64,6 +64,10 @@ fn every_section_lists_exactly_the_keys_the_loader_accepts() {
             "[central]\nlisten = \"x\"\nzz_unknown = 1\n",
         ),
         (
+            "/properties/execution_log",
+            "[execution_log]\nzz_unknown = 1\n",
+        ),
+        (
             "/properties/site/items",
             "[[site]]\nname = \"a\"\nlisten = \"x\"\nurl = \"y\"\nzz_unknown = 1\n",
         ),

@@ -4,21 +4,17 @@
 //!
 //! A row is the time, the method, the name of the API key (never the key),
 //! the error code, the operator's message (the script error with its kind,
-//! code and line) and the duration. Keys are the time in milliseconds and a
-//! sequence number, both big-endian, so rows are in time order and pruning by
-//! age is one range delete.
+//! code and line) and the duration, in a [`TimeLog`].
 //!
-//! `GET /admin/failures` reads it while central runs; `scl failures` reads it
-//! from the data directory when central is stopped.
+//! `GET /admin/failures` and `scl failures` (from the data directory) read it.
 
-use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use heed::types::Bytes;
-use heed::{CommitOrAbort, Database, Env, EnvOpenOptions, WithoutTls};
 use serde::{Deserialize, Serialize};
+
+use crate::timelog::{TimeLog, Window};
+pub use crate::timelog::{now_ms, parse_since, rfc3339_ms};
 
 /// One failed call.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -47,179 +43,52 @@ pub struct FailureQuery {
 }
 
 /// The open failures log.
+#[derive(Debug)]
 pub struct FailureLog {
-    env: Env<WithoutTls>,
-    rows: Database<'static, Bytes, Bytes>,
-    sequence: AtomicU64,
-    retention: Duration,
-    path: PathBuf,
+    log: TimeLog,
 }
 
-impl std::fmt::Debug for FailureLog {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FailureLog")
-            .field("path", &self.path)
-            .field("retention", &self.retention)
-            .finish_non_exhaustive()
-    }
-}
-
-/// The map is sparse on disk; 1 GiB holds millions of rows.
-const MAP_SIZE: usize = 1 << 30;
 const DEFAULT_LIMIT: usize = 1000;
+const WHAT: &str = "failures log";
 
 /// Where a deployment's central keeps its failures log.
 pub fn default_path(data_dir: &Path) -> PathBuf {
     data_dir.join("central").join("failures")
 }
 
-/// Milliseconds since the Unix epoch, now.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
-/// RFC 3339 (UTC, milliseconds) of a Unix time in milliseconds.
-pub fn rfc3339_ms(unix_ms: i64) -> String {
-    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(unix_ms)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_default()
-}
-
 impl FailureLog {
     /// Opens (creating if needed) the log in `path`.
     pub fn open(path: &Path, retention: Duration) -> Result<FailureLog, String> {
-        std::fs::create_dir_all(path).map_err(|e| {
-            format!(
-                "cannot create the failures log folder {}: {e}",
-                path.display()
-            )
-        })?;
-        let problem = |e: heed::Error| format!("failures log {}: {e}", path.display());
-        let mut options = EnvOpenOptions::new().read_txn_without_tls();
-        options.map_size(MAP_SIZE).max_dbs(2);
-        // SAFETY: LMDB memory-maps the data file; it is undefined behaviour if the file is
-        // truncated or rewritten by something else while mapped, or opened twice by this
-        // process. heed refuses a second open in the same process, and the folder belongs to
-        // this central node alone (`scl failures` reads it only when the node is stopped).
-        let env = unsafe { options.open(path) }.map_err(problem)?;
-        env.clear_stale_readers().map_err(problem)?;
-        let wtxn = env.write_txn().map_err(problem)?;
-        let rows = env
-            .create_databases_and_commit(wtxn, |opener, wtxn| -> heed::Result<_> {
-                let rows = opener.create_database::<Bytes, Bytes>(wtxn, Some("failures"))?;
-                Ok(CommitOrAbort::<_, ()>::Commit(rows))
-            })
-            .map_err(problem)?;
-        let CommitOrAbort::Commit(rows) = rows else {
-            return Err(format!("failures log {}: not created", path.display()));
-        };
-        Ok(FailureLog {
-            env,
-            rows,
-            sequence: AtomicU64::new(0),
-            retention,
-            path: path.to_owned(),
-        })
+        TimeLog::open(path, retention, WHAT).map(|log| FailureLog { log })
     }
 
     /// Opens an existing log for reading (`scl failures`); `None` when central
     /// never recorded anything there.
     pub fn open_existing(path: &Path) -> Result<Option<FailureLog>, String> {
-        if !path.join("data.mdb").exists() {
-            return Ok(None);
-        }
-        FailureLog::open(path, Duration::MAX).map(Some)
+        Ok(TimeLog::open_existing(path, WHAT)?.map(|log| FailureLog { log }))
     }
 
     /// Adds a row (and prunes rows past the retention).
     pub fn record(&self, record: &FailureRecord) -> Result<(), String> {
-        let problem = |e: heed::Error| format!("failures log {}: {e}", self.path.display());
-        let mut key = [0u8; 16];
-        key[..8].copy_from_slice(&(record.unix_ms.max(0) as u64).to_be_bytes());
-        let sequence = self.sequence.fetch_add(1, Ordering::Relaxed);
-        key[8..].copy_from_slice(&sequence.to_be_bytes());
-        let value = serde_json::to_vec(record).map_err(|e| format!("failures log: {e}"))?;
-        let mut wtxn = self.env.write_txn().map_err(problem)?;
-        self.rows.put(&mut wtxn, &key, &value).map_err(problem)?;
-        self.prune_in(&mut wtxn, record.unix_ms).map_err(problem)?;
-        wtxn.commit().map_err(problem)
+        self.log.append(&[(record.unix_ms, record)], record.unix_ms)
     }
 
     /// Deletes rows older than the retention; returns how many.
     pub fn prune(&self, now_ms: i64) -> Result<usize, String> {
-        let problem = |e: heed::Error| format!("failures log {}: {e}", self.path.display());
-        let mut wtxn = self.env.write_txn().map_err(problem)?;
-        let pruned = self.prune_in(&mut wtxn, now_ms).map_err(problem)?;
-        wtxn.commit().map_err(problem)?;
-        Ok(pruned)
-    }
-
-    fn prune_in(&self, wtxn: &mut heed::RwTxn<'_>, now_ms: i64) -> heed::Result<usize> {
-        let retention_ms = self.retention.as_millis().min(i64::MAX as u128) as i64;
-        let cutoff = now_ms.saturating_sub(retention_ms);
-        if cutoff <= 0 {
-            return Ok(0);
-        }
-        let upper = (cutoff as u64).to_be_bytes();
-        let range = (Bound::<&[u8]>::Unbounded, Bound::Excluded(upper.as_slice()));
-        self.rows.delete_range(wtxn, &range)
+        self.log.prune(now_ms)
     }
 
     /// Rows matching `query`, newest first.
     pub fn query(&self, query: &FailureQuery) -> Result<Vec<FailureRecord>, String> {
-        let problem = |e: heed::Error| format!("failures log {}: {e}", self.path.display());
-        let rtxn = self.env.read_txn().map_err(problem)?;
-        let lower = query.since_ms.map(|ms| (ms.max(0) as u64).to_be_bytes());
-        let range = (
-            match &lower {
-                Some(lower) => Bound::Included(lower.as_slice()),
-                None => Bound::Unbounded,
-            },
-            Bound::<&[u8]>::Unbounded,
-        );
-        let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
-        let mut out = Vec::new();
-        for entry in self.rows.rev_range(&rtxn, &range).map_err(problem)? {
-            if out.len() >= limit {
-                break;
-            }
-            let (_, value) = entry.map_err(problem)?;
-            let Ok(record) = serde_json::from_slice::<FailureRecord>(value) else {
-                continue;
-            };
-            if query.method.as_ref().is_some_and(|m| *m != record.method) {
-                continue;
-            }
-            out.push(record);
-        }
-        Ok(out)
+        let window = Window {
+            since_ms: query.since_ms,
+            until_ms: None,
+            limit: query.limit.unwrap_or(DEFAULT_LIMIT),
+        };
+        self.log.query(&window, |record: &FailureRecord| {
+            query.method.as_ref().is_none_or(|m| *m == record.method)
+        })
     }
-}
-
-/// Reads `--since` values: RFC 3339 times, or an age such as `30m`, `24h`,
-/// `7d` (before now).
-pub fn parse_since(text: &str, now_ms: i64) -> Result<i64, String> {
-    let text = text.trim();
-    if let Ok(time) = chrono::DateTime::parse_from_rfc3339(text) {
-        return Ok(time.timestamp_millis());
-    }
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: i64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is neither an RFC 3339 time nor an age like 24h"))?;
-    let unit_ms = match unit {
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => return Err(format!("`{text}`: the unit of an age is s, m, h or d")),
-    };
-    Ok(now_ms.saturating_sub(number.saturating_mul(unit_ms)))
 }
 
 #[cfg(test)]
@@ -264,13 +133,5 @@ mod tests {
             .expect("read");
         assert_eq!(only_a.len(), 1);
         assert_eq!(only_a[0].unix_ms, now);
-    }
-
-    #[test]
-    fn since_accepts_times_and_ages() {
-        assert_eq!(parse_since("2h", 10_000_000), Ok(10_000_000 - 7_200_000));
-        assert_eq!(parse_since("1970-01-01T00:00:01Z", 0), Ok(1000));
-        assert!(parse_since("yesterday", 0).is_err());
-        assert!(parse_since("5w", 0).is_err());
     }
 }

@@ -57,6 +57,83 @@ pub(crate) fn document<'a>(
         });
         paths.insert(format!("/api/{name}"), json!({ "post": operation }));
     }
+    let error = |description: &str| {
+        json!({
+            "description": description,
+            "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } }
+        })
+    };
+    paths.insert(
+        "/api/deliveries/{id}".to_owned(),
+        json!({ "get": {
+            "operationId": "deliveryStatus",
+            "summary": "Where a CachedCall, notification or cached write stands, from the buffer of the site that holds it.",
+            "security": [{ "ApiKey": [] }],
+            "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }],
+            "responses": {
+                "200": {
+                    "description": "The delivery's status and attempt history.",
+                    "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Delivery" } } }
+                },
+                "401": error("Missing, unknown or disabled API key (missing_api_key, invalid_api_key)."),
+                "404": error("No site holds the id (unknown_delivery)."),
+                "502": error("A site that may hold the id did not answer (site_unreachable).")
+            }
+        }}),
+    );
+    paths.insert(
+        "/api/composite".to_owned(),
+        json!({ "post": {
+            "operationId": "composite",
+            "summary": "Up to 25 method calls in order; `@{ref.path}` in a parameter takes a value from an earlier result; `allOrNone` stops at the first failure.",
+            "security": [{ "ApiKey": [] }],
+            "requestBody": {
+                "required": true,
+                "content": { "application/json": { "schema": {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": ["compositeRequest"],
+                    "properties": {
+                        "allOrNone": { "type": "boolean", "default": false },
+                        "compositeRequest": {
+                            "type": "array", "minItems": 1, "maxItems": 25,
+                            "items": {
+                                "type": "object",
+                                "additionalProperties": false,
+                                "required": ["referenceId", "method"],
+                                "properties": {
+                                    "referenceId": { "type": "string", "pattern": "^[A-Za-z0-9_-]+$" },
+                                    "method": { "type": "string" },
+                                    "params": { "type": "object" }
+                                }
+                            }
+                        }
+                    }
+                } } }
+            },
+            "responses": {
+                "200": {
+                    "description": "One answer per sub-request, in request order.",
+                    "content": { "application/json": { "schema": {
+                        "type": "object",
+                        "required": ["compositeResponse"],
+                        "properties": { "compositeResponse": { "type": "array", "items": {
+                            "type": "object",
+                            "required": ["referenceId", "httpStatusCode", "body"],
+                            "properties": {
+                                "referenceId": { "type": "string" },
+                                "httpStatusCode": { "type": "integer" },
+                                "body": {}
+                            }
+                        } } }
+                    } } }
+                },
+                "400": error("Not a composite request, or not 1 to 25 sub-requests with distinct referenceIds (invalid_body, invalid_json)."),
+                "401": error("Missing, unknown or disabled API key (missing_api_key, invalid_api_key)."),
+                "503": error("The node is shutting down (shutting_down).")
+            }
+        }}),
+    );
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -74,6 +151,37 @@ pub(crate) fn document<'a>(
                         "code": { "type": "string", "description": "A stable code for programs." }
                     },
                     "required": ["error", "code"]
+                },
+                "Delivery": {
+                    "type": "object",
+                    "properties": {
+                        "id": { "type": "string" },
+                        "site": { "type": "string" },
+                        "category": { "enum": ["external_call", "notification", "cached_write"] },
+                        "target": { "type": "string", "description": "System/Method, notification list or connection name." },
+                        "status": { "enum": ["pending", "retrying", "delivered", "parked", "discarded"] },
+                        "attempts": { "type": "integer" },
+                        "attempts_remaining": { "type": "integer" },
+                        "last_error": { "type": "string" },
+                        "created_at_ms": { "type": "integer" },
+                        "updated_at_ms": { "type": "integer" },
+                        "next_attempt_at_ms": { "type": "integer" },
+                        "history": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "at_ms": { "type": "integer" },
+                                    "outcome": { "enum": ["delivered", "transient", "permanent"] },
+                                    "status_code": { "type": "integer" },
+                                    "error": { "type": "string" },
+                                    "duration_ms": { "type": "integer" }
+                                },
+                                "required": ["at_ms", "outcome", "duration_ms"]
+                            }
+                        }
+                    },
+                    "required": ["id", "site", "category", "target", "status", "attempts", "attempts_remaining", "created_at_ms", "updated_at_ms", "history"]
                 }
             },
             "securitySchemes": {

@@ -34,6 +34,8 @@ pub struct ApiRun {
 /// Instance codes to the clients of their sites.
 pub(crate) struct Routes {
     instances: HashMap<String, Arc<SiteClient>>,
+    /// Every site's client, in the deployment's order.
+    sites: Vec<Arc<SiteClient>>,
     handle: tokio::runtime::Handle,
 }
 
@@ -55,6 +57,7 @@ impl Routes {
         handle: tokio::runtime::Handle,
     ) -> Result<Routes, String> {
         let mut sites: HashMap<String, Arc<SiteClient>> = HashMap::new();
+        let mut ordered = Vec::new();
         for site in &deployment.file.site {
             let name = site.name.get_ref();
             let token = match &site.token_env {
@@ -66,7 +69,9 @@ impl Routes {
                 None => String::new(),
             };
             let client = SiteClient::new(name, &site.url, &token, SITE_REQUEST_CEILING)?;
-            sites.insert(name.clone(), Arc::new(client));
+            let client = Arc::new(client);
+            ordered.push(Arc::clone(&client));
+            sites.insert(name.clone(), client);
         }
         let mut instances = HashMap::new();
         for instance in &deployment.file.instance {
@@ -74,7 +79,16 @@ impl Routes {
                 instances.insert(instance.code.get_ref().clone(), Arc::clone(client));
             }
         }
-        Ok(Routes { instances, handle })
+        Ok(Routes {
+            instances,
+            sites: ordered,
+            handle,
+        })
+    }
+
+    /// Every site's client.
+    pub(crate) fn sites(&self) -> &[Arc<SiteClient>] {
+        &self.sites
     }
 
     /// Registers `Route.To` and the `RouteTarget` methods.

@@ -58,7 +58,9 @@ pub fn router(site: &Site) -> Router {
             post(set_attributes),
         )
         .route("/internal/bundle", get(bundle_version).put(put_bundle))
+        .route("/internal/deliveries/{id}", get(delivery))
         .route("/admin/events", get(events))
+        .route("/admin/runs", get(runs))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .fallback(not_found)
@@ -281,6 +283,71 @@ async fn events(
             "internal",
             None,
             "the event query did not finish",
+        ),
+    }
+}
+
+/// The buffer's record of one delivery (`GET /api/deliveries/{id}` on
+/// central asks every site this).
+async fn delivery(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(response) = authorised(&state, &headers) {
+        return response;
+    }
+    let saf = state.site.shared.saf.clone();
+    let lookup = id.clone();
+    match tokio::task::spawn_blocking(move || saf.status(&lookup)).await {
+        Ok(Ok(Some(report))) => axum::Json(report).into_response(),
+        Ok(Ok(None)) => error(
+            StatusCode::NOT_FOUND,
+            crate::protocol::UNKNOWN_DELIVERY,
+            Some("not_found"),
+            format!("no delivery `{id}` in the buffer of this site"),
+        ),
+        Ok(Err(problem)) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "storage",
+            None,
+            problem.to_string(),
+        ),
+        Err(_) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            None,
+            "the delivery lookup did not finish",
+        ),
+    }
+}
+
+/// The execution log: `GET /admin/runs?script=&status=&instance=&since=&until=&limit=`.
+async fn runs(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Response {
+    if let Err(response) = authorised(&state, &headers) {
+        return response;
+    }
+    let query = match crate::runs::RunQuery::from_params(
+        params.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    ) {
+        Ok(query) => query,
+        Err(problem) => {
+            return error(StatusCode::BAD_REQUEST, "invalid_query", None, problem);
+        }
+    };
+    let shared = Arc::clone(&state.site.shared);
+    match tokio::task::spawn_blocking(move || shared.runs.query(&query)).await {
+        Ok(Ok(runs)) => axum::Json(runs).into_response(),
+        Ok(Err(problem)) => error(StatusCode::INTERNAL_SERVER_ERROR, "storage", None, problem),
+        Err(_) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            None,
+            "the run query did not finish",
         ),
     }
 }

@@ -19,6 +19,8 @@ use super::SiteShared;
 /// A compiled script of a template or a shared script.
 pub(crate) struct Compiled {
     pub script: Script,
+    /// `instance`, `alarm` or `shared`, for the execution log.
+    pub kind: &'static str,
     pub params: Vec<(String, Type)>,
     pub timeout: Duration,
     /// `args` of the definition, for runs the site starts itself.
@@ -178,6 +180,7 @@ impl Deployed {
                     script_name.clone(),
                     Compiled {
                         script,
+                        kind: kind.name(),
                         params,
                         timeout: definition
                             .timeout_s
@@ -214,6 +217,7 @@ impl Deployed {
                         name.clone(),
                         Compiled {
                             script,
+                            kind: ScriptKind::Shared.name(),
                             params,
                             timeout: DEFAULT_TIMEOUT,
                             args: serde_json::Map::new(),

@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 
 use super::deployed::{Compiled, Deployed, coerce, fits, type_name};
 use super::{SiteShared, host};
+use crate::runs::{RunRecord, RunSource};
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
 
@@ -275,8 +276,21 @@ pub(crate) fn run_compiled(
         ..CallOptions::default()
     };
     let started = Instant::now();
+    let started_ms = crate::timelog::now_ms();
     let outcome = compiled.script.call_main_json(params, &options);
     drop(scope);
+    shared.runs.record(RunRecord::from_outcome(
+        RunSource {
+            node: &shared.options.name,
+            script: name,
+            kind: compiled.kind,
+            trigger: trigger.as_str(),
+            instance: instance.map(|i| i.code.as_str()),
+        },
+        started_ms,
+        &outcome,
+        shared.runs.max_log_lines(),
+    ));
     let metrics = &shared.metrics;
     metrics.run_micros.fetch_add(
         u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),

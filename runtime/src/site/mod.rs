@@ -114,6 +114,8 @@ pub(crate) struct SiteShared {
     /// Held while a deployment is prepared and swapped in.
     pub deploying: tokio::sync::Mutex<Running>,
     pub metrics: Metrics,
+    /// One row per script run ([`crate::runs`]).
+    pub runs: crate::runs::RunLog,
 }
 
 /// What a deployment starts and the next one stops.
@@ -202,6 +204,12 @@ impl Site {
         let pool = ScriptPool::new(&format!("site-{}", options.name), options.threads)
             .map_err(|e| format!("cannot start the script threads: {e}"))?;
         let stored = store.bundle().map_err(|e| e.to_string())?;
+        let runs = crate::runs::RunLog::open(
+            &crate::runs::path(&options.data_dir),
+            local.file.execution_log.retention(),
+            local.file.execution_log.max_log_lines,
+        )
+        .map_err(|e| format!("site `{}`: {e}", options.name))?;
         let shared = Arc::new(SiteShared {
             store: Arc::new(store),
             saf,
@@ -211,6 +219,7 @@ impl Site {
             instances: RwLock::new(HashMap::new()),
             deploying: tokio::sync::Mutex::new(Running::default()),
             metrics: Metrics::default(),
+            runs,
             options,
         });
         let site = Site { shared };
@@ -332,6 +341,8 @@ impl Site {
         }
         let pool = self.shared.pool.clone();
         let _ = tokio::task::spawn_blocking(move || pool.shutdown()).await;
+        let shared = Arc::clone(&self.shared);
+        let _ = tokio::task::spawn_blocking(move || shared.runs.flush()).await;
         self.shared.event(
             "stopped",
             None,
