@@ -4,6 +4,7 @@
 //! process. Every answer is a 200 or a 4xx with exactly `{"error", "code"}`
 //! and a documented code — never a 500 — except the one 500 the method can
 //! legitimately give (`Order` sums quantities and overflows, a script error).
+//! `POST /api/composite` (several calls in one body) is fuzzed the same way.
 //! Corpus: `tests/fuzz/corpus/api/`. See `tests/fuzz/harness.rs` for longer
 //! runs.
 
@@ -124,6 +125,11 @@ fn json_value() -> impl Strategy<Value = Value> {
             Just("sku".to_string()),
             Just("qty".to_string()),
             Just("note".to_string()),
+            Just("allOrNone".to_string()),
+            Just("compositeRequest".to_string()),
+            Just("referenceId".to_string()),
+            Just("method".to_string()),
+            Just("params".to_string()),
             "[a-z]{1,4}",
         ];
         prop_oneof![
@@ -148,7 +154,7 @@ fn content_type() -> impl Strategy<Value = Option<String>> {
 }
 
 fn method() -> impl Strategy<Value = &'static str> {
-    prop_oneof![Just("Echo"), Just("Order")]
+    prop_oneof![Just("Echo"), Just("Order"), Just("composite")]
 }
 
 fn corpus() -> Vec<(std::path::PathBuf, Vec<u8>)> {
@@ -268,7 +274,7 @@ fn fuzz_api_corpus_replays() {
         format!("{{\"name\":\"{}\",\"count\":1}}", "x".repeat(64 * 1024)).into_bytes(),
     ));
     harness::replay(&inputs, |body| {
-        for method in ["Echo", "Order"] {
+        for method in ["Echo", "Order", "composite"] {
             let sent = Sent {
                 method,
                 content_type: Some("application/json".into()),
