@@ -44,6 +44,7 @@
 //!
 //! [`SiteClient`]: crate::protocol::SiteClient
 
+mod apps;
 mod auth;
 mod composite;
 pub mod failures;
@@ -53,7 +54,7 @@ mod route;
 mod schema;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -61,7 +62,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -118,6 +119,12 @@ pub mod codes {
     pub const SITE_UNREACHABLE: &str = "site_unreachable";
     /// 500: the script went over a resource limit (memory, call depth).
     pub const LIMIT_EXCEEDED: &str = "limit_exceeded";
+    /// 401: a bearer token that is malformed, forged, expired or revoked.
+    pub const INVALID_TOKEN: &str = "invalid_token";
+    /// 403: a connected app calling from outside its `allow_ips`.
+    pub const IP_NOT_ALLOWED: &str = "ip_not_allowed";
+    /// 429: a connected app over its `rate_limit_per_hour`.
+    pub const RATE_LIMITED: &str = "rate_limited";
     /// 400: a composite sub-request refers to an unknown earlier result.
     pub const INVALID_REFERENCE: &str = "invalid_reference";
     /// 400: a composite sub-request not run because an earlier one failed
@@ -238,6 +245,8 @@ struct Central {
     modules: NodeModules,
     api_keys: auth::KeyTable,
     admin_keys: auth::KeyTable,
+    /// Connected apps (OAuth2 client credentials).
+    apps: apps::Apps,
     pool: ScriptPool,
     failures: Arc<FailureLog>,
     /// One row per method run ([`crate::runs`]).
@@ -405,6 +414,31 @@ fn build(deployment: &Deployment, config: &CentralConfig) -> Result<Central, Str
         &failures::default_path(&data_dir),
         Duration::from_secs(retention_days.saturating_mul(86_400)),
     )?;
+    let token_key = match deployment
+        .file
+        .central
+        .as_ref()
+        .and_then(|c| c.token_key_env.as_deref())
+    {
+        Some(variable) => (config.env)(variable)
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| {
+                format!("environment variable `{variable}` (the token signing key) is not set")
+            })?
+            .into_bytes(),
+        None => {
+            if !deployment.file.apps.is_empty() {
+                tracing::warn!(
+                    "[central] token_key_env is not set: app tokens are signed with a key of this \
+                     node alone, so other central nodes refuse them"
+                );
+            }
+            crate::keys::generate_key()
+                .map_err(|e| format!("cannot generate a token key: {e}"))?
+                .into_bytes()
+        }
+    };
+    let apps = apps::Apps::new(deployment, token_key, Some(&data_dir))?;
     let runs = RunLog::open(
         &crate::runs::path(&data_dir.join("central")),
         deployment.file.execution_log.retention(),
@@ -432,6 +466,7 @@ fn build(deployment: &Deployment, config: &CentralConfig) -> Result<Central, Str
         modules,
         api_keys: auth::KeyTable::new(&deployment.file.api_keys),
         admin_keys: auth::KeyTable::new(&deployment.file.admin_keys),
+        apps,
         pool,
         failures: Arc::new(failures),
         runs,
@@ -505,6 +540,8 @@ fn router(central: Arc<Central>, max_body_bytes: u64) -> Router {
         )
         .route("/admin/failures", get(admin_failures).fallback(only_get))
         .route("/admin/runs", get(admin_runs).fallback(only_get))
+        .route("/oauth/token", post(oauth_token).fallback(only_post))
+        .route("/oauth/revoke", post(oauth_revoke).fallback(only_post))
         .route("/health", get(health).fallback(only_get))
         .route("/metrics", get(prometheus).fallback(only_get))
         .fallback(not_found)
@@ -518,6 +555,8 @@ struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// `Retry-After` seconds (429).
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -526,6 +565,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
     }
 }
@@ -533,7 +573,13 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({ "error": self.message, "code": self.code });
-        (self.status, axum::Json(body)).into_response()
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
     }
 }
 
@@ -573,9 +619,9 @@ async fn answer(
     started: Instant,
 ) -> Result<serde_json::Value, ApiError> {
     refuse_when_stopping(central)?;
-    // The key first, so that callers without one learn nothing about the methods.
-    let key_name = api_key(central, request.headers())?;
-    let method = approved_method(central, &key_name, name)?;
+    // The caller first, so that callers without a key learn nothing about the methods.
+    let caller = caller(central, request.headers(), peer_of(request.extensions()))?;
+    let method = approved_method(central, &caller, name)?;
     let body = read_body(request, central.body_read_timeout, central.max_body_bytes).await?;
     let params = match body {
         None => serde_json::Value::Object(serde_json::Map::new()),
@@ -590,7 +636,7 @@ async fn answer(
             }
         },
     };
-    invoke(central, &key_name, name, method, params, started).await
+    invoke(central, &caller.label(), name, method, params, started).await
 }
 
 /// 503 while the node stops, so callers retry on another node.
@@ -605,10 +651,10 @@ fn refuse_when_stopping(central: &Central) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The method `name`, when it exists (404) and `key_name` is approved for it (403).
+/// The method `name`, when it exists (404) and the caller may call it (403).
 fn approved_method<'c>(
     central: &'c Central,
-    key_name: &str,
+    caller: &Caller,
     name: &str,
 ) -> Result<&'c Method, ApiError> {
     let Some(method) = central.methods.get(name) else {
@@ -618,11 +664,18 @@ fn approved_method<'c>(
             format!("there is no API method `{name}`"),
         ));
     };
-    if !method.approved_keys.iter().any(|k| k == key_name) {
+    let approved = match caller {
+        Caller::Key(key) => method.approved_keys.iter().any(|k| k == key),
+        Caller::App(grant) => grant.scopes.is_empty() || grant.scopes.iter().any(|s| s == name),
+    };
+    if !approved {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             codes::KEY_NOT_APPROVED,
-            format!("the API key is not approved for method `{name}`"),
+            match caller {
+                Caller::Key(_) => format!("the API key is not approved for method `{name}`"),
+                Caller::App(_) => format!("the token's scopes do not include method `{name}`"),
+            },
         ));
     }
     Ok(method)
@@ -971,13 +1024,77 @@ async fn prometheus(State(central): State<Arc<Central>>) -> Response {
         .into_response()
 }
 
+/// Who is calling: an API key by name, or a connected app's bearer token.
+enum Caller {
+    Key(String),
+    App(apps::Grant),
+}
+
+impl Caller {
+    /// The caller's name in the failures log.
+    fn label(&self) -> String {
+        match self {
+            Caller::Key(name) => name.clone(),
+            Caller::App(grant) => format!("app:{}", grant.app),
+        }
+    }
+}
+
+/// The TCP peer's address (unspecified when unknown, so allow-lists fail closed).
+fn peer_of(extensions: &axum::http::Extensions) -> IpAddr {
+    extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip())
+}
+
+/// The caller: a bearer token when `Authorization: Bearer` is sent, else
+/// the API key; the 401/403/429 otherwise.
+fn caller(central: &Central, headers: &HeaderMap, peer: IpAddr) -> Result<Caller, ApiError> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "));
+    let Some(token) = bearer else {
+        return api_key(central, headers).map(Caller::Key);
+    };
+    central
+        .apps
+        .bearer(token.trim(), peer)
+        .map(Caller::App)
+        .map_err(refusal)
+}
+
+/// The answer to a refused token or app call.
+fn refusal(refused: apps::Refusal) -> ApiError {
+    match refused {
+        apps::Refusal::IpNotAllowed => ApiError::new(
+            StatusCode::FORBIDDEN,
+            codes::IP_NOT_ALLOWED,
+            "the app may not call from this address",
+        ),
+        apps::Refusal::RateLimited(seconds) => ApiError {
+            retry_after: Some(seconds),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                codes::RATE_LIMITED,
+                format!("the app's hourly limit is used up; retry in {seconds} s"),
+            )
+        },
+        _ => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            codes::INVALID_TOKEN,
+            "the bearer token is not valid (malformed, expired or revoked)",
+        ),
+    }
+}
+
 /// The name of the enabled API key the request carries, else the 401.
 fn api_key(central: &Central, headers: &HeaderMap) -> Result<String, ApiError> {
     match headers.get(API_KEY_HEADER) {
         None => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             codes::MISSING_API_KEY,
-            "the X-API-Key header is missing",
+            "the X-API-Key header (or an Authorization: Bearer token) is missing",
         )),
         Some(value) => match central.api_keys.check(value.as_bytes()) {
             auth::KeyCheck::Valid(name) => Ok(name),
@@ -995,10 +1112,11 @@ fn api_key(central: &Central, headers: &HeaderMap) -> Result<String, ApiError> {
 /// asked at once; the first that has the id answers (ids are unique).
 async fn delivery_status(
     State(central): State<Arc<Central>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(error) = api_key(&central, &headers) {
+    if let Err(error) = caller(&central, &headers, peer.ip()) {
         return error.into_response();
     }
     let mut lookups = tokio::task::JoinSet::new();
@@ -1049,6 +1167,140 @@ async fn delivery_status(
         )
     }
     .into_response()
+}
+
+/// The body of an OAuth request: form fields, the Basic credentials and the peer.
+async fn oauth_form(
+    request: Request,
+) -> Result<(HashMap<String, String>, Option<(String, String)>, IpAddr), Response> {
+    let peer = peer_of(request.extensions());
+    let basic = apps::basic_credentials(
+        request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let is_form = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if !is_form {
+        return Err(oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the body must be application/x-www-form-urlencoded",
+        ));
+    }
+    let bytes = axum::body::to_bytes(request.into_body(), 64 * 1024)
+        .await
+        .map_err(|_| {
+            oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "the body is larger than 64 KiB or broke off",
+            )
+        })?;
+    let mut form = HashMap::new();
+    for (name, value) in url::form_urlencoded::parse(&bytes) {
+        if form.insert(name.to_string(), value.into_owned()).is_some() {
+            return Err(oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                &format!("`{name}` is given twice"),
+            ));
+        }
+    }
+    Ok((form, basic, peer))
+}
+
+/// An RFC 6749 §5.2 error (`code` repeats `error`, as on every other route).
+fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
+    let body =
+        serde_json::json!({ "error": error, "error_description": description, "code": error });
+    let mut response = (status, axum::Json(body)).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"scl\""),
+        );
+    }
+    response
+}
+
+fn oauth_refusal(refused: apps::Refusal) -> Response {
+    match refused {
+        apps::Refusal::InvalidClient => oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "unknown client, wrong secret or disabled app",
+        ),
+        apps::Refusal::InvalidRequest(message) => {
+            oauth_error(StatusCode::BAD_REQUEST, "invalid_request", &message)
+        }
+        apps::Refusal::UnsupportedGrantType => oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "only grant_type=client_credentials is supported",
+        ),
+        apps::Refusal::InvalidScope(message) => {
+            oauth_error(StatusCode::BAD_REQUEST, "invalid_scope", &message)
+        }
+        apps::Refusal::IpNotAllowed => oauth_error(
+            StatusCode::FORBIDDEN,
+            "unauthorized_client",
+            "the app may not call from this address",
+        ),
+        apps::Refusal::InvalidToken | apps::Refusal::RateLimited(_) => oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the request was refused",
+        ),
+    }
+}
+
+/// `POST /oauth/token`: client credentials → a bearer token.
+async fn oauth_token(State(central): State<Arc<Central>>, request: Request) -> Response {
+    let (form, basic, peer) = match oauth_form(request).await {
+        Ok(parts) => parts,
+        Err(response) => return response,
+    };
+    match central.apps.issue(&form, basic, peer) {
+        Ok((token, expires_in, scopes)) => {
+            let mut body = serde_json::json!({
+                "access_token": token,
+                "token_type": "Bearer",
+                "expires_in": expires_in,
+            });
+            if !scopes.is_empty() {
+                body["scope"] = serde_json::Value::String(scopes.join(" "));
+            }
+            let mut response = (StatusCode::OK, axum::Json(body)).into_response();
+            response
+                .headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            response
+        }
+        Err(refused) => oauth_refusal(refused),
+    }
+}
+
+/// `POST /oauth/revoke` (RFC 7009): 200 for any token the client may revoke,
+/// known or not.
+async fn oauth_revoke(State(central): State<Arc<Central>>, request: Request) -> Response {
+    let (form, basic, peer) = match oauth_form(request).await {
+        Ok(parts) => parts,
+        Err(response) => return response,
+    };
+    let shared = Arc::clone(&central);
+    match tokio::task::spawn_blocking(move || shared.apps.revoke(&form, basic, peer)).await {
+        Ok(Ok(())) => StatusCode::OK.into_response(),
+        Ok(Err(refused)) => oauth_refusal(refused),
+        Err(_) => internal().into_response(),
+    }
 }
 
 /// How long central waits for a site's answer to a delivery lookup.

@@ -167,6 +167,27 @@ enum Command {
         #[command(subcommand)]
         command: KeyCommand,
     },
+    /// Manage connected apps (OAuth2 client credentials).
+    App {
+        #[command(subcommand)]
+        command: AppCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AppCommand {
+    /// Print a client id and secret for a new app, and its `[apps.NAME]` lines.
+    New { name: String },
+    /// Print a new secret for an app of the deployment and the lines that keep
+    /// the current secret working for the overlap window.
+    Rotate {
+        name: String,
+        #[arg(long)]
+        config: PathBuf,
+        /// How long the current secret keeps working (30m, 24h, 7d); default 24h.
+        #[arg(long, default_value = "24h")]
+        overlap: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -276,6 +297,7 @@ pub fn main() -> i32 {
         Command::Key {
             command: KeyCommand::New,
         } => key_new(&mut std::io::stdout().lock()),
+        Command::App { command } => app_command(command, &mut std::io::stdout().lock()),
         Command::Serve {
             config,
             role,
@@ -541,6 +563,77 @@ fn fmt(files: &[PathBuf], check: bool) -> i32 {
         }
     }
     exit
+}
+
+/// `scl app new|rotate`: secrets are printed once and stored only as hashes.
+fn app_command(command: AppCommand, out: &mut dyn Write) -> i32 {
+    let secret = match crate::keys::generate_key() {
+        Ok(secret) => secret,
+        Err(error) => {
+            eprintln!("error: the operating system's random source failed: {error}");
+            return 2;
+        }
+    };
+    let hash = crate::keys::sha256_hex(&secret);
+    match command {
+        AppCommand::New { name } => {
+            let valid = !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            if !valid {
+                eprintln!("error: an app name is letters, digits, `_` and `-`");
+                return 2;
+            }
+            let suffix: String = hash.chars().take(8).collect();
+            let _ = writeln!(out, "client secret (shown once): {secret}");
+            let _ = writeln!(out);
+            let _ = writeln!(out, "[apps.{name}]");
+            let _ = writeln!(out, "client_id = \"{name}-{suffix}\"");
+            let _ = writeln!(out, "secret_sha256 = \"{hash}\"");
+            let _ = writeln!(out, "scopes = [\"*\"]");
+            0
+        }
+        AppCommand::Rotate {
+            name,
+            config,
+            overlap,
+        } => {
+            let deployment = match crate::deployment::Deployment::load(&config) {
+                Ok(deployment) => deployment,
+                Err(errors) => {
+                    for error in errors {
+                        eprintln!("error: {error}");
+                    }
+                    return 2;
+                }
+            };
+            let Some(app) = deployment.file.apps.get(&name) else {
+                eprintln!("error: the deployment has no app `{name}`");
+                return 2;
+            };
+            let now = crate::timelog::now_ms();
+            // An age before now, turned around: now + overlap.
+            let until = match crate::timelog::parse_since(&overlap, now) {
+                Ok(before) => now + (now - before),
+                Err(problem) => {
+                    eprintln!("error: --overlap {problem}");
+                    return 2;
+                }
+            };
+            let _ = writeln!(out, "client secret (shown once): {secret}");
+            let _ = writeln!(out);
+            let _ = writeln!(out, "# in [apps.{name}], replace the secret lines with:");
+            let _ = writeln!(out, "secret_sha256 = \"{hash}\"");
+            let _ = writeln!(out, "previous_secret_sha256 = \"{}\"", app.secret_sha256);
+            let _ = writeln!(
+                out,
+                "previous_valid_until = \"{}\"",
+                crate::timelog::rfc3339_ms(until)
+            );
+            0
+        }
+    }
 }
 
 fn key_new(out: &mut dyn Write) -> i32 {

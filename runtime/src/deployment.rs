@@ -58,6 +58,42 @@ pub struct DeploymentFile {
     /// Every node's execution log ([`crate::runs`]).
     #[serde(default)]
     pub execution_log: ExecutionLogDef,
+    /// Connected apps: OAuth2 client-credentials callers of the inbound API.
+    #[serde(default)]
+    pub apps: BTreeMap<String, AppDef>,
+}
+
+/// `[apps.NAME]`: an OAuth2 client (client credentials) allowed to call
+/// some API methods with a bearer token from `POST /oauth/token`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppDef {
+    pub client_id: String,
+    /// Hex SHA-256 of the client secret (`scl app new` prints both).
+    pub secret_sha256: String,
+    /// The secret before the last rotation, accepted until `previous_valid_until`.
+    #[serde(default)]
+    pub previous_secret_sha256: Option<String>,
+    /// RFC 3339 end of the rotation's overlap window.
+    #[serde(default)]
+    pub previous_valid_until: Option<String>,
+    /// The API methods the app may call (`"*"`: all).
+    pub scopes: Vec<Spanned<String>>,
+    /// CIDR ranges the app may call from (none: anywhere).
+    #[serde(default)]
+    pub allow_ips: Vec<String>,
+    /// Calls per hour and central node; none (the default): no limit.
+    #[serde(default)]
+    pub rate_limit_per_hour: Option<u64>,
+    /// Lifetime of an issued token; default 900 s.
+    #[serde(default = "default_token_ttl_s")]
+    pub token_ttl_s: u64,
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+fn default_token_ttl_s() -> u64 {
+    900
 }
 
 /// `[execution_log]`: how long every node keeps its rows of script runs, and
@@ -119,6 +155,10 @@ pub struct CentralDef {
     /// default 30. A slower body is answered 408 `request_timeout`.
     #[serde(default = "default_body_read_timeout_s")]
     pub body_read_timeout_s: u64,
+    /// The environment variable with the key that signs OAuth2 tokens; every
+    /// central node needs the same one.
+    #[serde(default)]
+    pub token_key_env: Option<String>,
 }
 
 fn default_header_read_timeout_s() -> u64 {
@@ -592,6 +632,53 @@ impl Deployment {
                         ),
                     ));
                 }
+            }
+        }
+        for (app_name, app) in &file.apps {
+            for scope in &app.scopes {
+                let known =
+                    scope.get_ref() == "*" || file.api_methods.contains_key(scope.get_ref());
+                if !known {
+                    errors.push(self.error_at(
+                        scope.span().start,
+                        format!(
+                            "app `{app_name}` has scope `{}`, which is not an API method{}",
+                            scope.get_ref(),
+                            suggestion(scope.get_ref(), file.api_methods.keys())
+                        ),
+                    ));
+                }
+            }
+            let position = app.scopes.first().map_or(0, |s| s.span().start);
+            for range in &app.allow_ips {
+                if range.parse::<ipnet::IpNet>().is_err()
+                    && range.parse::<std::net::IpAddr>().is_err()
+                {
+                    errors.push(self.error_at(
+                        position,
+                        format!("app `{app_name}`: `{range}` in allow_ips is not an address or a CIDR range"),
+                    ));
+                }
+            }
+            let hashes =
+                std::iter::once(&app.secret_sha256).chain(app.previous_secret_sha256.iter());
+            for hash in hashes {
+                if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    errors.push(self.error_at(
+                        position,
+                        format!("app `{app_name}`: a secret hash must be 64 hex digits (`scl app new` prints one)"),
+                    ));
+                }
+            }
+            if let Some(until) = &app.previous_valid_until
+                && chrono::DateTime::parse_from_rfc3339(until).is_err()
+            {
+                errors.push(self.error_at(
+                    position,
+                    format!(
+                        "app `{app_name}`: previous_valid_until `{until}` is not an RFC 3339 time"
+                    ),
+                ));
             }
         }
         let keys = file

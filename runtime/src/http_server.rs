@@ -34,8 +34,8 @@ pub(crate) async fn serve(
             accepted = listener.accept() => accepted,
             () = &mut stop => break,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
+        let (stream, remote) = match accepted {
+            Ok(accepted) => accepted,
             // Out of file descriptors and the like: wait a moment rather
             // than spin (axum does the same).
             Err(error) => {
@@ -45,7 +45,12 @@ pub(crate) async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
+        // Handlers see the peer's address as axum's `ConnectInfo`, as with
+        // `into_make_service_with_connect_info` (central's CIDR allow-lists).
+        let service = TowerToHyperService::new(
+            app.clone()
+                .layer(axum::Extension(axum::extract::ConnectInfo(remote))),
+        );
         let mut signal = signal_rx.clone();
         let close = close_rx.clone();
         tokio::spawn(async move {

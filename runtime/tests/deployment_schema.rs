@@ -64,6 +64,10 @@ fn every_section_lists_exactly_the_keys_the_loader_accepts() {
             "[central]\nlisten = \"x\"\nzz_unknown = 1\n",
         ),
         (
+            "/properties/apps/additionalProperties",
+            "[apps.A]\nclient_id = \"a\"\nsecret_sha256 = \"x\"\nscopes = []\nzz_unknown = 1\n",
+        ),
+        (
             "/properties/execution_log",
             "[execution_log]\nzz_unknown = 1\n",
         ),

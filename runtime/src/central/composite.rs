@@ -28,7 +28,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
-    ApiError, Central, api_key, approved_method, codes, invoke, read_body, refuse_when_stopping,
+    ApiError, Caller, Central, approved_method, caller, codes, invoke, peer_of, read_body,
+    refuse_when_stopping,
 };
 
 /// The most sub-requests one composite request may carry.
@@ -75,7 +76,7 @@ fn bad(message: impl Into<String>) -> ApiError {
 
 async fn answer(central: &Arc<Central>, request: Request) -> Result<Value, ApiError> {
     refuse_when_stopping(central)?;
-    let key_name = api_key(central, request.headers())?;
+    let caller = caller(central, request.headers(), peer_of(request.extensions()))?;
     let body = read_body(request, central.body_read_timeout, central.max_body_bytes)
         .await?
         .ok_or_else(|| bad("the body must be a composite request"))?;
@@ -117,7 +118,7 @@ async fn answer(central: &Arc<Central>, request: Request) -> Result<Value, ApiEr
         let (status, body) = if halted {
             halted_answer()
         } else {
-            let outcome = run_one(central, &key_name, &sub, &results).await;
+            let outcome = run_one(central, &caller, &sub, &results).await;
             match outcome {
                 Ok(value) => {
                     results.insert(sub.reference_id.clone(), value.clone());
@@ -153,14 +154,15 @@ fn halted_answer() -> (StatusCode, Value) {
 
 async fn run_one(
     central: &Arc<Central>,
-    key_name: &str,
+    caller: &Caller,
     sub: &SubRequest,
     results: &HashMap<String, Value>,
 ) -> Result<Value, ApiError> {
     let started = Instant::now();
-    let method = approved_method(central, key_name, &sub.method)?;
+    let method = approved_method(central, caller, &sub.method)?;
     let params = resolve(&sub.params, results)?;
-    let answer = invoke(central, key_name, &sub.method, method, params, started).await;
+    let label = caller.label();
+    let answer = invoke(central, &label, &sub.method, method, params, started).await;
     let status = match &answer {
         Ok(_) => 200,
         Err(error) => error.status.as_u16(),
