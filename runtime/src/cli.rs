@@ -167,10 +167,33 @@ enum Command {
         #[command(subcommand)]
         command: KeyCommand,
     },
+    /// Bulk jobs on central's inbound API.
+    Bulk {
+        #[command(subcommand)]
+        command: BulkCommand,
+    },
     /// Manage connected apps (OAuth2 client credentials).
     App {
         #[command(subcommand)]
         command: AppCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum BulkCommand {
+    /// Submit a file of parameter records (JSON lines, or a JSON array) as a
+    /// bulk job and follow it with a progress bar. The API key is read from
+    /// the variable SCL_API_KEY.
+    Submit {
+        file: PathBuf,
+        #[arg(long)]
+        method: String,
+        /// Central's address from the deployment's `[central] listen` ...
+        #[arg(long, conflicts_with = "url")]
+        config: Option<PathBuf>,
+        /// ... or given directly (http://host:port).
+        #[arg(long)]
+        url: Option<String>,
     },
 }
 
@@ -298,6 +321,15 @@ pub fn main() -> i32 {
             command: KeyCommand::New,
         } => key_new(&mut std::io::stdout().lock()),
         Command::App { command } => app_command(command, &mut std::io::stdout().lock()),
+        Command::Bulk {
+            command:
+                BulkCommand::Submit {
+                    file,
+                    method,
+                    config,
+                    url,
+                },
+        } => crate::bulk_cli::submit(&file, &method, config.as_deref(), url.as_deref()),
         Command::Serve {
             config,
             role,
