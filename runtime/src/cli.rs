@@ -414,14 +414,9 @@ fn runs(
     json: bool,
     out: &mut dyn Write,
 ) -> i32 {
-    let deployment = match crate::deployment::Deployment::load(config) {
+    let deployment = match load_deployment(config) {
         Ok(deployment) => deployment,
-        Err(errors) => {
-            for error in errors {
-                eprintln!("error: {error}");
-            }
-            return 2;
-        }
+        Err(code) => return code,
     };
     let query =
         match crate::runs::RunQuery::from_params(params.iter().map(|(k, v)| (*k, v.as_str()))) {
@@ -500,14 +495,9 @@ fn events(
     instance: Option<String>,
     limit: usize,
 ) -> i32 {
-    let deployment = match crate::deployment::Deployment::load(config) {
+    let deployment = match load_deployment(config) {
         Ok(deployment) => deployment,
-        Err(errors) => {
-            for error in errors {
-                eprintln!("error: {error}");
-            }
-            return 2;
-        }
+        Err(code) => return code,
     };
     if !deployment
         .file
@@ -631,14 +621,9 @@ fn app_command(command: AppCommand, out: &mut dyn Write) -> i32 {
             config,
             overlap,
         } => {
-            let deployment = match crate::deployment::Deployment::load(&config) {
+            let deployment = match load_deployment(&config) {
                 Ok(deployment) => deployment,
-                Err(errors) => {
-                    for error in errors {
-                        eprintln!("error: {error}");
-                    }
-                    return 2;
-                }
+                Err(code) => return code,
             };
             let Some(app) = deployment.file.apps.get(&name) else {
                 eprintln!("error: the deployment has no app `{name}`");
@@ -693,14 +678,9 @@ fn failures(
     out: &mut dyn Write,
 ) -> i32 {
     use crate::central::failures;
-    let deployment = match crate::deployment::Deployment::load(config) {
+    let deployment = match load_deployment(config) {
         Ok(deployment) => deployment,
-        Err(errors) => {
-            for error in errors {
-                eprintln!("error: {error}");
-            }
-            return 2;
-        }
+        Err(code) => return code,
     };
     let since_ms = match since.map(|s| failures::parse_since(s, failures::now_ms())) {
         None => None,
@@ -753,6 +733,16 @@ fn failures(
         eprintln!("{} failure(s)", rows.len());
     }
     0
+}
+
+/// The deployment at `config`, or its errors printed and exit code 2.
+fn load_deployment(config: &Path) -> Result<crate::deployment::Deployment, i32> {
+    crate::deployment::Deployment::load(config).map_err(|errors| {
+        for error in errors {
+            eprintln!("error: {error}");
+        }
+        2
+    })
 }
 
 /// A path as the user wrote it, for messages.

@@ -227,9 +227,14 @@ impl BulkStore {
         Ok(out)
     }
 
-    /// Commits a batch's results and counters unless the job was aborted or
-    /// taken over meanwhile; the job as stored afterwards.
-    fn commit_batch(&self, id: &str, results: &[RecordResult]) -> Result<Option<Job>, String> {
+    /// Loads job `id` in a write transaction, lets `change` edit it (and
+    /// write beside it), and stores it when `change` says so; the job as it
+    /// then stands.
+    fn update(
+        &self,
+        id: &str,
+        change: impl FnOnce(&mut heed::RwTxn<'_>, &mut Job) -> Result<bool, String>,
+    ) -> Result<Option<Job>, String> {
         let mut wtxn = self.env.write_txn().map_err(|e| e.to_string())?;
         let raw = self
             .jobs
@@ -238,71 +243,70 @@ impl BulkStore {
         let Some(mut job) = raw.and_then(|raw| serde_json::from_slice::<Job>(raw).ok()) else {
             return Ok(None);
         };
-        if !job.active() || job.lease_owner != self.node {
-            return Ok(Some(job));
+        if change(&mut wtxn, &mut job)? {
+            job.updated = rfc3339_ms(now_ms());
+            self.put_job(&mut wtxn, &job)?;
+            wtxn.commit().map_err(|e| e.to_string())?;
         }
-        for result in results {
-            let value = serde_json::to_vec(result).map_err(|e| e.to_string())?;
-            self.results
-                .put(&mut wtxn, &key(id, result.index), &value)
-                .map_err(|e| e.to_string())?;
-            job.processed += 1;
-            if result.status == "succeeded" {
-                job.succeeded += 1;
-            } else {
-                job.failed += 1;
-            }
-        }
-        let now = now_ms();
-        if job.processed >= job.total {
-            job.status = "COMPLETED".into();
-            job.lease_owner.clear();
-        }
-        job.lease_until_ms = now + LEASE_MS;
-        job.updated = rfc3339_ms(now);
-        self.put_job(&mut wtxn, &job)?;
-        wtxn.commit().map_err(|e| e.to_string())?;
         Ok(Some(job))
+    }
+
+    fn ours(&self, job: &Job) -> bool {
+        job.active() && job.lease_owner == self.node
+    }
+
+    /// Commits a batch's results and counters unless the job was aborted or
+    /// taken over meanwhile; the job as stored afterwards.
+    fn commit_batch(&self, id: &str, results: &[RecordResult]) -> Result<Option<Job>, String> {
+        self.update(id, |wtxn, job| {
+            if !self.ours(job) {
+                return Ok(false);
+            }
+            for result in results {
+                let value = serde_json::to_vec(result).map_err(|e| e.to_string())?;
+                self.results
+                    .put(wtxn, &key(id, result.index), &value)
+                    .map_err(|e| e.to_string())?;
+                job.processed += 1;
+                if result.status == "succeeded" {
+                    job.succeeded += 1;
+                } else {
+                    job.failed += 1;
+                }
+            }
+            if job.processed >= job.total {
+                job.status = "COMPLETED".into();
+                job.lease_owner.clear();
+            }
+            job.lease_until_ms = now_ms() + LEASE_MS;
+            Ok(true)
+        })
     }
 
     /// Extends this node's lease on an active job; false when the job is no
     /// longer ours (aborted, finished or taken over).
     fn renew(&self, id: &str) -> Result<bool, String> {
-        let mut wtxn = self.env.write_txn().map_err(|e| e.to_string())?;
-        let raw = self
-            .jobs
-            .get(&wtxn, id.as_bytes())
-            .map_err(|e| e.to_string())?;
-        let Some(mut job) = raw.and_then(|raw| serde_json::from_slice::<Job>(raw).ok()) else {
-            return Ok(false);
-        };
-        if !job.active() || job.lease_owner != self.node {
-            return Ok(false);
-        }
-        job.lease_until_ms = now_ms() + LEASE_MS;
-        self.put_job(&mut wtxn, &job)?;
-        wtxn.commit().map_err(|e| e.to_string())?;
-        Ok(true)
+        let mut renewed = false;
+        self.update(id, |_, job| {
+            renewed = self.ours(job);
+            if renewed {
+                job.lease_until_ms = now_ms() + LEASE_MS;
+            }
+            Ok(renewed)
+        })?;
+        Ok(renewed)
     }
 
     /// Sets a final status on an active job; the job afterwards.
     fn finish(&self, id: &str, status: &str) -> Result<Option<Job>, String> {
-        let mut wtxn = self.env.write_txn().map_err(|e| e.to_string())?;
-        let raw = self
-            .jobs
-            .get(&wtxn, id.as_bytes())
-            .map_err(|e| e.to_string())?;
-        let Some(mut job) = raw.and_then(|raw| serde_json::from_slice::<Job>(raw).ok()) else {
-            return Ok(None);
-        };
-        if job.active() {
+        self.update(id, |_, job| {
+            if !job.active() {
+                return Ok(false);
+            }
             job.status = status.to_owned();
-            job.updated = rfc3339_ms(now_ms());
             job.lease_owner.clear();
-            self.put_job(&mut wtxn, &job)?;
-            wtxn.commit().map_err(|e| e.to_string())?;
-        }
-        Ok(Some(job))
+            Ok(true)
+        })
     }
 
     fn results(
