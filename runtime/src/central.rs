@@ -708,19 +708,6 @@ async fn invoke(
         };
         return Err(ApiError::new(StatusCode::BAD_REQUEST, code, error.message));
     }
-    // An optional parameter given as `null` is the same as one left out; the
-    // engine's `call_main_json` only accepts the latter for top-level
-    // parameters (it converts `null` with the inner type), so drop them here.
-    let mut params = params;
-    if let serde_json::Value::Object(object) = &mut params {
-        object.retain(|name, value| {
-            !(value.is_null()
-                && method
-                    .params
-                    .iter()
-                    .any(|(n, ty)| n == name && matches!(ty, Type::Optional(_))))
-        });
-    }
     match run(central, method, params, started).await {
         Ok(value) => Ok(value),
         Err(failure) if failure.code == codes::SHUTTING_DOWN => Err(ApiError::new(
