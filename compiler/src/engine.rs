@@ -582,8 +582,11 @@ impl Script {
         let mut args = Vec::with_capacity(signature.params.len());
         for (name, ty) in &signature.params {
             match object.get(name) {
+                // An optional parameter given as `null` is the same as one left out.
+                Some(serde_json::Value::Null) | None if matches!(ty, Type::Optional(_)) => {
+                    args.push(Value::Null);
+                }
                 Some(value) => args.push(Value::Json(value.clone())),
-                None if matches!(ty, Type::Optional(_)) => args.push(Value::Null),
                 None => {
                     return failed(ScriptError::new(
                         "type",

@@ -161,6 +161,12 @@ fn named_parameters_from_json() {
         script.call_main_json(&good, &options).result,
         Ok(Value::String("7:2:2.0:-".into()))
     );
+    // An optional parameter given as `null` is the same as one left out.
+    let null_note = serde_json::json!({ "p": { "id": 7, "tags": [] }, "scale": 1, "note": null });
+    assert_eq!(
+        script.call_main_json(&null_note, &options).result,
+        Ok(Value::String("7:0:1.0:-".into()))
+    );
     let missing = serde_json::json!({ "scale": 2.0, "note": "n" });
     let error = script
         .call_main_json(&missing, &options)

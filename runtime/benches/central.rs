@@ -3,6 +3,10 @@
 //! script pool, JIT — against a bare axum handler answering the same JSON, in
 //! the same process and run, at 64 concurrent connections.
 //!
+//! The same for a method doing one `Route.To(code).GetAttributes` to a site
+//! running in the same process (its internal API over loopback HTTP), against
+//! a bare axum handler answering the same attributes.
+//!
 //! `cargo bench -p scl-runtime --bench central [-- SECONDS ROUNDS]`; prints
 //! requests/s, p50 and p99 per round and the medians with their ratios. Never
 //! asserts on time: the machine is shared.
@@ -26,7 +30,23 @@ struct Round {
 }
 
 async fn load(client: &reqwest::Client, url: &str, key: &str, seconds: f64) -> Round {
-    let body = json!({ "name": "pump", "count": 3 }).to_string();
+    load_body(
+        client,
+        url,
+        key,
+        seconds,
+        json!({ "name": "pump", "count": 3 }).to_string(),
+    )
+    .await
+}
+
+async fn load_body(
+    client: &reqwest::Client,
+    url: &str,
+    key: &str,
+    seconds: f64,
+    body: String,
+) -> Round {
     let until = Instant::now() + Duration::from_secs_f64(seconds);
     let mut tasks = Vec::with_capacity(CONNECTIONS);
     for _ in 0..CONNECTIONS {
@@ -190,5 +210,140 @@ fn main() {
             c_p99 / b_p99.max(1e-9)
         );
         let _ = central.shutdown().await;
+        routed(&client, seconds, rounds).await;
     });
+}
+
+/// `Route.To(code).GetAttributes(["Speed", "Running"])` through central to a
+/// site in this process, against a bare axum handler with the same answer.
+async fn routed(client: &reqwest::Client, seconds: f64, rounds: usize) {
+    const TOKEN: &str = "bench-site-token";
+    let dir = tempfile::tempdir().expect("temp dir");
+    let site_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let site_addr = site_listener.local_addr().expect("addr");
+    std::fs::write(
+        dir.path().join("attrs.scl"),
+        "fn main(code: string) -> json {\n    return Route.To(code).GetAttributes([\"Speed\", \"Running\"]);\n}\n",
+    )
+    .expect("script");
+    let config_path = dir.path().join("deploy.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "data_dir = \"./data\"\n[central]\nlisten = \"127.0.0.1:0\"\n\n\
+             [[site]]\nname = \"plant-a\"\nlisten = \"{site_addr}\"\nurl = \"http://{site_addr}\"\ntoken_env = \"BENCH_SITE_TOKEN\"\n\n\
+             [templates.Pump.attributes]\nSpeed = {{ type = \"float\", default = 1450.0 }}\nRunning = {{ type = \"bool\", default = true }}\n\n\
+             [[instance]]\ncode = \"PUMP-1\"\ntemplate = \"Pump\"\nsite = \"plant-a\"\n\n\
+             [api_keys.bench]\nsha256 = \"{}\"\n\n[api_methods.Attrs]\nscript = \"attrs.scl\"\napproved_keys = [\"bench\"]\n",
+            sha256_hex(KEY)
+        ),
+    )
+    .expect("deployment");
+    let deployment = Deployment::load(&config_path).expect("deployment loads");
+    let env: scl_runtime::site::EnvLookup =
+        Arc::new(|name| (name == "BENCH_SITE_TOKEN").then(|| TOKEN.to_owned()));
+    let mut options = scl_runtime::site::SiteOptions::new(
+        "plant-a",
+        config_path.clone(),
+        dir.path().join("data/site-plant-a"),
+        TOKEN.to_owned(),
+    );
+    options.env = Arc::clone(&env);
+    let site = scl_runtime::site::Site::start(options, &deployment)
+        .await
+        .expect("site starts");
+    let site_router = scl_runtime::site::api::router(&site);
+    tokio::spawn(async move {
+        let _ = axum::serve(site_listener, site_router).await;
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let central = central::start(
+        Arc::new(deployment),
+        listener,
+        CentralConfig {
+            script_threads: 8,
+            env: Arc::clone(&env),
+            data_dir: Some(dir.path().join("data")),
+            ..CentralConfig::default()
+        },
+    )
+    .await
+    .expect("central starts");
+    let central_url = format!("http://{}/api/Attrs", central.local_addr());
+    let bare = axum::Router::new().route(
+        "/api/Attrs",
+        axum::routing::post(|axum::Json(_): axum::Json<Value>| async move {
+            axum::Json(json!({ "Speed": 1450.0, "Running": true }))
+        }),
+    );
+    let bare_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let bare_url = format!(
+        "http://{}/api/Attrs",
+        bare_listener.local_addr().expect("addr")
+    );
+    tokio::spawn(async move {
+        let _ = axum::serve(bare_listener, bare).await;
+    });
+    let body = json!({ "code": "PUMP-1" }).to_string();
+    // The answer is the site's, before anything is timed.
+    let check = client
+        .post(&central_url)
+        .header("X-API-Key", KEY)
+        .header("content-type", "application/json")
+        .body(body.clone())
+        .send()
+        .await
+        .expect("a routed call");
+    let answer: Value = check.json().await.expect("json");
+    assert_eq!(answer, json!({ "Speed": 1450.0, "Running": true }));
+    load_body(client, &central_url, KEY, 0.5, body.clone()).await;
+    load_body(client, &bare_url, KEY, 0.5, body.clone()).await;
+    println!(
+        "central with Route.To().GetAttributes vs bare axum, {CONNECTIONS} connections, {seconds} s x {rounds} rounds"
+    );
+    let mut central_rounds = Vec::new();
+    let mut bare_rounds = Vec::new();
+    for round in 1..=rounds {
+        let c = load_body(client, &central_url, KEY, seconds, body.clone()).await;
+        let b = load_body(client, &bare_url, KEY, seconds, body.clone()).await;
+        println!(
+            "round {round}: routed {:>8.0} req/s p50 {:>7.3} ms p99 {:>7.3} ms (errors {}) | bare {:>8.0} req/s p50 {:>7.3} ms p99 {:>7.3} ms (errors {})",
+            c.requests_per_second,
+            c.p50.as_secs_f64() * 1e3,
+            c.p99.as_secs_f64() * 1e3,
+            c.errors,
+            b.requests_per_second,
+            b.p50.as_secs_f64() * 1e3,
+            b.p99.as_secs_f64() * 1e3,
+            b.errors,
+        );
+        central_rounds.push(c);
+        bare_rounds.push(b);
+    }
+    let summary = |rounds: &[Round]| {
+        (
+            median(rounds.iter().map(|r| r.requests_per_second).collect()),
+            median(rounds.iter().map(|r| r.p50.as_secs_f64() * 1e3).collect()),
+            median(rounds.iter().map(|r| r.p99.as_secs_f64() * 1e3).collect()),
+        )
+    };
+    let (c_rps, c_p50, c_p99) = summary(&central_rounds);
+    let (b_rps, b_p50, b_p99) = summary(&bare_rounds);
+    println!(
+        "median: routed {c_rps:.0} req/s, p50 {c_p50:.3} ms, p99 {c_p99:.3} ms; bare {b_rps:.0} req/s, p50 {b_p50:.3} ms, p99 {b_p99:.3} ms"
+    );
+    println!(
+        "ratio routed/bare: throughput {:.2}, p50 {:.2}, p99 {:.2}",
+        c_rps / b_rps.max(1.0),
+        c_p50 / b_p50.max(1e-9),
+        c_p99 / b_p99.max(1e-9)
+    );
+    let _ = central.shutdown().await;
+    site.shutdown().await;
 }

@@ -46,6 +46,7 @@
 
 mod apps;
 mod auth;
+mod bulk;
 mod composite;
 pub mod failures;
 mod metrics;
@@ -130,6 +131,8 @@ pub mod codes {
     /// 400: a composite sub-request not run because an earlier one failed
     /// (`allOrNone`).
     pub const PROCESSING_HALTED: &str = "processing_halted";
+    /// 404: no bulk job with that id for this caller.
+    pub const UNKNOWN_JOB: &str = "unknown_job";
     /// 404: no site holds the delivery id (`GET /api/deliveries/{id}`).
     pub const UNKNOWN_DELIVERY: &str = "unknown_delivery";
     /// 503: the node is shutting down.
@@ -247,6 +250,8 @@ struct Central {
     admin_keys: auth::KeyTable,
     /// Connected apps (OAuth2 client credentials).
     apps: apps::Apps,
+    /// Bulk jobs (`/api/bulk/*`).
+    bulk: bulk::BulkStore,
     pool: ScriptPool,
     failures: Arc<FailureLog>,
     /// One row per method run ([`crate::runs`]).
@@ -300,6 +305,13 @@ pub async fn start(
         })
         .await
     });
+    let batch_size = deployment
+        .file
+        .central
+        .as_ref()
+        .map_or(200, |c| c.bulk_batch_size)
+        .max(1);
+    tokio::spawn(bulk::work(Arc::clone(&central), batch_size));
     // Prune the failures log once a day even when nothing fails.
     let failures = Arc::downgrade(&central.failures);
     tokio::spawn(async move {
@@ -467,6 +479,7 @@ fn build(deployment: &Deployment, config: &CentralConfig) -> Result<Central, Str
         api_keys: auth::KeyTable::new(&deployment.file.api_keys),
         admin_keys: auth::KeyTable::new(&deployment.file.admin_keys),
         apps,
+        bulk: bulk::BulkStore::open(&data_dir)?,
         pool,
         failures: Arc::new(failures),
         runs,
@@ -533,6 +546,15 @@ fn router(central: Arc<Central>, max_body_bytes: u64) -> Router {
         .route(
             "/api/composite",
             post(composite::composite).fallback(only_post),
+        )
+        .route("/api/bulk/{id}", post(bulk::submit).get(bulk::status))
+        .route(
+            "/api/bulk/{id}/results",
+            get(bulk::results).fallback(only_get),
+        )
+        .route(
+            "/api/bulk/{id}/abort",
+            post(bulk::abort).fallback(only_post),
         )
         .route(
             "/api/deliveries/{id}",
@@ -706,19 +728,6 @@ async fn invoke(
             _ => codes::INVALID_PARAMETER,
         };
         return Err(ApiError::new(StatusCode::BAD_REQUEST, code, error.message));
-    }
-    // An optional parameter given as `null` is the same as one left out; the
-    // engine's `call_main_json` only accepts the latter for top-level
-    // parameters (it converts `null` with the inner type), so drop them here.
-    let mut params = params;
-    if let serde_json::Value::Object(object) = &mut params {
-        object.retain(|name, value| {
-            !(value.is_null()
-                && method
-                    .params
-                    .iter()
-                    .any(|(n, ty)| n == name && matches!(ty, Type::Optional(_))))
-        });
     }
     match run(central, method, params, started).await {
         Ok(value) => Ok(value),

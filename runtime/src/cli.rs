@@ -167,10 +167,33 @@ enum Command {
         #[command(subcommand)]
         command: KeyCommand,
     },
+    /// Bulk jobs on central's inbound API.
+    Bulk {
+        #[command(subcommand)]
+        command: BulkCommand,
+    },
     /// Manage connected apps (OAuth2 client credentials).
     App {
         #[command(subcommand)]
         command: AppCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum BulkCommand {
+    /// Submit a file of parameter records (JSON lines, or a JSON array) as a
+    /// bulk job and follow it with a progress bar. The API key is read from
+    /// the variable SCL_API_KEY.
+    Submit {
+        file: PathBuf,
+        #[arg(long)]
+        method: String,
+        /// Central's address from the deployment's `[central] listen` ...
+        #[arg(long, conflicts_with = "url")]
+        config: Option<PathBuf>,
+        /// ... or given directly (http://host:port).
+        #[arg(long)]
+        url: Option<String>,
     },
 }
 
@@ -298,6 +321,15 @@ pub fn main() -> i32 {
             command: KeyCommand::New,
         } => key_new(&mut std::io::stdout().lock()),
         Command::App { command } => app_command(command, &mut std::io::stdout().lock()),
+        Command::Bulk {
+            command:
+                BulkCommand::Submit {
+                    file,
+                    method,
+                    config,
+                    url,
+                },
+        } => crate::bulk_cli::submit(&file, &method, config.as_deref(), url.as_deref()),
         Command::Serve {
             config,
             role,
@@ -382,14 +414,9 @@ fn runs(
     json: bool,
     out: &mut dyn Write,
 ) -> i32 {
-    let deployment = match crate::deployment::Deployment::load(config) {
+    let deployment = match load_deployment(config) {
         Ok(deployment) => deployment,
-        Err(errors) => {
-            for error in errors {
-                eprintln!("error: {error}");
-            }
-            return 2;
-        }
+        Err(code) => return code,
     };
     let query =
         match crate::runs::RunQuery::from_params(params.iter().map(|(k, v)| (*k, v.as_str()))) {
@@ -468,14 +495,9 @@ fn events(
     instance: Option<String>,
     limit: usize,
 ) -> i32 {
-    let deployment = match crate::deployment::Deployment::load(config) {
+    let deployment = match load_deployment(config) {
         Ok(deployment) => deployment,
-        Err(errors) => {
-            for error in errors {
-                eprintln!("error: {error}");
-            }
-            return 2;
-        }
+        Err(code) => return code,
     };
     if !deployment
         .file
@@ -599,14 +621,9 @@ fn app_command(command: AppCommand, out: &mut dyn Write) -> i32 {
             config,
             overlap,
         } => {
-            let deployment = match crate::deployment::Deployment::load(&config) {
+            let deployment = match load_deployment(&config) {
                 Ok(deployment) => deployment,
-                Err(errors) => {
-                    for error in errors {
-                        eprintln!("error: {error}");
-                    }
-                    return 2;
-                }
+                Err(code) => return code,
             };
             let Some(app) = deployment.file.apps.get(&name) else {
                 eprintln!("error: the deployment has no app `{name}`");
@@ -661,14 +678,9 @@ fn failures(
     out: &mut dyn Write,
 ) -> i32 {
     use crate::central::failures;
-    let deployment = match crate::deployment::Deployment::load(config) {
+    let deployment = match load_deployment(config) {
         Ok(deployment) => deployment,
-        Err(errors) => {
-            for error in errors {
-                eprintln!("error: {error}");
-            }
-            return 2;
-        }
+        Err(code) => return code,
     };
     let since_ms = match since.map(|s| failures::parse_since(s, failures::now_ms())) {
         None => None,
@@ -721,6 +733,16 @@ fn failures(
         eprintln!("{} failure(s)", rows.len());
     }
     0
+}
+
+/// The deployment at `config`, or its errors printed and exit code 2.
+fn load_deployment(config: &Path) -> Result<crate::deployment::Deployment, i32> {
+    crate::deployment::Deployment::load(config).map_err(|errors| {
+        for error in errors {
+            eprintln!("error: {error}");
+        }
+        2
+    })
 }
 
 /// A path as the user wrote it, for messages.

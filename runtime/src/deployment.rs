@@ -159,6 +159,13 @@ pub struct CentralDef {
     /// central node needs the same one.
     #[serde(default)]
     pub token_key_env: Option<String>,
+    /// Records of a bulk job run between two progress commits; default 200.
+    #[serde(default = "default_bulk_batch_size")]
+    pub bulk_batch_size: usize,
+}
+
+fn default_bulk_batch_size() -> usize {
+    200
 }
 
 fn default_header_read_timeout_s() -> u64 {

@@ -3,6 +3,7 @@
 //! The `scl` command line, the store-and-forward engine, and the site and
 //! central roles. Nothing depends on this crate.
 
+pub mod bulk_cli;
 pub mod bundle;
 pub mod central;
 pub mod check;
