@@ -22,7 +22,7 @@ const STRINGS: &str = include_str!("../scripts/strings.luau");
 
 impl UserData for RustData {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        methods.add_function("new", |_, s: mlua::String| {
+        methods.add_function("new", |_, s: mlua::LuaString| {
             Ok(RustData(s.to_str()?.to_string()))
         });
         methods.add_meta_method(MetaMethod::Lt, |_, this, other: UserDataRef<RustData>| {
@@ -34,14 +34,14 @@ impl UserData for RustData {
 fn lua() -> mlua::Result<Lua> {
     let lua = Lua::new();
     #[cfg(feature = "luau")]
-    lua.set_compiler(mlua::Compiler::new().set_optimization_level(2));
+    lua.set_compiler(mlua::chunk::Compiler::new().set_optimization_level(2));
     let globals = lua.globals();
     globals.set("RustData", lua.create_proxy::<RustData>()?)?;
     globals.set("rand", lua.create_function(|_, n: i64| Ok(host::rand(n)))?)?;
     // What an embedder gives Lua for JSON: serde_json, converted to tables by mlua.
     globals.set(
         "json_decode",
-        lua.create_function(|lua, text: mlua::String| {
+        lua.create_function(|lua, text: mlua::LuaString| {
             let value: serde_json::Value =
                 serde_json::from_slice(&text.as_bytes()).map_err(mlua::Error::external)?;
             lua.to_value(&value)
@@ -122,7 +122,7 @@ pub fn bench(sink: &mut Sink) {
         "pieces into a table, table.concat",
         || {
             strings
-                .call::<mlua::String>(STRING_PIECES)
+                .call::<mlua::LuaString>(STRING_PIECES)
                 .unwrap_or_else(|e| panic!("{ENGINE}: {e}"))
         },
         |s| Output::text(&s.to_str().expect("UTF-8")),

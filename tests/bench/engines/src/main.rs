@@ -31,14 +31,18 @@ use measure::Sink;
 fn main() {
     // `--only scl,native` limits the engines (the Lua builds run only their Lua).
     let args: Vec<String> = std::env::args().collect();
-    let only: Option<Vec<String>> = args
-        .iter()
-        .position(|a| a == "--only")
-        .and_then(|i| args.get(i + 1))
-        .map(|list| list.split(',').map(str::to_string).collect());
+    // `--workloads fib30,loop1e8` limits the workloads (for profiling one).
+    let list = |flag: &str| -> Option<Vec<String>> {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .map(|list| list.split(',').map(str::to_string).collect())
+    };
+    let only = list("--only");
     let wanted = |engine: &str| only.as_ref().is_none_or(|o| o.iter().any(|e| e == engine));
 
     let mut sink = Sink::new(workloads::Reference::compute());
+    sink.workloads = list("--workloads");
     if wanted("native") {
         native::bench(&mut sink);
     }

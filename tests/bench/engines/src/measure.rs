@@ -30,6 +30,8 @@ const MAX_RUNS: usize = 21;
 pub struct Sink {
     pub reference: Reference,
     pub failures: usize,
+    /// Only these workloads run (`--workloads a,b`, for profiling one of them).
+    pub workloads: Option<Vec<String>>,
 }
 
 impl Sink {
@@ -37,6 +39,7 @@ impl Sink {
         Sink {
             reference,
             failures: 0,
+            workloads: None,
         }
     }
 
@@ -50,6 +53,9 @@ impl Sink {
         mut run: impl FnMut() -> R,
         check: impl Fn(&R) -> Output,
     ) {
+        if !self.wanted(workload) {
+            return;
+        }
         let start = cpu_now();
         let first = run();
         let first_time = cpu_now() - start;
@@ -80,6 +86,9 @@ impl Sink {
 
     /// Compile latency: `compile` runs `COMPILE_RUNS` times, each timed.
     pub fn compile(&mut self, engine: &str, note: &str, mut compile: impl FnMut()) {
+        if !self.wanted(Workload::Compile) {
+            return;
+        }
         compile();
         let mut samples = Vec::new();
         for _ in 0..crate::workloads::COMPILE_RUNS {
@@ -96,7 +105,17 @@ impl Sink {
         );
     }
 
+    fn wanted(&self, workload: Workload) -> bool {
+        let name = workload.to_string();
+        self.workloads
+            .as_ref()
+            .is_none_or(|w| w.iter().any(|w| *w == name))
+    }
+
     pub fn skip(&mut self, workload: Workload, engine: &str, reason: &str) {
+        if !self.wanted(workload) {
+            return;
+        }
         println!("SKIP\t{workload}\t{engine}\t{reason}");
     }
 
