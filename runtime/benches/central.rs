@@ -18,6 +18,9 @@ use scl_runtime::central::{self, CentralConfig};
 use scl_runtime::deployment::Deployment;
 use scl_runtime::keys::sha256_hex;
 use serde_json::{Value, json};
+#[path = "common/bench_line.rs"]
+mod bench_line;
+use bench_line::bench_line;
 
 const CONNECTIONS: usize = 64;
 const KEY: &str = "scl_bench_key";
@@ -203,6 +206,14 @@ fn main() {
         println!(
             "median: central {c_rps:.0} req/s, p50 {c_p50:.3} ms, p99 {c_p99:.3} ms; bare {b_rps:.0} req/s, p50 {b_p50:.3} ms, p99 {b_p99:.3} ms"
         );
+        for (row, scl, bare, unit, better) in [
+            ("central_throughput", c_rps, b_rps, "req/s", "higher"),
+            ("central_p50", c_p50, b_p50, "ms", "lower"),
+            ("central_p99", c_p99, b_p99, "ms", "lower"),
+        ] {
+            bench_line(row, "scl", scl, unit, better, rounds);
+            bench_line(row, "baseline", bare, unit, better, rounds);
+        }
         println!(
             "ratio central/bare: throughput {:.2}, p50 {:.2}, p99 {:.2}",
             c_rps / b_rps.max(1.0),
