@@ -18,6 +18,9 @@ use scl_runtime::central::{self, CentralConfig};
 use scl_runtime::deployment::Deployment;
 use scl_runtime::keys::sha256_hex;
 use serde_json::{Value, json};
+#[path = "common/bench_line.rs"]
+mod bench_line;
+use bench_line::bench_line;
 
 const CONNECTIONS: usize = 64;
 const KEY: &str = "scl_bench_key";
@@ -29,24 +32,7 @@ struct Round {
     errors: usize,
 }
 
-async fn load(client: &reqwest::Client, url: &str, key: &str, seconds: f64) -> Round {
-    load_body(
-        client,
-        url,
-        key,
-        seconds,
-        json!({ "name": "pump", "count": 3 }).to_string(),
-    )
-    .await
-}
-
-async fn load_body(
-    client: &reqwest::Client,
-    url: &str,
-    key: &str,
-    seconds: f64,
-    body: String,
-) -> Round {
+async fn load(client: &reqwest::Client, url: &str, key: &str, seconds: f64, body: String) -> Round {
     let until = Instant::now() + Duration::from_secs_f64(seconds);
     let mut tasks = Vec::with_capacity(CONNECTIONS);
     for _ in 0..CONNECTIONS {
@@ -165,53 +151,75 @@ fn main() {
             .pool_max_idle_per_host(CONNECTIONS)
             .build()
             .expect("client");
-        // Warm up both (connections, JIT'd code paths, allocator).
-        load(&client, &central_url, KEY, 0.5).await;
-        load(&client, &bare_url, KEY, 0.5).await;
-
-        println!(
-            "central inbound API vs bare axum, {CONNECTIONS} connections, {seconds} s x {rounds} rounds"
-        );
-        let mut central_rounds = Vec::new();
-        let mut bare_rounds = Vec::new();
-        for round in 1..=rounds {
-            let c = load(&client, &central_url, KEY, seconds).await;
-            let b = load(&client, &bare_url, KEY, seconds).await;
-            println!(
-                "round {round}: central {:>8.0} req/s p50 {:>7.3} ms p99 {:>7.3} ms (errors {}) | bare {:>8.0} req/s p50 {:>7.3} ms p99 {:>7.3} ms (errors {})",
-                c.requests_per_second,
-                c.p50.as_secs_f64() * 1e3,
-                c.p99.as_secs_f64() * 1e3,
-                c.errors,
-                b.requests_per_second,
-                b.p50.as_secs_f64() * 1e3,
-                b.p99.as_secs_f64() * 1e3,
-                b.errors,
-            );
-            central_rounds.push(c);
-            bare_rounds.push(b);
-        }
-        let summary = |rounds: &[Round]| {
-            (
-                median(rounds.iter().map(|r| r.requests_per_second).collect()),
-                median(rounds.iter().map(|r| r.p50.as_secs_f64() * 1e3).collect()),
-                median(rounds.iter().map(|r| r.p99.as_secs_f64() * 1e3).collect()),
-            )
-        };
-        let (c_rps, c_p50, c_p99) = summary(&central_rounds);
-        let (b_rps, b_p50, b_p99) = summary(&bare_rounds);
-        println!(
-            "median: central {c_rps:.0} req/s, p50 {c_p50:.3} ms, p99 {c_p99:.3} ms; bare {b_rps:.0} req/s, p50 {b_p50:.3} ms, p99 {b_p99:.3} ms"
-        );
-        println!(
-            "ratio central/bare: throughput {:.2}, p50 {:.2}, p99 {:.2}",
-            c_rps / b_rps.max(1.0),
-            c_p50 / b_p50.max(1e-9),
-            c_p99 / b_p99.max(1e-9)
-        );
+        let body = json!({ "name": "pump", "count": 3 }).to_string();
+        compare(&client, "central", &central_url, &bare_url, &body, seconds, rounds).await;
         let _ = central.shutdown().await;
         routed(&client, seconds, rounds).await;
     });
+}
+
+/// Warms both up, then runs `rounds` rounds of central against the bare
+/// handler and prints each round, the medians (also as `BENCH` lines, rows
+/// `{name}_throughput`, `{name}_p50`, `{name}_p99`) and the ratios.
+async fn compare(
+    client: &reqwest::Client,
+    name: &str,
+    central_url: &str,
+    bare_url: &str,
+    body: &str,
+    seconds: f64,
+    rounds: usize,
+) {
+    // Warm up both (connections, JIT'd code paths, allocator).
+    load(client, central_url, KEY, 0.5, body.to_owned()).await;
+    load(client, bare_url, KEY, 0.5, body.to_owned()).await;
+    println!("{name} vs bare axum, {CONNECTIONS} connections, {seconds} s x {rounds} rounds");
+    let mut central_rounds = Vec::new();
+    let mut bare_rounds = Vec::new();
+    for round in 1..=rounds {
+        let c = load(client, central_url, KEY, seconds, body.to_owned()).await;
+        let b = load(client, bare_url, KEY, seconds, body.to_owned()).await;
+        println!(
+            "round {round}: {name} {:>8.0} req/s p50 {:>7.3} ms p99 {:>7.3} ms (errors {}) | bare {:>8.0} req/s p50 {:>7.3} ms p99 {:>7.3} ms (errors {})",
+            c.requests_per_second,
+            c.p50.as_secs_f64() * 1e3,
+            c.p99.as_secs_f64() * 1e3,
+            c.errors,
+            b.requests_per_second,
+            b.p50.as_secs_f64() * 1e3,
+            b.p99.as_secs_f64() * 1e3,
+            b.errors,
+        );
+        central_rounds.push(c);
+        bare_rounds.push(b);
+    }
+    let summary = |rounds: &[Round]| {
+        (
+            median(rounds.iter().map(|r| r.requests_per_second).collect()),
+            median(rounds.iter().map(|r| r.p50.as_secs_f64() * 1e3).collect()),
+            median(rounds.iter().map(|r| r.p99.as_secs_f64() * 1e3).collect()),
+        )
+    };
+    let (c_rps, c_p50, c_p99) = summary(&central_rounds);
+    let (b_rps, b_p50, b_p99) = summary(&bare_rounds);
+    println!(
+        "median: {name} {c_rps:.0} req/s, p50 {c_p50:.3} ms, p99 {c_p99:.3} ms; bare {b_rps:.0} req/s, p50 {b_p50:.3} ms, p99 {b_p99:.3} ms"
+    );
+    for (row, scl, bare, unit, better) in [
+        ("throughput", c_rps, b_rps, "req/s", "higher"),
+        ("p50", c_p50, b_p50, "ms", "lower"),
+        ("p99", c_p99, b_p99, "ms", "lower"),
+    ] {
+        let row = format!("{name}_{row}");
+        bench_line(&row, "scl", scl, unit, better, rounds);
+        bench_line(&row, "baseline", bare, unit, better, rounds);
+    }
+    println!(
+        "ratio {name}/bare: throughput {:.2}, p50 {:.2}, p99 {:.2}",
+        c_rps / b_rps.max(1.0),
+        c_p50 / b_p50.max(1e-9),
+        c_p99 / b_p99.max(1e-9)
+    );
 }
 
 /// `Route.To(code).GetAttributes(["Speed", "Running"])` through central to a
@@ -302,48 +310,16 @@ async fn routed(client: &reqwest::Client, seconds: f64, rounds: usize) {
         .expect("a routed call");
     let answer: Value = check.json().await.expect("json");
     assert_eq!(answer, json!({ "Speed": 1450.0, "Running": true }));
-    load_body(client, &central_url, KEY, 0.5, body.clone()).await;
-    load_body(client, &bare_url, KEY, 0.5, body.clone()).await;
-    println!(
-        "central with Route.To().GetAttributes vs bare axum, {CONNECTIONS} connections, {seconds} s x {rounds} rounds"
-    );
-    let mut central_rounds = Vec::new();
-    let mut bare_rounds = Vec::new();
-    for round in 1..=rounds {
-        let c = load_body(client, &central_url, KEY, seconds, body.clone()).await;
-        let b = load_body(client, &bare_url, KEY, seconds, body.clone()).await;
-        println!(
-            "round {round}: routed {:>8.0} req/s p50 {:>7.3} ms p99 {:>7.3} ms (errors {}) | bare {:>8.0} req/s p50 {:>7.3} ms p99 {:>7.3} ms (errors {})",
-            c.requests_per_second,
-            c.p50.as_secs_f64() * 1e3,
-            c.p99.as_secs_f64() * 1e3,
-            c.errors,
-            b.requests_per_second,
-            b.p50.as_secs_f64() * 1e3,
-            b.p99.as_secs_f64() * 1e3,
-            b.errors,
-        );
-        central_rounds.push(c);
-        bare_rounds.push(b);
-    }
-    let summary = |rounds: &[Round]| {
-        (
-            median(rounds.iter().map(|r| r.requests_per_second).collect()),
-            median(rounds.iter().map(|r| r.p50.as_secs_f64() * 1e3).collect()),
-            median(rounds.iter().map(|r| r.p99.as_secs_f64() * 1e3).collect()),
-        )
-    };
-    let (c_rps, c_p50, c_p99) = summary(&central_rounds);
-    let (b_rps, b_p50, b_p99) = summary(&bare_rounds);
-    println!(
-        "median: routed {c_rps:.0} req/s, p50 {c_p50:.3} ms, p99 {c_p99:.3} ms; bare {b_rps:.0} req/s, p50 {b_p50:.3} ms, p99 {b_p99:.3} ms"
-    );
-    println!(
-        "ratio routed/bare: throughput {:.2}, p50 {:.2}, p99 {:.2}",
-        c_rps / b_rps.max(1.0),
-        c_p50 / b_p50.max(1e-9),
-        c_p99 / b_p99.max(1e-9)
-    );
+    compare(
+        client,
+        "routed",
+        &central_url,
+        &bare_url,
+        &body,
+        seconds,
+        rounds,
+    )
+    .await;
     let _ = central.shutdown().await;
     site.shutdown().await;
 }

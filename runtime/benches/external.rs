@@ -19,6 +19,9 @@ use scl_stdlib::external::{
     NoEventLog, PathTemplate, Secret, SigningSecret, SystemConfig,
 };
 use serde_json::{Value, json};
+#[path = "common/bench_line.rs"]
+mod bench_line;
+use bench_line::bench_line;
 
 fn main() {
     let calls: usize = std::env::var("SCL_BENCH_CALLS")
@@ -138,6 +141,40 @@ fn main() {
     let bare_median = report("bare reqwest", &mut bare_times);
     let plain_median = report("ExternalSystem.Call", &mut plain_times);
     let signed_median = report("Call + API key + signing", &mut signed_times);
+    let micros = |median: Duration| median.as_secs_f64() * 1e6;
+    let samples = bare_times.len();
+    bench_line(
+        "external_call",
+        "scl",
+        micros(plain_median),
+        "µs",
+        "lower",
+        samples,
+    );
+    bench_line(
+        "external_call",
+        "baseline",
+        micros(bare_median),
+        "µs",
+        "lower",
+        samples,
+    );
+    bench_line(
+        "external_call_signed",
+        "scl",
+        micros(signed_median),
+        "µs",
+        "lower",
+        samples,
+    );
+    bench_line(
+        "external_call_signed",
+        "baseline",
+        micros(bare_median),
+        "µs",
+        "lower",
+        samples,
+    );
     let overhead = |median: Duration| {
         (median.as_secs_f64() - bare_median.as_secs_f64()) / bare_median.as_secs_f64() * 100.0
     };

@@ -14,6 +14,9 @@ use scl_runtime::saf::{
     NewMessage, Outcome, RetryPolicy, Saf, SafConfig,
 };
 use serde_json::json;
+#[path = "common/bench_line.rs"]
+mod bench_line;
+use bench_line::bench_line;
 
 fn main() {
     if std::env::args().any(|arg| arg == "--million-child") {
@@ -38,12 +41,36 @@ fn main() {
         many.push(runtime.block_on(enqueue_concurrent(64, 3_000)));
         forward.push(runtime.block_on(forward_rate(20_000)));
     }
-    report("durable enqueue, 1 producer", &mut single);
-    report("durable enqueue, 64 producers", &mut many);
+    let single_rate = report("durable enqueue, 1 producer", &mut single);
+    bench_line(
+        "saf_enqueue_1",
+        "scl",
+        single_rate,
+        "msgs/s",
+        "higher",
+        rounds,
+    );
+    let many_rate = report("durable enqueue, 64 producers", &mut many);
+    bench_line(
+        "saf_enqueue_64",
+        "scl",
+        many_rate,
+        "msgs/s",
+        "higher",
+        rounds,
+    );
     forward.sort_by(f64::total_cmp);
     println!(
         "forward to local HTTP sink: {:.0} msgs/s (median of {rounds})",
         forward[forward.len() / 2]
+    );
+    bench_line(
+        "saf_forward",
+        "scl",
+        forward[forward.len() / 2],
+        "msgs/s",
+        "higher",
+        rounds,
     );
 
     let output = std::process::Command::new(std::env::current_exe().unwrap())
@@ -60,7 +87,7 @@ struct Run {
     p99: Duration,
 }
 
-fn report(what: &str, runs: &mut [Run]) {
+fn report(what: &str, runs: &mut [Run]) -> f64 {
     runs.sort_by(|a, b| a.rate.total_cmp(&b.rate));
     let median = &runs[runs.len() / 2];
     let mut p50: Vec<_> = runs.iter().map(|r| r.p50).collect();
@@ -74,6 +101,7 @@ fn report(what: &str, runs: &mut [Run]) {
         p99[p99.len() / 2],
         runs.len()
     );
+    median.rate
 }
 
 fn message(n: usize) -> NewMessage {
@@ -302,6 +330,22 @@ fn million() {
         rss / 1024,
         anon / 1024,
         file / 1024
+    );
+    bench_line(
+        "saf_million_rss",
+        "scl",
+        rss as f64 / 1024.0,
+        "MB",
+        "lower",
+        1,
+    );
+    bench_line(
+        "saf_million_fill",
+        "scl",
+        stats.queued as f64 / elapsed.as_secs_f64(),
+        "msgs/s",
+        "higher",
+        1,
     );
     // Status lookups of ids spread over the whole buffer, in a scrambled order.
     let mut latencies = Vec::new();

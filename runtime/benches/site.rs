@@ -12,6 +12,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use scl_runtime::protocol::SiteClient;
+#[path = "common/bench_line.rs"]
+mod bench_line;
+use bench_line::bench_line;
 
 const INSTANCES: usize = 1000;
 const TOKEN: &str = "bench-token";
@@ -117,6 +120,8 @@ fn main() {
         let idle = rss_kib(child.id());
         println!("site start with {INSTANCES} instances: {:.0} ms", startup.as_secs_f64() * 1e3);
         println!("idle site RSS with {INSTANCES} instances: {:.1} MiB", idle as f64 / 1024.0);
+        bench_line("site_start", "scl", startup.as_secs_f64() * 1e3, "ms", "lower", 1);
+        bench_line("site_idle_rss", "scl", idle as f64 / 1024.0, "MiB", "lower", 1);
 
         let calls = 20_000;
         let started = Instant::now();
