@@ -421,6 +421,11 @@ async fn run_job(central: &Arc<Central>, mut job: Job, batch_size: usize) {
                 Instant::now(),
             )
             .await;
+            // A node that stops mid-batch leaves the batch to the next node
+            // (or itself, after the restart) instead of recording 503s.
+            if matches!(&answer, Err(error) if error.code == codes::SHUTTING_DOWN) {
+                return;
+            }
             results.push(match answer {
                 Ok(value) => RecordResult {
                     index,
