@@ -7,7 +7,7 @@ mod process_support;
 
 use std::time::Duration;
 
-use process_support::{Api, Folder, eventually, free_port};
+use process_support::{Api, Folder, api_keys, eventually, free_port, nodes};
 use serde_json::{Value, json};
 
 const KEY: &str = "scl_bulk_key";
@@ -15,27 +15,14 @@ const OTHER: &str = "scl_bulk_other_key";
 const RECORDS: u64 = 10_000;
 
 fn deployment(port: u16) -> String {
-    let hash = scl_runtime::keys::sha256_hex;
-    format!(
-        r#"data_dir = "./data"
-
-[central]
-listen = "127.0.0.1:{port}"
-bulk_batch_size = 100
-
-[api_keys.erp]
-sha256 = "{key}"
-
-[api_keys.other]
-sha256 = "{other}"
-
+    nodes(Some(port), &[])
+        + "bulk_batch_size = 100\n"
+        + &api_keys(&[("erp", KEY), ("other", OTHER)])
+        + r#"
 [api_methods.Divide]
 script = "scripts/divide.scl"
 approved_keys = ["erp", "other"]
-"#,
-        key = hash(KEY),
-        other = hash(OTHER),
-    )
+"#
 }
 
 /// Some work per record, so a job takes long enough to be killed mid-way.

@@ -11,45 +11,32 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use process_support::{Api, Folder, eventually, free_port, server_env, write};
+use process_support::{Api, Folder, api_keys, eventually, free_port, nodes, server_env, write};
 use serde_json::{Value, json};
 
 const KEY: &str = "scl_failover_test_key";
 
 fn deployment(site_port: u16) -> String {
-    format!(
-        r#"data_dir = "./data"
-
-[central]
-listen = "127.0.0.1:1"
-
-[[site]]
-name = "plant-a"
-listen = "127.0.0.1:{site_port}"
-url = "http://127.0.0.1:{site_port}"
-token_env = "SCL_SITE_TOKEN"
-
+    // `[central] listen` is never used: every node gets `--listen`.
+    nodes(Some(1), &[("plant-a", site_port)])
+        + &api_keys(&[("erp", KEY)])
+        + r#"
 [templates.Pump.attributes]
-Speed = {{ type = "float", default = 1450.0 }}
+Speed = { type = "float", default = 1450.0 }
 
 [templates.Pump.scripts]
-Speed = {{ file = "scripts/speed.scl", kind = "instance" }}
+Speed = { file = "scripts/speed.scl", kind = "instance" }
 
 [[instance]]
 code = "PUMP-1"
 template = "Pump"
 site = "plant-a"
 
-[api_keys.erp]
-sha256 = "{hash}"
-
 [api_methods.PumpSpeed]
 script = "scripts/pump_speed.scl"
 approved_keys = ["erp"]
 timeout_s = 10
-"#,
-        hash = scl_runtime::keys::sha256_hex(KEY)
-    )
+"#
 }
 
 const SCRIPTS: &[(&str, &str)] = &[

@@ -6,40 +6,24 @@ mod process_support;
 
 use std::time::Duration;
 
-use process_support::{Api, Folder, eventually, free_port};
+use process_support::{Api, Folder, api_keys, eventually, free_port, nodes};
 use serde_json::{Value, json};
 
 const KEY: &str = "scl_composite_key";
 const OTHER: &str = "scl_composite_other_key";
 
 fn deployment(central: u16, site: u16) -> String {
-    let hash = scl_runtime::keys::sha256_hex;
-    format!(
-        r#"data_dir = "./data"
-
-[central]
-listen = "127.0.0.1:{central}"
-
-[[site]]
-name = "plant-a"
-listen = "127.0.0.1:{site}"
-url = "http://127.0.0.1:{site}"
-token_env = "SCL_SITE_TOKEN"
-
+    nodes(Some(central), &[("plant-a", site)])
+        + &api_keys(&[("erp", KEY), ("other", OTHER)])
+        + r#"
 [templates.Pump.attributes]
-Speed = {{ type = "float", default = 1450.0 }}
-Label = {{ type = "string", default = "" }}
+Speed = { type = "float", default = 1450.0 }
+Label = { type = "string", default = "" }
 
 [[instance]]
 code = "PUMP-1"
 template = "Pump"
 site = "plant-a"
-
-[api_keys.erp]
-sha256 = "{key}"
-
-[api_keys.other]
-sha256 = "{other}"
 
 [api_methods.Status]
 script = "scripts/status.scl"
@@ -60,10 +44,7 @@ approved_keys = ["erp"]
 [api_methods.Secret]
 script = "scripts/echo.scl"
 approved_keys = ["other"]
-"#,
-        key = hash(KEY),
-        other = hash(OTHER),
-    )
+"#
 }
 
 const SCRIPTS: &[(&str, &str)] = &[

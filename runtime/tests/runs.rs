@@ -8,26 +8,18 @@ mod process_support;
 
 use std::time::Duration;
 
-use process_support::{Api, Folder, eventually, free_port};
+use process_support::{Api, Folder, api_keys, eventually, free_port, nodes};
 use serde_json::{Value, json};
 
 const KEY: &str = "scl_runs_test_key";
 const ADMIN: &str = "scl_runs_admin_key";
 
 fn deployment(central: u16, site: u16) -> String {
-    let hash = scl_runtime::keys::sha256_hex;
-    format!(
-        r#"data_dir = "./data"
-
-[central]
-listen = "127.0.0.1:{central}"
-
-[[site]]
-name = "plant-a"
-listen = "127.0.0.1:{site}"
-url = "http://127.0.0.1:{site}"
-token_env = "SCL_SITE_TOKEN"
-
+    let admin = scl_runtime::keys::sha256_hex(ADMIN);
+    nodes(Some(central), &[("plant-a", site)])
+        + &api_keys(&[("erp", KEY)])
+        + &format!(
+            r#"
 [execution_log]
 retention_days = 3
 max_log_lines = 2
@@ -46,9 +38,6 @@ Work = {{ file = "scripts/work.scl", kind = "instance" }}
 code = "PUMP-1"
 template = "Pump"
 site = "plant-a"
-
-[api_keys.erp]
-sha256 = "{key}"
 
 [admin_keys.ops]
 sha256 = "{admin}"
@@ -73,10 +62,8 @@ timeout_s = 1
 [api_methods.Deep]
 script = "scripts/deep.scl"
 approved_keys = ["erp"]
-"#,
-        key = hash(KEY),
-        admin = hash(ADMIN),
-    )
+"#
+        )
 }
 
 const SCRIPTS: &[(&str, &str)] = &[

@@ -26,6 +26,34 @@ pub fn write(path: &Path, text: &str) {
     std::fs::write(path, text).expect("write");
 }
 
+/// The head of a test deployment: `data_dir`, `[central]` listening on
+/// `central` (when given) and one `[[site]]` per `(name, port)`, all sharing
+/// [`SITE_TOKEN`] through `SCL_SITE_TOKEN`.
+pub fn nodes(central: Option<u16>, sites: &[(&str, u16)]) -> String {
+    let mut text = String::from("data_dir = \"./data\"\n");
+    if let Some(port) = central {
+        text.push_str(&format!("\n[central]\nlisten = \"127.0.0.1:{port}\"\n"));
+    }
+    for (name, port) in sites {
+        text.push_str(&format!(
+            "\n[[site]]\nname = \"{name}\"\nlisten = \"127.0.0.1:{port}\"\nurl = \"http://127.0.0.1:{port}\"\ntoken_env = \"SCL_SITE_TOKEN\"\n"
+        ));
+    }
+    text
+}
+
+/// `[api_keys.NAME]` sections with the hash of each `(name, key)`.
+pub fn api_keys(keys: &[(&str, &str)]) -> String {
+    keys.iter()
+        .map(|(name, key)| {
+            format!(
+                "\n[api_keys.{name}]\nsha256 = \"{}\"\n",
+                scl_runtime::keys::sha256_hex(key)
+            )
+        })
+        .collect()
+}
+
 /// The value of a variable `tests/run.sh` exports when it starts a server.
 pub fn server_env(name: &str) -> String {
     match std::env::var(name) {
