@@ -15,7 +15,6 @@
 use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
-use std::time::Instant;
 
 use scl_lang::hir;
 use scl_lang::modules::{HostFnId, HostFnSig, ModuleTable, Owner};
@@ -24,7 +23,7 @@ use scl_lang::types::Type;
 use crate::codegen::NativeCode;
 use crate::exec::{
     ExecStats, HostContext, HostError, Limits, Outcome, ScriptError, Status, TimedExecution,
-    epoch_pointer, thread_cpu_time,
+    epoch_pointer, CpuMeter,
 };
 use crate::ir::{self, FuncIndex};
 use crate::runtime::convert::{repr_of, val_to_value, value_to_val};
@@ -626,8 +625,8 @@ impl Script {
                 ),
             ));
         }
-        let start = Instant::now();
-        let cpu_start = thread_cpu_time();
+        let meter = CpuMeter::start();
+        let start = meter.wall_start();
         let outer_heap = heap_counters();
         set_heap_counters(HeapCounters {
             live_objects: outer_heap.live_objects,
@@ -637,10 +636,15 @@ impl Script {
 
         let mut arg_vals = Vec::with_capacity(args.len());
         for ((name, ty), value) in signature.params.iter().zip(&args) {
-            let mut path = format!("parameter `{name}`");
-            match value_to_val(value, ty, &mut path) {
+            // The path names where a conversion failed; it is only built
+            // (by converting again) when one does, to keep calls cheap.
+            match value_to_val(value, ty, &mut String::new()) {
                 Ok(val) => arg_vals.push(val),
-                Err(message) => {
+                Err(_) => {
+                    let mut path = format!("parameter `{name}`");
+                    let message = value_to_val(value, ty, &mut path)
+                        .err()
+                        .unwrap_or_else(|| format!("{path}: cannot be converted"));
                     drop(arg_vals);
                     restore_heap(outer_heap);
                     return failed(ScriptError::new("type", "invalid_argument", message));
@@ -711,12 +715,13 @@ impl Script {
                 .logs
                 .push(crate::exec::dropped_logs_line(ctx.inner.logs_dropped));
         }
+        let (duration, cpu_time) = meter.finish();
         Outcome {
             result,
             stats: ExecStats {
                 status,
-                duration: start.elapsed(),
-                cpu_time: thread_cpu_time().saturating_sub(cpu_start),
+                duration,
+                cpu_time,
                 fuel_used,
                 heap_peak_bytes: heap.peak_bytes.max(0) as u64,
                 counters: std::mem::take(&mut ctx.inner.counters),
