@@ -6,7 +6,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use scl_compiler::{CallOptions, CompileOptions, Engine, Value};
+use scl_compiler::{Backend, CallOptions, CompileOptions, Engine, Value};
 
 fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
@@ -65,6 +65,8 @@ fn two_hundred_lines() -> String {
     source
 }
 
+const FIB: &str = "fn fib(n: int) -> int { if n < 2 { return n; } return fib(n - 1) + fib(n - 2); }\nfn main(n: int) -> int { return fib(n); }";
+
 fn main() {
     let engine = Engine::default();
     let options = CallOptions::default();
@@ -81,6 +83,14 @@ fn main() {
         samples.push(start.elapsed());
         black_box(script);
     }
+    // The optimized tier, which a hot script gets in the background.
+    let mut optimize = Vec::new();
+    for _ in 0..21 {
+        let script = engine.compile(&source, &CompileOptions::default()).unwrap();
+        let start = Instant::now();
+        script.optimize().expect("the optimized tier compiles");
+        optimize.push(start.elapsed());
+    }
     let script = engine.compile(&source, &CompileOptions::default()).unwrap();
     assert!(
         script
@@ -89,31 +99,48 @@ fn main() {
             .is_ok()
     );
     println!(
-        "compile {lines}-line script (parse+check+JIT): median {:?}",
+        "compile {lines}-line script (parse+check+JIT, quick tier, runnable): median {:?}",
         median(samples)
+    );
+    println!(
+        "optimized tier of the same script (background, once it is hot): median {:?}",
+        median(optimize)
     );
 
     // fib(30): JIT vs rustc, in the same run.
-    let fib = engine
-        .compile(
-            "fn fib(n: int) -> int { if n < 2 { return n; } return fib(n - 1) + fib(n - 2); }\nfn main(n: int) -> int { return fib(n); }",
-            &CompileOptions::default(),
-        )
-        .unwrap();
-    let (mut jit, mut native) = (Vec::new(), Vec::new());
+    let fib = engine.compile(FIB, &CompileOptions::default()).unwrap();
+    let (mut quick, mut jit, mut native) = (Vec::new(), Vec::new(), Vec::new());
+    let quick_options = CallOptions {
+        backend: Backend::Jit,
+        ..CallOptions::default()
+    };
+    let optimized_options = CallOptions {
+        backend: Backend::JitOptimized,
+        ..CallOptions::default()
+    };
+    // Quick code first: the first call of a fresh script runs it.
+    for _ in 0..7 {
+        let fresh = engine.compile(FIB, &CompileOptions::default()).unwrap();
+        let start = cpu_now();
+        let outcome = fresh.call_main(vec![Value::Int(30)], &quick_options);
+        quick.push(cpu_now() - start);
+        assert_eq!(outcome.result, Ok(Value::Int(832_040)));
+    }
+    fib.optimize().unwrap();
     for _ in 0..7 {
         let start = cpu_now();
-        let outcome = fib.call_main(vec![Value::Int(30)], &options);
+        let outcome = fib.call_main(vec![Value::Int(30)], &optimized_options);
         jit.push(cpu_now() - start);
         assert_eq!(outcome.result, Ok(Value::Int(832_040)));
         let start = cpu_now();
         assert_eq!(black_box(rust_fib(black_box(30))), 832_040);
         native.push(cpu_now() - start);
     }
-    let (jit, native) = (median(jit), median(native));
+    let (quick, jit, native) = (median(quick), median(jit), median(native));
     println!(
-        "fib(30) cpu time: JIT median {jit:?}, rustc median {native:?}, ratio {:.2}",
-        jit.as_secs_f64() / native.as_secs_f64()
+        "fib(30) cpu time: JIT median {jit:?} (quick tier {quick:?}), rustc median {native:?}, ratio {:.2} (quick {:.2})",
+        jit.as_secs_f64() / native.as_secs_f64(),
+        quick.as_secs_f64() / native.as_secs_f64()
     );
 
     // Per-call overhead of `main` with small arguments.

@@ -72,11 +72,30 @@ fn flags() -> MemFlagsData {
     MemFlagsData::trusted()
 }
 
+/// How much work cranelift puts into the code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tier {
+    /// Compiled when the script is: no e-graph optimisation, the single-pass
+    /// register allocator. About a third of the optimized compile time;
+    /// the code runs up to about 2x slower.
+    Quick,
+    /// `opt_level=speed` and the backtracking register allocator; compiled
+    /// in the background once a script has run long enough in quick code.
+    Optimized,
+}
+
 /// Compiles a lowered module to native code.
-pub(crate) fn compile(module: &ir::Module) -> Result<NativeCode, String> {
+pub(crate) fn compile(module: &ir::Module, tier: Tier) -> Result<NativeCode, String> {
+    let (opt_level, regalloc) = match tier {
+        Tier::Quick => ("none", "single_pass"),
+        Tier::Optimized => ("speed", "backtracking"),
+    };
     let mut flag_builder = settings::builder();
     flag_builder
-        .set("opt_level", "speed")
+        .set("opt_level", opt_level)
+        .map_err(|e| e.to_string())?;
+    flag_builder
+        .set("regalloc_algorithm", regalloc)
         .map_err(|e| e.to_string())?;
     // Cranelift's IR verifier is about 30% of compile time. Debug builds
     // (every test) keep it on, so each program the suite compiles is

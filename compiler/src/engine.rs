@@ -14,16 +14,18 @@
 
 use std::any::Any;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, mpsc};
+use std::time::Duration;
 
 use scl_lang::hir;
 use scl_lang::modules::{HostFnId, HostFnSig, ModuleTable, Owner};
 use scl_lang::types::Type;
 
-use crate::codegen::NativeCode;
+use crate::codegen::{NativeCode, Tier};
 use crate::exec::{
-    ExecStats, HostContext, HostError, Limits, Outcome, ScriptError, Status, TimedExecution,
-    epoch_pointer, CpuMeter,
+    CpuMeter, ExecStats, HostContext, HostError, Limits, Outcome, ScriptError, Status,
+    TimedExecution, epoch_pointer,
 };
 use crate::ir::{self, FuncIndex};
 use crate::runtime::convert::{repr_of, val_to_value, value_to_val};
@@ -444,7 +446,10 @@ impl Engine {
         Script {
             inner: Arc::new(ScriptInner {
                 lowered,
-                native,
+                quick: native,
+                optimized: OnceLock::new(),
+                quick_nanos: AtomicU64::new(0),
+                tier_up_queued: AtomicBool::new(false),
                 tables,
             }),
         }
@@ -498,8 +503,12 @@ impl std::error::Error for CompileError {}
 /// Which code runs a call: the JIT's, or the reference evaluator (tests).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Backend {
+    /// Native code of the script's current tier (see [`Script::tier`]).
     #[default]
     Jit,
+    /// Native code of the optimized tier, compiled now if it is not yet
+    /// (tests use it to check both tiers against the evaluator).
+    JitOptimized,
     Eval,
 }
 
@@ -518,16 +527,95 @@ pub struct Script {
     inner: Arc<ScriptInner>,
 }
 
+/// Tiered compilation. A script is compiled to quick code (cranelift with
+/// no optimisation and the single-pass register allocator), so it can run
+/// after about a third of the optimized compile time. Once it has spent
+/// [`TIER_UP_AFTER`] running in quick code, one background thread compiles
+/// the optimized tier; calls that start after it is ready run it. Both
+/// tiers come from the same IR, so they agree (the tests check both against
+/// the reference evaluator).
 struct ScriptInner {
     lowered: crate::Lowered,
-    native: NativeCode,
+    quick: NativeCode,
+    optimized: OnceLock<NativeCode>,
+    /// Wall time spent in quick code so far.
+    quick_nanos: AtomicU64,
+    tier_up_queued: AtomicBool,
     tables: ScriptTables,
+}
+
+/// Run time in quick code after which a script is compiled optimized.
+pub const TIER_UP_AFTER: Duration = Duration::from_millis(10);
+
+impl ScriptInner {
+    /// The optimized code, compiling it on this thread if it is not there.
+    fn optimized_now(&self) -> Result<&NativeCode, String> {
+        if let Some(code) = self.optimized.get() {
+            return Ok(code);
+        }
+        let code = crate::codegen::compile(&self.lowered.module, Tier::Optimized)?;
+        Ok(self.optimized.get_or_init(|| code))
+    }
+
+    /// Counts a run of quick code and queues the optimized compile once
+    /// the script has run long enough.
+    fn ran_quick(self: &Arc<Self>, wall: Duration) {
+        let total = self
+            .quick_nanos
+            .fetch_add(wall.as_nanos() as u64, Ordering::Relaxed)
+            + wall.as_nanos() as u64;
+        if total >= TIER_UP_AFTER.as_nanos() as u64
+            && !self.tier_up_queued.swap(true, Ordering::Relaxed)
+        {
+            tier_up_queue().send(Arc::clone(self)).ok();
+        }
+    }
+}
+
+/// The one background thread that compiles optimized tiers, in order.
+fn tier_up_queue() -> &'static mpsc::Sender<Arc<ScriptInner>> {
+    static QUEUE: OnceLock<mpsc::Sender<Arc<ScriptInner>>> = OnceLock::new();
+    QUEUE.get_or_init(|| {
+        let (sender, receiver) = mpsc::channel::<Arc<ScriptInner>>();
+        let spawned = std::thread::Builder::new()
+            .name("scl-tier-up".into())
+            .spawn(move || {
+                for script in receiver {
+                    // A failure leaves the script on its quick code, which
+                    // is complete and correct.
+                    let _ = script.optimized_now();
+                }
+            });
+        // Without the thread every script stays on quick code; the
+        // receiver is dropped and `send` fails quietly.
+        drop(spawned);
+        sender
+    })
 }
 
 impl Script {
     /// The lowered IR (printable).
     pub fn lowered(&self) -> &crate::Lowered {
         &self.inner.lowered
+    }
+
+    /// Which native code new calls run: [`Tier::Quick`] until the
+    /// optimized tier has been compiled.
+    pub fn tier(&self) -> Tier {
+        if self.inner.optimized.get().is_some() {
+            Tier::Optimized
+        } else {
+            Tier::Quick
+        }
+    }
+
+    /// Compiles the optimized tier now, on this thread, if it is not there
+    /// (for hosts that would rather pay the compile time up front).
+    pub fn optimize(&self) -> Result<(), CompileError> {
+        self.inner
+            .optimized_now()
+            .map(drop)
+            .map_err(CompileError::Internal)
     }
 
     /// The parameters of a function, by name and type.
@@ -682,11 +770,29 @@ impl Script {
                 dry_run: limits.dry_run,
             },
         };
-        let ret_bits = match options.backend {
-            Backend::Jit => call_entry(inner.native.entries[index.0 as usize], &mut ctx, &arg_bits),
-            Backend::Eval => {
-                crate::eval::eval_function(&inner.lowered.module, index, &mut ctx, &arg_bits)
-            }
+        let mut quick = false;
+        let code = match options.backend {
+            Backend::Jit => Some(match inner.optimized.get() {
+                Some(code) => code,
+                None => {
+                    quick = true;
+                    &inner.quick
+                }
+            }),
+            Backend::JitOptimized => match inner.optimized_now() {
+                Ok(code) => Some(code),
+                Err(message) => {
+                    drop(timed);
+                    drop(arg_vals);
+                    restore_heap(outer_heap);
+                    return failed(ScriptError::new("script", "internal", message));
+                }
+            },
+            Backend::Eval => None,
+        };
+        let ret_bits = match code {
+            Some(code) => call_entry(code.entries[index.0 as usize], &mut ctx, &arg_bits),
+            None => crate::eval::eval_function(&inner.lowered.module, index, &mut ctx, &arg_bits),
         };
         drop(timed);
         let result = if ctx.status != STATUS_OK {
@@ -716,6 +822,9 @@ impl Script {
                 .push(crate::exec::dropped_logs_line(ctx.inner.logs_dropped));
         }
         let (duration, cpu_time) = meter.finish();
+        if quick {
+            self.inner.ran_quick(duration);
+        }
         Outcome {
             result,
             stats: ExecStats {

@@ -33,9 +33,10 @@ use std::sync::Arc;
 use scl_lang::hir;
 use scl_lang::types::Type;
 
+pub use codegen::Tier;
 pub use engine::{
     Backend, CallOptions, CompileError, CompileOptions, Engine, HostFunction, HostType, IntoHostFn,
-    RawHostFn, RegistrationError, Script, ScriptType,
+    RawHostFn, RegistrationError, Script, ScriptType, TIER_UP_AFTER,
 };
 pub use exec::{
     ExecStats, HostContext, HostError, Limits, LogLevel, LogLine, MAX_LOG_BYTES, MAX_LOG_LINES,
@@ -84,9 +85,10 @@ pub fn lower(program: &hir::Program, source: &str) -> Lowered {
 }
 
 impl Lowered {
-    /// Stage 4: native code for every function.
+    /// Stage 4: native code for every function, quick tier (the engine
+    /// compiles the optimized tier later, see [`Script::tier`]).
     pub fn compile(self) -> Result<Compiled, String> {
-        let native = codegen::compile(&self.module)?;
+        let native = codegen::compile(&self.module, codegen::Tier::Quick)?;
         Ok(Compiled {
             lowered: self,
             native,

@@ -57,7 +57,8 @@ fn check_program(source: &str) -> Result<(), String> {
         None => serde_json::json!({}),
     };
     let mut results = Vec::new();
-    for backend in [Backend::Jit, Backend::Eval] {
+    // Quick code, optimized code and the evaluator must agree.
+    for backend in [Backend::Jit, Backend::JitOptimized, Backend::Eval] {
         let options = CallOptions {
             limits: Limits::default(),
             backend,
@@ -65,11 +66,13 @@ fn check_program(source: &str) -> Result<(), String> {
         };
         results.push(script.call_main_json(&args, &options).result);
     }
-    if results[0] != results[1] {
-        return Err(format!(
-            "JIT and evaluator disagree: {:?} vs {:?}",
-            results[0], results[1]
-        ));
+    for (other, name) in [(1, "optimized JIT"), (2, "evaluator")] {
+        if results[0] != results[other] {
+            return Err(format!(
+                "quick JIT and {name} disagree: {:?} vs {:?}",
+                results[0], results[other]
+            ));
+        }
     }
     let result = results.remove(0);
     if let Some(expected) = directive(source, "// expect:") {

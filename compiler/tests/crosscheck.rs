@@ -266,6 +266,22 @@ fn cross_check_source(source: &str, seed: &str) -> Result<(), TestCaseError> {
             ..CallOptions::default()
         },
     );
+    let optimized = script.call_main(
+        vec![],
+        &CallOptions {
+            limits: limits.clone(),
+            backend: Backend::JitOptimized,
+            ..CallOptions::default()
+        },
+    );
+    prop_assert_eq!(
+        &jit.result,
+        &optimized.result,
+        "quick and optimized code differ for seed {}:\n{}",
+        seed,
+        source
+    );
+    prop_assert_eq!(jit.stats.fuel_used, optimized.stats.fuel_used);
     let eval = script.call_main(
         vec![],
         &CallOptions {

@@ -50,15 +50,15 @@ fn main(n: int, fail: bool) -> json {
 fn no_live_objects_after_many_executions() {
     let script = compile(SCRIPT);
     let before = live_objects();
-    for backend in [Backend::Jit, Backend::Eval] {
+    for backend in [Backend::Jit, Backend::JitOptimized, Backend::Eval] {
         let options = CallOptions {
             backend,
             ..CallOptions::default()
         };
-        let rounds = if backend == Backend::Jit {
-            100_000
-        } else {
-            2_000
+        let rounds = match backend {
+            Backend::Jit => 100_000,
+            Backend::JitOptimized => 20_000,
+            Backend::Eval => 2_000,
         };
         for round in 0..rounds {
             let fail = round % 2 == 1;

@@ -10,7 +10,8 @@ use scl_compiler::{Backend, CallOptions, Limits, Status, Value};
 #[test]
 fn infinite_loop_stops_at_its_deadline() {
     let script = compile("fn main() -> void { while true { } }");
-    for backend in [Backend::Jit, Backend::Eval] {
+    script.optimize().unwrap();
+    for backend in [Backend::Jit, Backend::JitOptimized, Backend::Eval] {
         let started = Instant::now();
         let options = CallOptions {
             limits: Limits {

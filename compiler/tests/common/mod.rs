@@ -139,6 +139,14 @@ pub fn run_with(source: &str, args: Vec<Value>, limits: Limits) -> Outcome {
             ..CallOptions::default()
         },
     );
+    let optimized = script.call_main(
+        args.clone(),
+        &CallOptions {
+            limits: limits.clone(),
+            backend: Backend::JitOptimized,
+            ..CallOptions::default()
+        },
+    );
     let eval = script.call_main(
         args,
         &CallOptions {
@@ -153,6 +161,11 @@ pub fn run_with(source: &str, args: Vec<Value>, limits: Limits) -> Outcome {
         "JIT and evaluator disagree on\n{source}\nIR:\n{}",
         script.lowered()
     );
+    assert_eq!(
+        jit.result, optimized.result,
+        "quick and optimized JIT code disagree on\n{source}"
+    );
+    assert_eq!(jit.stats.status, optimized.stats.status);
     assert_eq!(jit.stats.logs, eval.stats.logs, "logs differ for\n{source}");
     assert_eq!(jit.stats.status, eval.stats.status);
     jit
