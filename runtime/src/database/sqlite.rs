@@ -14,7 +14,8 @@
 //! `SQLITE_CANTOPEN`, `SQLITE_IOERR`, `SQLITE_FULL`; an interrupted statement is a timeout.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -37,7 +38,22 @@ const STATEMENT_CACHE: usize = 64;
 pub struct SqliteConnection {
     connection: Connection,
     statement_timeout: Duration,
+    /// When the running statement must stop, as nanoseconds after
+    /// [`clock_base`]; read by the progress handler installed at open (once
+    /// per connection: installing one per statement cost about 5% of a
+    /// one-row query).
+    deadline: Arc<AtomicU64>,
     broken: bool,
+}
+
+/// The origin of statement deadlines.
+fn clock_base() -> Instant {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    *BASE.get_or_init(Instant::now)
+}
+
+fn clock_nanos(at: Instant) -> u64 {
+    u64::try_from(at.saturating_duration_since(clock_base()).as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// Opens SQLite connections for the pool.
@@ -82,7 +98,7 @@ fn open(
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_URI
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let connection =
+    let mut connection =
         Connection::open_with_flags(path, flags).map_err(|error| sqlite_error(&error))?;
     connection
         .busy_timeout(statement_timeout)
@@ -91,9 +107,19 @@ fn open(
         .execute_batch("PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON;")
         .map_err(|error| sqlite_error(&error))?;
     connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    let deadline = Arc::new(AtomicU64::new(u64::MAX));
+    let handler_deadline = Arc::clone(&deadline);
+    // Every 1,000 virtual-machine steps: stop once past the deadline.
+    connection
+        .progress_handler(
+            1_000,
+            Some(move || clock_nanos(Instant::now()) > handler_deadline.load(Ordering::Relaxed)),
+        )
+        .map_err(|error| sqlite_error(&error))?;
     Ok(SqliteConnection {
         connection,
         statement_timeout,
+        deadline,
         broken: false,
     })
 }
@@ -169,12 +195,11 @@ impl SqliteSession {
     ) -> Result<T, DatabaseError> {
         let connection = self.connection()?;
         let timeout = connection.statement_timeout;
-        let deadline = Instant::now() + timeout;
         connection
-            .connection
-            .progress_handler(1_000, Some(move || Instant::now() > deadline))
-            .map_err(|error| sqlite_error(&error))?;
+            .deadline
+            .store(clock_nanos(Instant::now() + timeout), Ordering::Relaxed);
         let result = work(&connection.connection);
+        connection.deadline.store(u64::MAX, Ordering::Relaxed);
         result.map_err(|error| {
             let error = sqlite_error(&error);
             if error.kind == DatabaseErrorKind::Timeout {
@@ -208,8 +233,7 @@ fn bind(
 
 fn is_boolean_declaration(declared: Option<&str>) -> bool {
     declared.is_some_and(|declared| {
-        let declared = declared.to_ascii_uppercase();
-        declared == "BOOL" || declared == "BOOLEAN"
+        declared.eq_ignore_ascii_case("BOOL") || declared.eq_ignore_ascii_case("BOOLEAN")
     })
 }
 
