@@ -949,4 +949,46 @@ mod tests {
             "{errors:?}"
         );
     }
+
+    fn failover_errors(keys: &str) -> Vec<DeploymentError> {
+        let source = format!(
+            "[[site]]\nname = \"a\"\nlisten = \"127.0.0.1:1\"\nurl = \"http://127.0.0.1:1\"\n{keys}"
+        );
+        match Deployment::from_source(Path::new("deploy.toml"), source) {
+            Ok(_) => Vec::new(),
+            Err(errors) => errors,
+        }
+    }
+
+    #[test]
+    fn the_keys_of_a_pair_go_together_and_errors_name_their_line() {
+        let standby = "standby = { listen = \"127.0.0.1:2\", url = \"http://127.0.0.1:2\", link = \"127.0.0.1:4\" }\n";
+        assert!(failover_errors(&format!("link = \"127.0.0.1:3\"\n{standby}")).is_empty());
+        let errors = failover_errors(standby);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].message.contains("no `link`"), "{errors:?}");
+        assert_eq!(errors[0].line, 5, "{errors:?}");
+        let errors = failover_errors("takeover_after_ms = 5000\n");
+        assert!(
+            errors[0]
+                .message
+                .contains("`takeover_after_ms` needs a `standby`"),
+            "{errors:?}"
+        );
+        let errors = failover_errors(&format!(
+            "link = \"127.0.0.1:3\"\ntakeover_after_ms = 10\n{standby}"
+        ));
+        assert!(errors[0].message.contains("at least 300"), "{errors:?}");
+        assert_eq!(errors[0].line, 6, "{errors:?}");
+        let errors = failover_errors(&format!("link = \"127.0.0.1:4\"\n{standby}"));
+        assert!(
+            errors[0].message.contains("each node needs its own"),
+            "{errors:?}"
+        );
+        let errors = failover_errors(&format!(
+            "link = \"127.0.0.1:3\"\nreplication = \"eventually\"\n{standby}"
+        ));
+        assert!(errors[0].message.contains("unknown variant"), "{errors:?}");
+        assert_eq!(errors[0].line, 6, "{errors:?}");
+    }
 }

@@ -211,7 +211,10 @@ async fn active_phase(
             epoch,
             primary: node.primary,
             sync: node.sync,
-            ack_timeout: (node.takeover_after / 2).max(Duration::from_millis(200)),
+            // A standby slower than this is as good as gone (the link goes down and the
+            // active acknowledges alone); it is also how long a hung standby can hold the
+            // writer in sync mode.
+            ack_timeout: node.takeover_after,
         },
     )
     .map_err(|e| format!("site `{name}`: {e}"))?;

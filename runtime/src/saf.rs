@@ -580,9 +580,10 @@ impl Saf {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .take();
-        if let Some(writer) = writer
-            && writer.join().is_err()
-        {
+        let joined = writer.map(JoinHandle::join);
+        // The replication link thread (if any) ends when its sender is gone.
+        self.shared().detach_link();
+        if let Some(Err(_)) = joined {
             return Err(SafError::Storage {
                 path: self.path().to_owned(),
                 message: "the writer thread panicked".to_owned(),

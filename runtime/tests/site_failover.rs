@@ -76,7 +76,7 @@ token_env = "SCL_SITE_TOKEN"
 link = "127.0.0.1:{primary_link}"
 standby = {{ listen = "127.0.0.1:{standby}", url = "http://127.0.0.1:{standby}", link = "127.0.0.1:{standby_link}" }}
 replication = "sync"
-takeover_after_ms = 1500
+takeover_after_ms = 2500
 
 [external_systems.Erp]
 base_url = "http://127.0.0.1:{erp}"

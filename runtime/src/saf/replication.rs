@@ -31,6 +31,7 @@
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use heed::RwTxn;
@@ -235,7 +236,8 @@ pub fn start_link(
 ) -> Result<tokio::sync::watch::Receiver<LinkStatus>, SafError> {
     let (sender, receiver) = std::sync::mpsc::channel();
     let (status, watch) = tokio::sync::watch::channel(LinkStatus::Down);
-    let shared = saf.shared_arc();
+    // Weak: the link must not keep a closed buffer's environment open.
+    let shared = Arc::downgrade(&saf.shared_arc());
     let path = saf.path().to_owned();
     let sync = config.sync;
     std::thread::Builder::new()
@@ -247,7 +249,7 @@ pub fn start_link(
 }
 
 fn run_link(
-    shared: &Shared,
+    shared: &Weak<Shared>,
     config: &LinkConfig,
     receiver: &Receiver<Shipment>,
     status: &tokio::sync::watch::Sender<LinkStatus>,
@@ -259,7 +261,11 @@ fn run_link(
     loop {
         if connection.is_none() && Instant::now() >= next_connect {
             next_connect = Instant::now() + Duration::from_secs(1);
-            match connect(shared, config, status) {
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
+            let connected = connect(&shared, config, status);
+            match connected {
                 Ok(Connected::Ready(ready)) => {
                     tracing::info!(site = %config.site, peer = %config.peer, "standby is current");
                     status.send_replace(LinkStatus::Up);
@@ -269,6 +275,7 @@ fn run_link(
                 Ok(Connected::Fenced(peer_epoch)) => {
                     tracing::error!(site = %config.site, peer = %config.peer, peer_epoch, "the peer has a newer epoch: this node must not act as active");
                     shared.detach_link();
+                    drop(shared);
                     status.send_replace(LinkStatus::Fenced { peer_epoch });
                     // Answer whatever waits, so the writer is not held.
                     while receiver.try_recv().is_ok() {}
