@@ -303,7 +303,9 @@ async fn killing_the_active_node_under_load_loses_no_buffered_message() {
     // Only attempts in flight at a kill (recorded on the dead node's disk only, or not at
     // all) can repeat: the forwarder runs a few per target at a time.
     assert!(duplicates <= CYCLES * 16, "duplicates {duplicates}");
-    for node in nodes.iter_mut().flatten() {
-        node.stop();
+    // SIGTERM stops the standby (while its active still streams to it), then the active.
+    for which in [1 - active, active] {
+        let code = nodes[which].as_mut().expect("running").stop();
+        assert_eq!(code, Some(0), "node {which} stops cleanly");
     }
 }

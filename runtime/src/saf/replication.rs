@@ -530,7 +530,7 @@ pub fn run_standby(
                 let _ = stream.set_nodelay(true);
                 let _ = stream.set_read_timeout(Some(config.takeover_after));
                 let _ = stream.set_write_timeout(Some(config.takeover_after));
-                match serve_active(stream, saf, config, &mut last_contact) {
+                match serve_active(stream, saf, config, &mut last_contact, stop) {
                     Ok(()) => {}
                     Err(error) => {
                         tracing::warn!(site = %config.site, %remote, %error, "replication connection ended");
@@ -565,6 +565,7 @@ fn serve_active(
     saf: &Saf,
     config: &StandbyConfig,
     last_contact: &mut Instant,
+    stop: &std::sync::atomic::AtomicBool,
 ) -> Result<(), SafError> {
     let io_error = |source| SafError::Io {
         path: saf.path().to_owned(),
@@ -607,7 +608,9 @@ fn serve_active(
             ))));
         }
     }
-    loop {
+    // The active sends at least a heartbeat every third of its ack timeout, so a stop is
+    // noticed within that.
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
         let frame = read_frame(&mut reader).map_err(io_error)?;
         match frame {
             Frame::Snapshot { clear, mut ops } => {
@@ -641,6 +644,7 @@ fn serve_active(
         write_frame(&mut writer, &Frame::Ack).map_err(io_error)?;
         *last_contact = Instant::now();
     }
+    Ok(())
 }
 
 fn replica_op(state: &[u8]) -> Op {
