@@ -87,6 +87,10 @@ enum Command {
         /// nodes of one deployment on one machine (they are stateless peers).
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
+        /// Run the standby node of the site's active/standby pair (`--role site:NAME` of a
+        /// site with a `standby`): its `listen`, `link` and data directory.
+        #[arg(long)]
+        standby: bool,
     },
     /// Check a deployment and push it to its running sites (redeploy without restart).
     Deploy {
@@ -335,12 +339,14 @@ pub fn main() -> i32 {
             role,
             log_json,
             listen,
+            standby,
         } => match crate::serve::Role::parse(&role) {
             Ok(role) => crate::serve::serve(&crate::serve::ServeRequest {
                 config,
                 role,
                 log_json,
                 listen,
+                standby,
             }),
             Err(message) => {
                 eprintln!("error: {message}");

@@ -191,6 +191,57 @@ pub struct SiteDef {
     pub listen: String,
     pub url: String,
     pub token_env: Option<String>,
+    /// The replication link address of this (primary) node; required with `standby`.
+    pub link: Option<Spanned<String>>,
+    /// The standby node of an active/standby pair (`docs/reliability.md`, site failover).
+    pub standby: Option<Spanned<StandbyDef>>,
+    /// `sync` (default) or `async`; only with `standby`.
+    pub replication: Option<Spanned<ReplicationMode>>,
+    /// Silence of the active after which the standby takes over (default 3,000 ms).
+    pub takeover_after_ms: Option<Spanned<u64>>,
+}
+
+impl SiteDef {
+    /// The takeover time of a pair.
+    pub fn takeover_after(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(
+            self.takeover_after_ms
+                .as_ref()
+                .map_or(DEFAULT_TAKEOVER_AFTER_MS, |ms| *ms.get_ref()),
+        )
+    }
+
+    /// Whether the pair replicates synchronously (the default).
+    pub fn replication_is_sync(&self) -> bool {
+        self.replication
+            .as_ref()
+            .is_none_or(|mode| *mode.get_ref() == ReplicationMode::Sync)
+    }
+}
+
+/// The default of `takeover_after_ms`.
+pub const DEFAULT_TAKEOVER_AFTER_MS: u64 = 3000;
+/// The smallest `takeover_after_ms` accepted: shorter would take over on a scheduling hiccup.
+pub const MIN_TAKEOVER_AFTER_MS: u64 = 300;
+
+/// The standby node of a site.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StandbyDef {
+    pub listen: String,
+    pub url: String,
+    /// Its replication link address.
+    pub link: String,
+}
+
+/// When the active acknowledges a buffered message.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ReplicationMode {
+    /// After the standby committed it too (while the standby is connected).
+    Sync,
+    /// After the local commit; the standby follows shortly after.
+    Async,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -523,6 +574,72 @@ impl Deployment {
         }
     }
 
+    /// The keys of an active/standby pair go together.
+    fn validate_failover(&self, site: &SiteDef) -> Vec<DeploymentError> {
+        let name = site.name.get_ref();
+        let mut errors = Vec::new();
+        match (&site.standby, &site.link) {
+            (Some(standby), None) => errors.push(self.error_at(
+                standby.span().start,
+                format!(
+                    "site `{name}` has a `standby` but no `link`: the primary node's \
+                     replication address (e.g. `link = \"10.0.0.1:7201\"`)"
+                ),
+            )),
+            (Some(standby), Some(link)) => {
+                if standby.get_ref().link == *link.get_ref() {
+                    errors.push(self.error_at(
+                        standby.span().start,
+                        format!(
+                            "site `{name}`: the standby's `link` is the primary's `link` \
+                             (`{}`); each node needs its own",
+                            link.get_ref()
+                        ),
+                    ));
+                }
+                if standby.get_ref().listen == site.listen {
+                    errors.push(self.error_at(
+                        standby.span().start,
+                        format!(
+                            "site `{name}`: the standby's `listen` is the primary's (`{}`)",
+                            site.listen
+                        ),
+                    ));
+                }
+            }
+            (None, _) => {
+                let lone = [
+                    site.link.as_ref().map(|key| ("link", key.span().start)),
+                    site.replication
+                        .as_ref()
+                        .map(|key| ("replication", key.span().start)),
+                    site.takeover_after_ms
+                        .as_ref()
+                        .map(|key| ("takeover_after_ms", key.span().start)),
+                ];
+                for (key, offset) in lone.into_iter().flatten() {
+                    errors.push(self.error_at(
+                        offset,
+                        format!("site `{name}`: `{key}` needs a `standby` node"),
+                    ));
+                }
+            }
+        }
+        if let Some(takeover) = &site.takeover_after_ms
+            && *takeover.get_ref() < MIN_TAKEOVER_AFTER_MS
+        {
+            errors.push(self.error_at(
+                takeover.span().start,
+                format!(
+                    "site `{name}`: `takeover_after_ms` is {}; it must be at least \
+                     {MIN_TAKEOVER_AFTER_MS}",
+                    takeover.get_ref()
+                ),
+            ));
+        }
+        errors
+    }
+
     /// Checks the references between sections.
     pub fn validate(&self) -> Vec<DeploymentError> {
         let file = &self.file;
@@ -539,6 +656,7 @@ impl Deployment {
                     format!("site `{}` is defined twice", site.name.get_ref()),
                 ));
             }
+            errors.extend(self.validate_failover(site));
         }
         for (template_name, template) in &file.templates {
             for (script_name, script) in &template.scripts {
@@ -830,5 +948,47 @@ mod tests {
             Some("5"),
             "{errors:?}"
         );
+    }
+
+    fn failover_errors(keys: &str) -> Vec<DeploymentError> {
+        let source = format!(
+            "[[site]]\nname = \"a\"\nlisten = \"127.0.0.1:1\"\nurl = \"http://127.0.0.1:1\"\n{keys}"
+        );
+        match Deployment::from_source(Path::new("deploy.toml"), source) {
+            Ok(_) => Vec::new(),
+            Err(errors) => errors,
+        }
+    }
+
+    #[test]
+    fn the_keys_of_a_pair_go_together_and_errors_name_their_line() {
+        let standby = "standby = { listen = \"127.0.0.1:2\", url = \"http://127.0.0.1:2\", link = \"127.0.0.1:4\" }\n";
+        assert!(failover_errors(&format!("link = \"127.0.0.1:3\"\n{standby}")).is_empty());
+        let errors = failover_errors(standby);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].message.contains("no `link`"), "{errors:?}");
+        assert_eq!(errors[0].line, 5, "{errors:?}");
+        let errors = failover_errors("takeover_after_ms = 5000\n");
+        assert!(
+            errors[0]
+                .message
+                .contains("`takeover_after_ms` needs a `standby`"),
+            "{errors:?}"
+        );
+        let errors = failover_errors(&format!(
+            "link = \"127.0.0.1:3\"\ntakeover_after_ms = 10\n{standby}"
+        ));
+        assert!(errors[0].message.contains("at least 300"), "{errors:?}");
+        assert_eq!(errors[0].line, 6, "{errors:?}");
+        let errors = failover_errors(&format!("link = \"127.0.0.1:4\"\n{standby}"));
+        assert!(
+            errors[0].message.contains("each node needs its own"),
+            "{errors:?}"
+        );
+        let errors = failover_errors(&format!(
+            "link = \"127.0.0.1:3\"\nreplication = \"eventually\"\n{standby}"
+        ));
+        assert!(errors[0].message.contains("unknown variant"), "{errors:?}");
+        assert_eq!(errors[0].line, 6, "{errors:?}");
     }
 }

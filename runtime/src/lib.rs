@@ -11,6 +11,7 @@ pub mod cli;
 pub mod database;
 pub mod deployment;
 pub mod external;
+pub mod failover;
 mod http_server;
 pub mod keys;
 pub mod modules;

@@ -19,6 +19,8 @@
 //! | `GET /admin/runs?…` | — | the execution log ([`crate::runs::RunRecord`]s, newest first) |
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -120,7 +122,10 @@ impl std::error::Error for RemoteError {}
 #[derive(Clone, Debug)]
 pub struct SiteClient {
     site: String,
-    base_url: String,
+    /// The site's node URLs: one, or the active/standby pair's two.
+    base_urls: Arc<[String]>,
+    /// The node that answered last (the active one of a pair).
+    active: Arc<AtomicUsize>,
     token: String,
     http: reqwest::Client,
 }
@@ -142,10 +147,21 @@ impl SiteClient {
             .map_err(|e| format!("site `{site}`: cannot build the HTTP client: {e}"))?;
         Ok(SiteClient {
             site: site.to_owned(),
-            base_url: base_url.trim_end_matches('/').to_owned(),
+            base_urls: Arc::from(vec![base_url.trim_end_matches('/').to_owned()]),
+            active: Arc::new(AtomicUsize::new(0)),
             token: token.to_owned(),
             http,
         })
+    }
+
+    /// The same client for a site that runs as an active/standby pair: a request goes to
+    /// the node that answered last; when that node refuses the connection or answers 503
+    /// `standby`, the other node is tried and remembered.
+    pub fn with_standby(mut self, standby_url: &str) -> SiteClient {
+        let mut urls = self.base_urls.to_vec();
+        urls.push(standby_url.trim_end_matches('/').to_owned());
+        self.base_urls = Arc::from(urls);
+        self
     }
 
     /// The site's name.
@@ -196,19 +212,23 @@ impl SiteClient {
     }
 
     pub async fn push_bundle(&self, bundle: &Bundle) -> Result<BundleAccepted, RemoteError> {
-        let url = format!("{}/internal/bundle", self.base_url);
-        let request = self
-            .http
-            .put(url)
-            .header(TOKEN_HEADER, &self.token)
-            .json(bundle);
-        self.send(request).await
+        self.send(|base| {
+            self.http
+                .put(format!("{base}/internal/bundle"))
+                .header(TOKEN_HEADER, &self.token)
+                .json(bundle)
+        })
+        .await
     }
 
     /// The buffer's record of a delivery (`Ok(None)` when the site has none).
     pub async fn delivery(&self, id: &str) -> Result<Option<StatusReport>, RemoteError> {
-        let url = format!("{}/internal/deliveries/{}", self.base_url, encode(id));
-        let request = self.http.get(url).header(TOKEN_HEADER, &self.token);
+        let path = format!("/internal/deliveries/{}", encode(id));
+        let request = |base: &str| {
+            self.http
+                .get(format!("{base}{path}"))
+                .header(TOKEN_HEADER, &self.token)
+        };
         match self.send(request).await {
             Ok(report) => Ok(Some(report)),
             Err(error) if error.status == Some(404) && error.code == UNKNOWN_DELIVERY => Ok(None),
@@ -221,19 +241,22 @@ impl SiteClient {
         &self,
         query: &[(String, String)],
     ) -> Result<Vec<crate::runs::RunRecord>, RemoteError> {
-        let url = format!("{}/admin/runs", self.base_url);
-        let request = self
-            .http
-            .get(url)
-            .query(query)
-            .header(TOKEN_HEADER, &self.token);
-        self.send(request).await
+        self.send(|base| {
+            self.http
+                .get(format!("{base}/admin/runs"))
+                .query(query)
+                .header(TOKEN_HEADER, &self.token)
+        })
+        .await
     }
 
     pub async fn bundle_version(&self) -> Result<BundleAccepted, RemoteError> {
-        let url = format!("{}/internal/bundle", self.base_url);
-        let request = self.http.get(url).header(TOKEN_HEADER, &self.token);
-        self.send(request).await
+        self.send(|base| {
+            self.http
+                .get(format!("{base}/internal/bundle"))
+                .header(TOKEN_HEADER, &self.token)
+        })
+        .await
     }
 
     async fn post<B: Serialize, R: for<'de> Deserialize<'de>>(
@@ -242,27 +265,54 @@ impl SiteClient {
         body: &B,
         deadline: Option<Duration>,
     ) -> Result<R, RemoteError> {
-        let mut request = self
-            .http
-            .post(format!("{}{path}", self.base_url))
-            .header(TOKEN_HEADER, &self.token)
-            .json(body);
-        if let Some(deadline) = deadline {
-            request = request.timeout(deadline);
-        }
-        self.send(request).await
+        self.send(|base| {
+            let request = self
+                .http
+                .post(format!("{base}{path}"))
+                .header(TOKEN_HEADER, &self.token)
+                .json(body);
+            match deadline {
+                Some(deadline) => request.timeout(deadline),
+                None => request,
+            }
+        })
+        .await
     }
 
+    /// Sends the request `build` makes for a node's base URL. With a pair, a node that
+    /// refuses the connection (the request never left) or answers 503 `standby` (it ran
+    /// nothing) is skipped for the other; the node that answers is remembered.
     async fn send<R: for<'de> Deserialize<'de>>(
         &self,
-        request: reqwest::RequestBuilder,
+        build: impl Fn(&str) -> reqwest::RequestBuilder,
     ) -> Result<R, RemoteError> {
-        let response = request.send().await.map_err(|e| self.transport_error(&e))?;
-        let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| self.transport_error(&e))?;
+        let count = self.base_urls.len();
+        let first = self.active.load(Ordering::Relaxed) % count;
+        let mut step = 0;
+        let (status, bytes) = loop {
+            let index = (first + step) % count;
+            step += 1;
+            let last = step == count;
+            let response = match build(&self.base_urls[index]).send().await {
+                Ok(response) => response,
+                Err(error) if error.is_connect() && !last => continue,
+                Err(error) => return Err(self.transport_error(&error)),
+            };
+            let status = response.status();
+            let bytes = response
+                .bytes()
+                .await
+                .map_err(|e| self.transport_error(&e))?;
+            let standby = status == reqwest::StatusCode::SERVICE_UNAVAILABLE
+                && serde_json::from_slice::<ErrorBody>(&bytes).is_ok_and(|b| b.code == "standby");
+            if standby && !last {
+                continue;
+            }
+            if !standby {
+                self.active.store(index, Ordering::Relaxed);
+            }
+            break (status, bytes);
+        };
         if status.is_success() {
             return serde_json::from_slice(&bytes).map_err(|e| RemoteError {
                 kind: "unreachable".into(),

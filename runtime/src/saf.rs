@@ -28,6 +28,7 @@
 mod error;
 mod forwarder;
 mod model;
+pub mod replication;
 pub mod store;
 pub mod writer;
 
@@ -173,6 +174,65 @@ impl Saf {
 
     pub(crate) fn shared(&self) -> &Shared {
         &self.inner.shared
+    }
+
+    pub(crate) fn shared_arc(&self) -> Arc<Shared> {
+        Arc::clone(&self.inner.shared)
+    }
+
+    /// Applies raw table writes received from the active node of a replicated site in one
+    /// durable group commit ([`replication`]). Blocks the calling (plain) thread.
+    pub(crate) fn apply_replicated(
+        &self,
+        clear: bool,
+        ops: Vec<replication::Op>,
+    ) -> Result<(), SafError> {
+        match block_on(self.call(CommandKind::Replicate { clear, ops }))? {
+            Reply::Done => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// A big-endian u64 of the `meta` table (replication position and epoch).
+    pub(crate) fn meta_u64(&self, key: &[u8]) -> Result<Option<u64>, SafError> {
+        let reader = self.shared().read()?;
+        let value = self
+            .shared()
+            .tables
+            .meta
+            .get(&reader.txn, key)
+            .map_err(|e| self.shared().heed_error(e))?;
+        Ok(value
+            .and_then(|bytes| <[u8; 8]>::try_from(bytes).ok())
+            .map(u64::from_be_bytes))
+    }
+
+    /// Writes a big-endian u64 to the `meta` table, durably.
+    pub(crate) fn set_meta_u64(&self, key: &[u8], value: u64) -> Result<(), SafError> {
+        let op = replication::Op {
+            table: store::TableId::Meta,
+            key: key.to_vec(),
+            value: Some(value.to_be_bytes().to_vec()),
+        };
+        self.apply_replicated(false, vec![op])
+    }
+
+    /// The replication epoch of this buffer (0 before any takeover).
+    pub fn epoch(&self) -> Result<u64, SafError> {
+        Ok(self.meta_u64(replication::META_EPOCH)?.unwrap_or(0))
+    }
+
+    /// Whether this buffer holds a complete replica: a snapshot from an active node was
+    /// applied in full (a buffer that never was a replica answers false).
+    pub fn replica_complete(&self) -> Result<bool, SafError> {
+        let reader = self.shared().read()?;
+        let value = self
+            .shared()
+            .tables
+            .meta
+            .get(&reader.txn, replication::META_REPLICA)
+            .map_err(|e| self.shared().heed_error(e))?;
+        Ok(value == Some(b"complete".as_slice()))
     }
 
     fn send(
@@ -520,9 +580,10 @@ impl Saf {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .take();
-        if let Some(writer) = writer
-            && writer.join().is_err()
-        {
+        let joined = writer.map(JoinHandle::join);
+        // The replication link thread (if any) ends when its sender is gone.
+        self.shared().detach_link();
+        if let Some(Err(_)) = joined {
             return Err(SafError::Storage {
                 path: self.path().to_owned(),
                 message: "the writer thread panicked".to_owned(),

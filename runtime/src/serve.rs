@@ -58,6 +58,8 @@ pub struct ServeRequest {
     pub log_json: bool,
     /// Central's listen address instead of `[central] listen`.
     pub listen: Option<String>,
+    /// Run the standby node of the site's pair (`--standby`, [`crate::failover`]).
+    pub standby: bool,
 }
 
 type Env = crate::site::EnvLookup;
@@ -179,6 +181,9 @@ async fn run(request: &ServeRequest, deployment: Deployment) -> Result<(), Strin
     if request.listen.is_some() && matches!(request.role, Role::Site(_)) {
         return Err("`--listen` sets central's address; a site listens on its `listen` key".into());
     }
+    if request.standby && !matches!(request.role, Role::Site(_)) {
+        return Err("`--standby` runs the standby node of one site: use `--role site:NAME`".into());
+    }
     let env = environment(&deployment, &request.role)?;
     let data_dir = data_dir(&deployment);
     let site_names: Vec<String> = match &request.role {
@@ -211,6 +216,9 @@ async fn run(request: &ServeRequest, deployment: Deployment) -> Result<(), Strin
         }
     };
     let mut sites = Vec::new();
+    // Nodes of active/standby pairs; a pair node that ends on its own ends the process.
+    let mut pairs = Vec::new();
+    let (pair_failed, mut pair_failures) = tokio::sync::mpsc::unbounded_channel::<String>();
     for name in &site_names {
         let Some(definition) = deployment
             .file
@@ -221,13 +229,38 @@ async fn run(request: &ServeRequest, deployment: Deployment) -> Result<(), Strin
             continue;
         };
         let token = site_token(&deployment, name, &env)?;
-        let mut options = SiteOptions::new(
-            name,
-            deployment.path.clone(),
-            data_dir.join(format!("site-{name}")),
-            token,
-        );
+        let node = crate::failover::PairNode::of(definition, request.standby);
+        if request.standby && node.is_none() {
+            return Err(format!(
+                "`--standby`: site `{name}` has no `standby` node in the deployment"
+            ));
+        }
+        let own_dir = match &node {
+            Some(node) if !node.primary => format!("site-{name}-standby"),
+            _ => format!("site-{name}"),
+        };
+        let mut options =
+            SiteOptions::new(name, deployment.path.clone(), data_dir.join(own_dir), token);
         options.env = Arc::clone(&env);
+        if let Some(node) = node {
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let (deployment, failed) = (deployment.clone(), pair_failed.clone());
+            let task = tokio::spawn(async move {
+                let result = crate::failover::run_node(
+                    node,
+                    options,
+                    deployment,
+                    stopped,
+                    SITE_HEADER_READ_TIMEOUT,
+                )
+                .await;
+                if let Err(message) = &result {
+                    let _ = failed.send(message.clone());
+                }
+            });
+            pairs.push((stop, task));
+            continue;
+        }
         let site = Site::start(options, &deployment).await?;
         let listener = tokio::net::TcpListener::bind(&definition.listen)
             .await
@@ -276,8 +309,16 @@ async fn run(request: &ServeRequest, deployment: Deployment) -> Result<(), Strin
         }
         _ => None,
     };
-    shutdown_signal().await;
+    drop(pair_failed);
+    let failure = tokio::select! {
+        () = shutdown_signal() => None,
+        Some(message) = pair_failures.recv() => Some(message),
+    };
     tracing::info!("stopping");
+    for (stop, task) in pairs {
+        let _ = stop.send(());
+        let _ = task.await;
+    }
     if let Some(central) = central
         && let Err(error) = central.shutdown().await
     {
@@ -289,7 +330,10 @@ async fn run(request: &ServeRequest, deployment: Deployment) -> Result<(), Strin
         running.site.shutdown().await;
     }
     tracing::info!("stopped");
-    Ok(())
+    match failure {
+        Some(message) => Err(message),
+        None => Ok(()),
+    }
 }
 
 /// Pushes `bundle` to every site, retrying each site that is away or
@@ -330,7 +374,10 @@ fn clients(deployment: &Deployment, env: &Env) -> Vec<SiteClient> {
             .and_then(|variable| env(variable))
             .unwrap_or_default();
         match SiteClient::new(name, &site.url, &token, Duration::from_secs(60)) {
-            Ok(client) => clients.push(client),
+            Ok(client) => clients.push(match &site.standby {
+                Some(standby) => client.with_standby(&standby.get_ref().url),
+                None => client,
+            }),
             Err(error) => tracing::error!("{error}"),
         }
     }

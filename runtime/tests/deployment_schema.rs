@@ -76,6 +76,10 @@ fn every_section_lists_exactly_the_keys_the_loader_accepts() {
             "[[site]]\nname = \"a\"\nlisten = \"x\"\nurl = \"y\"\nzz_unknown = 1\n",
         ),
         (
+            "/properties/site/items/properties/standby",
+            "[[site]]\nname = \"a\"\nlisten = \"x\"\nurl = \"y\"\nlink = \"l\"\nstandby = { listen = \"x2\", url = \"y2\", link = \"l2\", zz_unknown = 1 }\n",
+        ),
+        (
             "/properties/smtp",
             "[smtp]\nhost = \"h\"\nport = 25\nfrom = \"f\"\nzz_unknown = 1\n",
         ),

@@ -68,7 +68,10 @@ impl Routes {
                 })?,
                 None => String::new(),
             };
-            let client = SiteClient::new(name, &site.url, &token, SITE_REQUEST_CEILING)?;
+            let mut client = SiteClient::new(name, &site.url, &token, SITE_REQUEST_CEILING)?;
+            if let Some(standby) = &site.standby {
+                client = client.with_standby(&standby.get_ref().url);
+            }
             let client = Arc::new(client);
             ordered.push(Arc::clone(&client));
             sites.insert(name.clone(), client);

@@ -46,6 +46,40 @@ pub(crate) enum IndexTable {
     Discarded,
 }
 
+/// Every table of the environment, by a number that is stable on the replication link
+/// ([`super::replication`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) enum TableId {
+    Messages,
+    Due,
+    Parked,
+    Delivered,
+    Discarded,
+    Meta,
+}
+
+impl TableId {
+    /// The tables a replica snapshot copies and replaces (`meta` keeps its format key).
+    pub const DATA: [TableId; 5] = [
+        TableId::Messages,
+        TableId::Due,
+        TableId::Parked,
+        TableId::Delivered,
+        TableId::Discarded,
+    ];
+}
+
+impl From<IndexTable> for TableId {
+    fn from(table: IndexTable) -> TableId {
+        match table {
+            IndexTable::Due => TableId::Due,
+            IndexTable::Parked => TableId::Parked,
+            IndexTable::Delivered => TableId::Delivered,
+            IndexTable::Discarded => TableId::Discarded,
+        }
+    }
+}
+
 /// The tables of one environment.
 #[derive(Clone, Copy)]
 pub(crate) struct Tables {
@@ -54,6 +88,8 @@ pub(crate) struct Tables {
     pub parked: Table,
     pub delivered: Table,
     pub discarded: Table,
+    /// The format version and, on a replicated site, the link position and the epoch.
+    pub meta: Table,
 }
 
 impl Tables {
@@ -63,6 +99,17 @@ impl Tables {
             IndexTable::Parked => self.parked,
             IndexTable::Delivered => self.delivered,
             IndexTable::Discarded => self.discarded,
+        }
+    }
+
+    pub fn table(&self, table: TableId) -> Table {
+        match table {
+            TableId::Messages => self.messages,
+            TableId::Due => self.due,
+            TableId::Parked => self.parked,
+            TableId::Delivered => self.delivered,
+            TableId::Discarded => self.discarded,
+            TableId::Meta => self.meta,
         }
     }
 }
@@ -76,6 +123,8 @@ pub(crate) struct Shared {
     pub path: PathBuf,
     /// Wakes the forwarder when something became due.
     pub wake_forwarder: tokio::sync::Notify,
+    /// The replication link to a standby, when this node is the active of a pair.
+    pub link: super::replication::LinkSlot,
 }
 
 /// The on-disk format version in `meta`.
@@ -124,11 +173,11 @@ impl Shared {
                     None => meta.put(wtxn, b"format", FORMAT_VERSION)?,
                 }
                 Ok(CommitOrAbort::Commit((
-                    messages, due, parked, delivered, discarded,
+                    messages, due, parked, delivered, discarded, meta,
                 )))
             })
             .map_err(heed_error)?;
-        let (messages, due, parked, delivered, discarded) = match tables {
+        let (messages, due, parked, delivered, discarded, meta) = match tables {
             CommitOrAbort::Commit(tables) => tables,
             CommitOrAbort::Abort(found) => {
                 return Err(SafError::Storage {
@@ -148,10 +197,12 @@ impl Shared {
                 parked,
                 delivered,
                 discarded,
+                meta,
             },
             gate: RwLock::new(()),
             path: path.to_owned(),
             wake_forwarder: tokio::sync::Notify::new(),
+            link: std::sync::Mutex::new(None),
         })
     }
 

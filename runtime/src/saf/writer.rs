@@ -23,9 +23,10 @@ use super::error::SafError;
 use super::model::{
     Attempt, AttemptOutcome, ListFilter, Message, Selector, Status, UnixMillis, now_ms, shorten,
 };
+use super::replication::{META_SEQ, Op, read_u64};
 use super::store::{
-    IndexTable, ScanPosition, Shared, decode_message, encode_message, id_of_index_key, index_key,
-    index_table_of, random_u64,
+    IndexTable, ScanPosition, Shared, TableId, decode_message, encode_message, id_of_index_key,
+    index_key, index_table_of, random_u64,
 };
 
 /// How many index entries one filtered operator command walks before it yields the writer
@@ -69,6 +70,9 @@ pub(crate) enum CommandKind {
     Prune { before: UnixMillis },
     /// Store exported messages whose ids are not in the buffer yet.
     Import { messages: Vec<Message> },
+    /// Raw table writes shipped by the active node of a replicated site, applied as they
+    /// are (after emptying the data tables when `clear`: the start of a snapshot).
+    Replicate { clear: bool, ops: Vec<Op> },
     /// Answer once everything sent before it is committed.
     Flush,
     /// Commit what is queued and stop.
@@ -128,11 +132,14 @@ pub(crate) fn run(shared: Arc<Shared>, receiver: Receiver<Command>, config: Writ
 
 fn commit_batch(shared: &Shared, config: &WriterConfig, batch: &mut Vec<Command>) {
     let mut growths = 0u32;
+    let link = shared.link();
+    let mut journal = Journal::new(link.is_some());
     let result = loop {
         let now = now_ms();
         let attempt = {
             let _gate = shared.gate.read().unwrap_or_else(|p| p.into_inner());
-            apply_all(shared, config, batch, now)
+            journal.clear();
+            apply_all(shared, config, batch, now, &mut journal)
         };
         match attempt {
             Err(heed::Error::Mdb(heed::MdbError::MapFull)) if growths < 48 => {
@@ -147,6 +154,13 @@ fn commit_batch(shared: &Shared, config: &WriterConfig, batch: &mut Vec<Command>
     };
     match result {
         Ok(replies) => {
+            if let Some(link) = link
+                && !journal.ops.is_empty()
+            {
+                // The batch is on the local disk; in sync mode it must also be on the
+                // standby's before anyone hears about it (or the link is reported down).
+                link.ship(journal.seq, std::mem::take(&mut journal.ops));
+            }
             let mut wake = false;
             for (command, reply) in batch.drain(..).zip(replies) {
                 wake |= matches!(
@@ -204,11 +218,32 @@ fn apply_all(
     config: &WriterConfig,
     batch: &[Command],
     now: UnixMillis,
+    journal: &mut Journal,
 ) -> ApplyResult {
     let mut txn = shared.env.write_txn()?;
     let mut replies = Vec::with_capacity(batch.len());
     for command in batch {
-        replies.push(apply(shared, config, &mut txn, &command.kind, now)?);
+        replies.push(apply(
+            shared,
+            config,
+            &mut txn,
+            &command.kind,
+            now,
+            journal,
+        )?);
+    }
+    if journal.enabled && !journal.ops.is_empty() {
+        // The link position travels with the batch, so a snapshot taken in any read
+        // transaction says exactly which batches it already contains.
+        let seq = read_u64(shared, &txn, META_SEQ)?.unwrap_or(0) + 1;
+        journal.put(
+            shared,
+            &mut txn,
+            TableId::Meta,
+            META_SEQ,
+            &seq.to_be_bytes(),
+        )?;
+        journal.seq = seq;
     }
     txn.commit()?;
     Ok(replies)
@@ -220,6 +255,7 @@ fn apply(
     txn: &mut RwTxn<'_>,
     kind: &CommandKind,
     now: UnixMillis,
+    journal: &mut Journal,
 ) -> Result<Result<Reply, SafError>, heed::Error> {
     let tables = &shared.tables;
     match kind {
@@ -235,7 +271,8 @@ fn apply(
                     .put_with_flags(txn, PutFlags::NO_OVERWRITE, id.as_bytes(), record);
             match put {
                 Ok(()) => {
-                    tables.index(index.0).put(txn, &index.1, &[])?;
+                    journal.record(TableId::Messages, id.as_bytes(), Some(record));
+                    journal.put(shared, txn, index.0.into(), &index.1, &[])?;
                     Ok(Ok(Reply::Enqueued {
                         duplicate: false,
                         status: *status,
@@ -274,7 +311,7 @@ fn apply(
                 config.history_limit,
             );
             let status = new.status;
-            if let Err(error) = replace(shared, txn, Some(&old), &new)? {
+            if let Err(error) = replace(shared, txn, journal, Some(&old), &new)? {
                 return Ok(Err(error));
             }
             Ok(Ok(Reply::Recorded(Some(status))))
@@ -282,6 +319,7 @@ fn apply(
         CommandKind::Requeue { selector, resume } => operator_change(
             shared,
             txn,
+            journal,
             selector,
             resume.as_ref(),
             Status::Parked,
@@ -300,6 +338,7 @@ fn apply(
         CommandKind::Discard { selector, resume } => operator_change(
             shared,
             txn,
+            journal,
             selector,
             resume.as_ref(),
             Status::Parked,
@@ -329,8 +368,8 @@ fn apply(
                     .map(|entry| entry.map(|(key, _)| key.to_vec()))
                     .collect::<Result<_, _>>()?;
                 for key in keys {
-                    tables.messages.delete(txn, id_of_index_key(table, &key))?;
-                    index.delete(txn, &key)?;
+                    journal.delete(shared, txn, TableId::Messages, id_of_index_key(table, &key))?;
+                    journal.delete(shared, txn, table.into(), &key)?;
                     pruned += 1;
                 }
             }
@@ -344,12 +383,29 @@ fn apply(
                     skipped += 1;
                     continue;
                 }
-                if let Err(error) = replace(shared, txn, None, message)? {
+                if let Err(error) = replace(shared, txn, journal, None, message)? {
                     return Ok(Err(error));
                 }
                 imported += 1;
             }
             Ok(Ok(Reply::Imported { imported, skipped }))
+        }
+        CommandKind::Replicate { clear, ops } => {
+            if *clear {
+                for table in TableId::DATA {
+                    tables.table(table).clear(txn)?;
+                }
+            }
+            for op in ops {
+                let table = tables.table(op.table);
+                match &op.value {
+                    Some(value) => table.put(txn, &op.key, value)?,
+                    None => {
+                        table.delete(txn, &op.key)?;
+                    }
+                }
+            }
+            Ok(Ok(Reply::Done))
         }
         CommandKind::Flush | CommandKind::Shutdown => Ok(Ok(Reply::Done)),
     }
@@ -370,10 +426,10 @@ fn load(
 fn replace(
     shared: &Shared,
     txn: &mut RwTxn<'_>,
+    journal: &mut Journal,
     old: Option<&Message>,
     new: &Message,
 ) -> Result<Result<(), SafError>, heed::Error> {
-    let tables = &shared.tables;
     let record = match encode_message(new) {
         Ok(record) => record,
         Err(error) => return Ok(Err(error)),
@@ -382,11 +438,11 @@ fn replace(
     if let Some(old) = old {
         let (old_table, old_key) = index_key(old);
         if (old_table, &old_key) != (new_table, &new_key) {
-            tables.index(old_table).delete(txn, &old_key)?;
+            journal.delete(shared, txn, old_table.into(), &old_key)?;
         }
     }
-    tables.messages.put(txn, new.id.as_bytes(), &record)?;
-    tables.index(new_table).put(txn, &new_key, &[])?;
+    journal.put(shared, txn, TableId::Messages, new.id.as_bytes(), &record)?;
+    journal.put(shared, txn, new_table.into(), &new_key, &[])?;
     Ok(Ok(()))
 }
 
@@ -474,6 +530,7 @@ pub(crate) fn retry_delay(
 fn operator_change(
     shared: &Shared,
     txn: &mut RwTxn<'_>,
+    journal: &mut Journal,
     selector: &Selector,
     resume: Option<&ScanPosition>,
     default_status: Status,
@@ -497,7 +554,7 @@ fn operator_change(
                     },
                 }));
             };
-            if let Err(error) = replace(shared, txn, Some(&old), &new)? {
+            if let Err(error) = replace(shared, txn, journal, Some(&old), &new)? {
                 return Ok(Err(error));
             }
             Ok(Ok(Reply::Changed {
@@ -514,7 +571,7 @@ fn operator_change(
             let mut count = 0;
             for old in matches {
                 if let Some(new) = change(&old) {
-                    if let Err(error) = replace(shared, txn, Some(&old), &new)? {
+                    if let Err(error) = replace(shared, txn, journal, Some(&old), &new)? {
                         return Ok(Err(error));
                     }
                     count += 1;
@@ -585,4 +642,64 @@ fn scan_in_txn(
         }
     }
     Ok((found, None))
+}
+
+/// The raw writes of one batch, recorded (when a standby is attached) for the replication
+/// link: the standby applies exactly these, so it never re-runs the decisions (retry delays,
+/// jitter, clocks) the active node made.
+pub(crate) struct Journal {
+    enabled: bool,
+    pub ops: Vec<Op>,
+    /// The link position the batch was given.
+    pub seq: u64,
+}
+
+impl Journal {
+    pub fn new(enabled: bool) -> Journal {
+        Journal {
+            enabled,
+            ops: Vec::new(),
+            seq: 0,
+        }
+    }
+
+    fn clear(&mut self) {
+        self.ops.clear();
+        self.seq = 0;
+    }
+
+    fn record(&mut self, table: TableId, key: &[u8], value: Option<&[u8]>) {
+        if self.enabled {
+            self.ops.push(Op {
+                table,
+                key: key.to_vec(),
+                value: value.map(<[u8]>::to_vec),
+            });
+        }
+    }
+
+    fn put(
+        &mut self,
+        shared: &Shared,
+        txn: &mut RwTxn<'_>,
+        table: TableId,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<(), heed::Error> {
+        shared.tables.table(table).put(txn, key, value)?;
+        self.record(table, key, Some(value));
+        Ok(())
+    }
+
+    fn delete(
+        &mut self,
+        shared: &Shared,
+        txn: &mut RwTxn<'_>,
+        table: TableId,
+        key: &[u8],
+    ) -> Result<(), heed::Error> {
+        shared.tables.table(table).delete(txn, key)?;
+        self.record(table, key, None);
+        Ok(())
+    }
 }

@@ -360,6 +360,7 @@ async fn health(State(state): State<ApiState>) -> Response {
         "site": site.name(),
         "version": site.version(),
         "instances": site.shared.instances.read().map(|i| i.len()).unwrap_or(0),
+        "replication": site.replication_status(),
     });
     axum::Json(body).into_response()
 }
@@ -471,6 +472,16 @@ fn render_metrics(shared: &SiteShared) -> String {
         );
     }
     out
+}
+
+/// The site API of the standby node of a pair: every route answers 503 `standby`, so
+/// central's client tries the other node ([`crate::failover`]).
+pub fn standby_router(site: &str) -> Router {
+    let message = format!("this node is the standby of site `{site}`; the other node is active");
+    Router::new().fallback(move || {
+        let message = message.clone();
+        async move { error(StatusCode::SERVICE_UNAVAILABLE, "standby", None, message) }
+    })
 }
 
 async fn not_found() -> Response {

@@ -33,11 +33,17 @@ use crate::deployment::Deployment;
 use crate::modules::NodeEvents;
 use crate::pool::ScriptPool;
 use crate::protocol::Bundle;
+use crate::saf::replication::LinkStatus;
 use crate::saf::{Forwarder, ForwarderConfig, Saf, SafConfig};
 
 pub(crate) use deployed::Deployed;
 pub(crate) use instance::Instance;
 use store::{Event, SiteStore};
+
+/// The store-and-forward buffer's directory of a node.
+pub fn saf_dir(options: &SiteOptions) -> PathBuf {
+    options.data_dir.join("saf")
+}
 
 /// Reads an environment variable (secrets named by `*_env` keys).
 pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
@@ -116,6 +122,8 @@ pub(crate) struct SiteShared {
     pub metrics: Metrics,
     /// One row per script run ([`crate::runs`]).
     pub runs: crate::runs::RunLog,
+    /// The replication link of the active node of a pair ([`crate::failover`]).
+    pub replication: std::sync::OnceLock<tokio::sync::watch::Receiver<LinkStatus>>,
 }
 
 /// What a deployment starts and the next one stops.
@@ -198,9 +206,19 @@ impl Site {
     /// accepted last or, the first time, from `local` (its own deployment
     /// file). Must be called inside a tokio runtime.
     pub async fn start(options: SiteOptions, local: &Deployment) -> Result<Site, String> {
-        let store = SiteStore::open(&options.data_dir.join("state")).map_err(|e| e.to_string())?;
-        let saf = Saf::open(SafConfig::new(options.data_dir.join("saf")))
+        let saf = Saf::open(SafConfig::new(saf_dir(&options)))
             .map_err(|e| format!("site `{}`: {e}", options.name))?;
+        Site::start_with_saf(options, local, saf).await
+    }
+
+    /// [`Site::start`] on a buffer that is already open (the standby of a pair kept it
+    /// up to date before it took over, [`crate::failover`]).
+    pub async fn start_with_saf(
+        options: SiteOptions,
+        local: &Deployment,
+        saf: Saf,
+    ) -> Result<Site, String> {
+        let store = SiteStore::open(&options.data_dir.join("state")).map_err(|e| e.to_string())?;
         let pool = ScriptPool::new(&format!("site-{}", options.name), options.threads)
             .map_err(|e| format!("cannot start the script threads: {e}"))?;
         let stored = store.bundle().map_err(|e| e.to_string())?;
@@ -220,6 +238,7 @@ impl Site {
             deploying: tokio::sync::Mutex::new(Running::default()),
             metrics: Metrics::default(),
             runs,
+            replication: std::sync::OnceLock::new(),
             options,
         });
         let site = Site { shared };
@@ -254,6 +273,55 @@ impl Site {
     /// The store-and-forward buffer of this node.
     pub fn saf(&self) -> &Saf {
         &self.shared.saf
+    }
+
+    /// Reports the replication link of an active node of a pair in `/health` and the event
+    /// log.
+    pub fn watch_replication(&self, mut status: tokio::sync::watch::Receiver<LinkStatus>) {
+        let _ = self.shared.replication.set(status.clone());
+        let shared = Arc::downgrade(&self.shared);
+        self.shared.handle.spawn(async move {
+            let mut last = *status.borrow_and_update();
+            while status.changed().await.is_ok() {
+                let now = *status.borrow_and_update();
+                let Some(shared) = shared.upgrade() else {
+                    return;
+                };
+                match (last, now) {
+                    (LinkStatus::Up, LinkStatus::Down) => shared.event(
+                        "replication_down",
+                        None,
+                        None,
+                        "the standby is unreachable: buffered messages rest on this node alone"
+                            .to_owned(),
+                    ),
+                    (_, LinkStatus::Up) if last != LinkStatus::Up => shared.event(
+                        "replication_up",
+                        None,
+                        None,
+                        "the standby is current".to_owned(),
+                    ),
+                    _ => {}
+                }
+                last = now;
+            }
+        });
+    }
+
+    /// `up`, `down`, `syncing` or `fenced` for the active node of a pair; `None` otherwise.
+    pub fn replication_status(&self) -> Option<&'static str> {
+        let status = *self.shared.replication.get()?.borrow();
+        Some(match status {
+            LinkStatus::Up => "up",
+            LinkStatus::Down => "down",
+            LinkStatus::Syncing => "syncing",
+            LinkStatus::Fenced { .. } => "fenced",
+        })
+    }
+
+    /// Appends to the node's event log.
+    pub fn record_event(&self, kind: &str, message: String) {
+        self.shared.event(kind, None, None, message);
     }
 
     /// The state store (attributes, events).

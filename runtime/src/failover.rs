@@ -1,0 +1,266 @@
+//! Site failover: one node of a site's active/standby pair (`scl serve --role site:NAME`,
+//! with `--standby` for the standby node).
+//!
+//! A node starts by asking its peer's link address which role the peer is in
+//! ([`replication::probe`]): if the peer is active, or outranks this node (higher epoch, or
+//! the configured primary on a tie), this node starts as standby; if the peer cannot be
+//! reached, the configured primary starts as active and the standby as standby.
+//!
+//! - **Standby**: opens the buffer, serves the link ([`replication::run_standby`]) and
+//!   answers every site API route with 503 `standby`. It runs no scripts and no forwarder.
+//!   When the active has been silent for `takeover_after_ms` and its replica is complete, it
+//!   raises the epoch and becomes active on the same buffer.
+//! - **Active**: starts the site runtime (instances, scripts, triggers, forwarder) on its
+//!   buffer, ships every group commit to the peer ([`replication::start_link`]) and answers
+//!   probes on its own link address. When the peer proves to hold a newer epoch, the node is
+//!   fenced: it logs why and exits with code 3 at once (no orderly shutdown, which would
+//!   keep forwarding); restarted, it finds the peer active and becomes its standby.
+//!
+//! What is replicated is the store-and-forward buffer only. Attribute values, the event log
+//! and the run log stay on the node that wrote them; a node that takes over starts from its
+//! own state store (or its deployment file) like a restarted node.
+//!
+//! **Architecture invariant:** two nodes and no witness. A network split that leaves both
+//! nodes running but unable to reach each other makes both active (split brain) for the
+//! length of the split; the epoch fences the loser when the link comes back. See
+//! `docs/reliability.md` for the trade-off.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crate::deployment::{Deployment, SiteDef};
+use crate::saf::replication::{self, LinkConfig, LinkStatus, StandbyConfig, StandbyEnd};
+use crate::saf::{Saf, SafConfig};
+use crate::site::{Site, SiteOptions};
+
+/// The exit code of a node that found out it must not be active.
+pub const FENCED_EXIT_CODE: i32 = 3;
+
+/// How long a starting node waits for its peer's answer to a probe.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Which node of the pair this process is, with its addresses.
+#[derive(Debug, Clone)]
+pub struct PairNode {
+    pub site: String,
+    /// True for the node configured as primary (the `[[site]]` keys), false for `standby`.
+    pub primary: bool,
+    pub listen: String,
+    pub link: String,
+    pub peer_link: String,
+    pub sync: bool,
+    pub takeover_after: Duration,
+}
+
+impl PairNode {
+    /// The node of `definition` this process runs; `None` when the site has no standby.
+    pub fn of(definition: &SiteDef, standby: bool) -> Option<PairNode> {
+        let pair = definition.standby.as_ref()?.get_ref();
+        let primary_link = definition.link.as_ref()?.get_ref().clone();
+        let (listen, link, peer_link) = if standby {
+            (pair.listen.clone(), pair.link.clone(), primary_link)
+        } else {
+            (definition.listen.clone(), primary_link, pair.link.clone())
+        };
+        Some(PairNode {
+            site: definition.name.get_ref().clone(),
+            primary: !standby,
+            listen,
+            link,
+            peer_link,
+            sync: definition.replication_is_sync(),
+            takeover_after: definition.takeover_after(),
+        })
+    }
+}
+
+/// Runs one node of a pair until `stop` resolves (SIGTERM), or exits the process when
+/// fenced.
+pub async fn run_node(
+    node: PairNode,
+    options: SiteOptions,
+    deployment: Deployment,
+    stop: tokio::sync::oneshot::Receiver<()>,
+    header_read_timeout: Duration,
+) -> Result<(), String> {
+    let name = node.site.clone();
+    let saf = Saf::open(SafConfig::new(crate::site::saf_dir(&options)))
+        .map_err(|e| format!("site `{name}`: {e}"))?;
+    let listener = TcpListener::bind(&node.link)
+        .map_err(|e| format!("site `{name}`: cannot listen on link {}: {e}", node.link))?;
+    let listener = Arc::new(listener);
+    let epoch = saf.epoch().map_err(|e| e.to_string())?;
+    let peer_link = node.peer_link.clone();
+    let peer = tokio::task::spawn_blocking(move || replication::probe(&peer_link, PROBE_TIMEOUT))
+        .await
+        .map_err(|e| e.to_string())?;
+    let start_active = match peer {
+        Some((true, _, _)) => false,
+        Some((false, peer_epoch, peer_primary)) => {
+            replication::outranks(epoch, node.primary, peer_epoch, peer_primary)
+        }
+        None => node.primary,
+    };
+    tracing::info!(site = %name, epoch, ?peer, active = start_active, "pair node starting");
+    let mut stop = stop;
+    let mut took_over = None;
+    if !start_active {
+        match standby_phase(&node, &saf, &listener, &mut stop, header_read_timeout).await? {
+            Some(epoch) => took_over = Some(epoch),
+            None => return Ok(()),
+        }
+    }
+    active_phase(
+        &node,
+        options,
+        &deployment,
+        saf,
+        listener,
+        stop,
+        header_read_timeout,
+        took_over,
+    )
+    .await
+}
+
+/// Serves as standby; `Some(epoch)` once this node took over, `None` when stopped.
+async fn standby_phase(
+    node: &PairNode,
+    saf: &Saf,
+    listener: &Arc<TcpListener>,
+    stop: &mut tokio::sync::oneshot::Receiver<()>,
+    header_read_timeout: Duration,
+) -> Result<Option<u64>, String> {
+    let name = &node.site;
+    let http = tokio::net::TcpListener::bind(&node.listen)
+        .await
+        .map_err(|e| format!("site `{name}`: cannot listen on {}: {e}", node.listen))?;
+    tracing::info!(site = %name, listen = %node.listen, link = %node.link, "standby node serving");
+    let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let router = crate::site::api::standby_router(name);
+    let http_server = tokio::spawn(async move {
+        let _ = crate::http_server::serve(http, router, header_read_timeout, async {
+            let _ = http_stopped.await;
+        })
+        .await;
+    });
+    let stopping = Arc::new(AtomicBool::new(false));
+    let config = StandbyConfig {
+        site: name.clone(),
+        primary: node.primary,
+        takeover_after: node.takeover_after,
+    };
+    let mut standby = {
+        let (listener, saf, stopping) = (Arc::clone(listener), saf.clone(), Arc::clone(&stopping));
+        tokio::task::spawn_blocking(move || {
+            replication::run_standby(&listener, &saf, &config, &stopping)
+        })
+    };
+    let ended = tokio::select! {
+        ended = &mut standby => ended,
+        _ = &mut *stop => {
+            stopping.store(true, Ordering::SeqCst);
+            let _ = (&mut standby).await;
+            let _ = http_stop.send(());
+            let _ = http_server.await;
+            return Ok(None);
+        }
+    };
+    let _ = http_stop.send(());
+    let _ = http_server.await;
+    match ended.map_err(|e| e.to_string())? {
+        Ok(StandbyEnd::TakeOver { epoch }) => {
+            tracing::warn!(site = %name, epoch, "the active is silent: taking over");
+            Ok(Some(epoch))
+        }
+        Ok(StandbyEnd::Stopped) => Ok(None),
+        Err(error) => Err(format!("site `{name}`: standby failed: {error}")),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn active_phase(
+    node: &PairNode,
+    options: SiteOptions,
+    deployment: &Deployment,
+    saf: Saf,
+    listener: Arc<TcpListener>,
+    stop: tokio::sync::oneshot::Receiver<()>,
+    header_read_timeout: Duration,
+    took_over: Option<u64>,
+) -> Result<(), String> {
+    let name = node.site.clone();
+    let epoch = saf.epoch().map_err(|e| e.to_string())?;
+    let stop_answering = Arc::new(AtomicBool::new(false));
+    {
+        let (stop_answering, primary) = (Arc::clone(&stop_answering), node.primary);
+        std::thread::Builder::new()
+            .name("saf-link-answer".to_owned())
+            .spawn(move || {
+                replication::answer_as_active(&listener, epoch, primary, &stop_answering, &fenced)
+            })
+            .map_err(|e| format!("site `{name}`: cannot start the link thread: {e}"))?;
+    }
+    let status = replication::start_link(
+        &saf,
+        LinkConfig {
+            site: name.clone(),
+            peer: node.peer_link.clone(),
+            epoch,
+            primary: node.primary,
+            sync: node.sync,
+            // A standby slower than this is as good as gone (the link goes down and the
+            // active acknowledges alone); it is also how long a hung standby can hold the
+            // writer in sync mode.
+            ack_timeout: node.takeover_after,
+        },
+    )
+    .map_err(|e| format!("site `{name}`: {e}"))?;
+    {
+        let mut status = status.clone();
+        tokio::spawn(async move {
+            while status.changed().await.is_ok() {
+                if let LinkStatus::Fenced { peer_epoch } = *status.borrow_and_update() {
+                    fenced(peer_epoch);
+                }
+            }
+        });
+    }
+    let site = Site::start_with_saf(options, deployment, saf).await?;
+    site.watch_replication(status);
+    if let Some(epoch) = took_over {
+        site.record_event(
+            "takeover",
+            format!("this node took over site `{name}` as active (epoch {epoch})"),
+        );
+    }
+    let http = tokio::net::TcpListener::bind(&node.listen)
+        .await
+        .map_err(|e| format!("site `{name}`: cannot listen on {}: {e}", node.listen))?;
+    tracing::info!(site = %name, listen = %node.listen, epoch, "active node serving");
+    let router = crate::site::api::router(&site);
+    let served = crate::http_server::serve(http, router, header_read_timeout, async {
+        let _ = stop.await;
+    })
+    .await;
+    stop_answering.store(true, Ordering::SeqCst);
+    site.shutdown().await;
+    served
+}
+
+/// The peer holds the newer history: stop at once, without the orderly shutdown that would
+/// keep delivering from a buffer that is no longer the site's.
+fn fenced(peer_epoch: u64) {
+    tracing::error!(
+        peer_epoch,
+        "fenced: the peer node is active with a newer epoch; this node stops (restart it to \
+         follow the peer as standby)"
+    );
+    eprintln!(
+        "error: fenced: the peer node is active with epoch {peer_epoch}; restart this node to \
+         follow it as standby"
+    );
+    std::process::exit(FENCED_EXIT_CODE);
+}

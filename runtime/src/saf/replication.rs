@@ -1,0 +1,768 @@
+//! Replication of the buffer from the active node of a site to its standby: primary-backup
+//! log shipping over one TCP connection (the scheme of DRBD and PostgreSQL streaming
+//! replication, not a consensus protocol).
+//!
+//! What it promises:
+//! - **The standby holds what the active acknowledged.** The writer thread records the raw
+//!   table writes of every group commit ([`super::writer::Journal`]) and, after its local
+//!   commit, hands them to the link thread ([`run_link`]). In `sync` mode the writer waits
+//!   until the standby has applied the batch in one LMDB transaction and committed it durably
+//!   (its answer is [`Frame::Ack`]), and only then tells the producers "buffered" — protocol C
+//!   in DRBD's terms. In `async` mode it does not wait: a window of acknowledged batches may be
+//!   missing on the standby when the active dies.
+//! - **Availability over strict sync.** When the standby cannot be reached (or does not answer
+//!   within the ack timeout) the link is *down*: the active keeps acknowledging on its own
+//!   disk alone and keeps trying to reconnect; the state is visible to the caller through the
+//!   [`LinkStatus`] watch. This is DRBD with fencing disabled; a takeover while the link is
+//!   down loses what the active acknowledged meanwhile.
+//! - **A returning standby is brought up to date first.** Every connection starts with a full
+//!   snapshot (every record of every data table, read in one read transaction) followed by the
+//!   live stream. Every batch carries its position (`seq`, kept in the `meta` table inside the
+//!   batch's own transaction), so the link knows which queued batches the snapshot already
+//!   holds. A standby whose snapshot is not complete ([`META_REPLICA`]) never takes over.
+//! - **Fencing by epoch.** Each buffer keeps an epoch in `meta`, raised on every takeover. A
+//!   standby refuses an active with a lower epoch ([`Frame::Fenced`]); the refused node must
+//!   stop acting as active. Ties go to the node configured as primary.
+//!
+//! Frames are a big-endian `u32` length, a version byte ([`PROTOCOL_VERSION`]) and a bincode
+//! body. Nothing here runs scripts: the node orchestration (which role to start in, when to
+//! take over) is [`crate::failover`].
+
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use heed::RwTxn;
+use serde::{Deserialize, Serialize};
+
+use super::Saf;
+use super::error::SafError;
+use super::store::{Shared, TableId};
+
+/// The version byte of every frame; a peer speaking another version is disconnected.
+pub const PROTOCOL_VERSION: u8 = 1;
+/// Largest frame accepted (a snapshot chunk or batch is cut well below it).
+const MAX_FRAME_BYTES: usize = 256 << 20;
+/// A snapshot chunk is sent once it holds this many bytes of keys and values.
+const SNAPSHOT_CHUNK_BYTES: usize = 4 << 20;
+
+/// `meta` key: the position of the last batch (big-endian u64).
+pub(crate) const META_SEQ: &[u8] = b"replication_seq";
+/// `meta` key: the epoch (big-endian u64), raised on every takeover.
+pub(crate) const META_EPOCH: &[u8] = b"replication_epoch";
+/// `meta` key: `complete` once a snapshot was applied in full, `partial` while one is.
+pub(crate) const META_REPLICA: &[u8] = b"replication_replica";
+
+/// One raw table write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Op {
+    pub table: TableId,
+    pub key: Vec<u8>,
+    /// `None` deletes the key.
+    pub value: Option<Vec<u8>>,
+}
+
+/// What travels on the link.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Frame {
+    /// An active node introduces itself (first frame of its connection).
+    Hello {
+        site: String,
+        epoch: u64,
+        primary: bool,
+    },
+    /// The standby accepts the active.
+    Welcome {
+        epoch: u64,
+    },
+    /// The receiver has the newer history (`epoch`): the sender must not act as active.
+    Fenced {
+        epoch: u64,
+    },
+    /// A starting node asks which role the peer is in.
+    Probe,
+    /// The answer to a probe.
+    Role {
+        active: bool,
+        epoch: u64,
+        primary: bool,
+    },
+    /// A piece of a snapshot; `clear` on the first one empties the standby's data tables.
+    Snapshot {
+        clear: bool,
+        ops: Vec<Op>,
+    },
+    /// The snapshot is complete; it holds every batch up to `seq`.
+    SnapshotEnd {
+        seq: u64,
+    },
+    /// One group commit of the active.
+    Batch {
+        seq: u64,
+        ops: Vec<Op>,
+    },
+    Heartbeat,
+    /// The standby committed the frame before it durably.
+    Ack,
+}
+
+/// Writes one frame.
+pub(crate) fn write_frame(out: &mut impl Write, frame: &Frame) -> std::io::Result<()> {
+    let body = bincode::serialize(frame).map_err(std::io::Error::other)?;
+    let length = u32::try_from(body.len() + 1)
+        .ok()
+        .filter(|length| (*length as usize) <= MAX_FRAME_BYTES)
+        .ok_or_else(|| std::io::Error::other("replication frame too large"))?;
+    out.write_all(&length.to_be_bytes())?;
+    out.write_all(&[PROTOCOL_VERSION])?;
+    out.write_all(&body)?;
+    out.flush()
+}
+
+/// Reads one frame; a wrong version or an oversized or undecodable frame is an error.
+pub(crate) fn read_frame(input: &mut impl Read) -> std::io::Result<Frame> {
+    let mut length = [0u8; 4];
+    input.read_exact(&mut length)?;
+    let length = u32::from_be_bytes(length) as usize;
+    if length == 0 || length > MAX_FRAME_BYTES {
+        return Err(std::io::Error::other(format!(
+            "replication frame of {length} bytes refused"
+        )));
+    }
+    let mut body = vec![0u8; length];
+    input.read_exact(&mut body)?;
+    if body[0] != PROTOCOL_VERSION {
+        return Err(std::io::Error::other(format!(
+            "replication protocol version {} is not the supported {PROTOCOL_VERSION}",
+            body[0]
+        )));
+    }
+    bincode::deserialize(&body[1..]).map_err(std::io::Error::other)
+}
+
+/// Reads a big-endian u64 from `meta` inside a write transaction.
+pub(crate) fn read_u64(
+    shared: &Shared,
+    txn: &RwTxn<'_>,
+    key: &[u8],
+) -> Result<Option<u64>, heed::Error> {
+    Ok(shared
+        .tables
+        .meta
+        .get(txn, key)?
+        .and_then(|bytes| <[u8; 8]>::try_from(bytes).ok())
+        .map(u64::from_be_bytes))
+}
+
+/// The state of the active side of the link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkStatus {
+    /// No standby connected: acknowledgements rest on this node's disk alone.
+    Down,
+    /// A snapshot is being sent.
+    Syncing,
+    /// The standby is current; every batch is shipped.
+    Up,
+    /// The peer holds a newer epoch: this node must stop acting as active.
+    Fenced { peer_epoch: u64 },
+}
+
+/// One committed batch for the link thread; `done` is answered (or dropped) once the batch
+/// is on the standby's disk or the link is down.
+pub(crate) struct Shipment {
+    pub seq: u64,
+    pub ops: Vec<Op>,
+    pub done: Option<std::sync::mpsc::SyncSender<()>>,
+}
+
+/// The writer's end of the link.
+#[derive(Clone)]
+pub(crate) struct LinkSender {
+    sender: Sender<Shipment>,
+    sync: bool,
+}
+
+impl LinkSender {
+    /// Hands a committed batch to the link; in sync mode waits for the standby (or for the
+    /// link to give up on it).
+    pub fn ship(&self, seq: u64, ops: Vec<Op>) {
+        if self.sync {
+            let (done, waited) = std::sync::mpsc::sync_channel(1);
+            let shipment = Shipment {
+                seq,
+                ops,
+                done: Some(done),
+            };
+            if self.sender.send(shipment).is_ok() {
+                // An error means the link thread dropped the answer: the link is down.
+                let _ = waited.recv();
+            }
+        } else {
+            let _ = self.sender.send(Shipment {
+                seq,
+                ops,
+                done: None,
+            });
+        }
+    }
+}
+
+/// How the active node's link runs.
+#[derive(Debug, Clone)]
+pub struct LinkConfig {
+    /// The site's name (checked by the standby).
+    pub site: String,
+    /// The standby's link address.
+    pub peer: String,
+    /// This node's epoch.
+    pub epoch: u64,
+    /// Whether this node is the site's configured primary (wins epoch ties).
+    pub primary: bool,
+    /// `sync` (wait for the standby before acknowledging) or not.
+    pub sync: bool,
+    /// How long to wait for the standby's answer before the link is declared down; the
+    /// heartbeat is sent at a third of it.
+    pub ack_timeout: Duration,
+}
+
+/// Starts shipping every later group commit of `saf` to the standby at `config.peer`, and
+/// returns the watch of the link's state. The link thread ends when the buffer closes or
+/// when the peer fences this node.
+pub fn start_link(
+    saf: &Saf,
+    config: LinkConfig,
+) -> Result<tokio::sync::watch::Receiver<LinkStatus>, SafError> {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let (status, watch) = tokio::sync::watch::channel(LinkStatus::Down);
+    // Weak: the link must not keep a closed buffer's environment open.
+    let shared = Arc::downgrade(&saf.shared_arc());
+    let path = saf.path().to_owned();
+    let sync = config.sync;
+    std::thread::Builder::new()
+        .name("saf-link".to_owned())
+        .spawn(move || run_link(&shared, &config, &receiver, &status))
+        .map_err(|source| SafError::Io { path, source })?;
+    saf.shared().attach_link(LinkSender { sender, sync });
+    Ok(watch)
+}
+
+fn run_link(
+    shared: &Weak<Shared>,
+    config: &LinkConfig,
+    receiver: &Receiver<Shipment>,
+    status: &tokio::sync::watch::Sender<LinkStatus>,
+) {
+    let heartbeat = config.ack_timeout / 3;
+    let mut connection: Option<Connection> = None;
+    let mut next_connect = Instant::now();
+    let mut warned = false;
+    loop {
+        if connection.is_none() && Instant::now() >= next_connect {
+            next_connect = Instant::now() + Duration::from_secs(1);
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
+            let connected = connect(&shared, config, status);
+            match connected {
+                Ok(Connected::Ready(ready)) => {
+                    tracing::info!(site = %config.site, peer = %config.peer, "standby is current");
+                    status.send_replace(LinkStatus::Up);
+                    warned = false;
+                    connection = Some(ready);
+                }
+                Ok(Connected::Fenced(peer_epoch)) => {
+                    tracing::error!(site = %config.site, peer = %config.peer, peer_epoch, "the peer has a newer epoch: this node must not act as active");
+                    shared.detach_link();
+                    drop(shared);
+                    status.send_replace(LinkStatus::Fenced { peer_epoch });
+                    // Answer whatever waits, so the writer is not held.
+                    while receiver.try_recv().is_ok() {}
+                    return;
+                }
+                Err(error) => {
+                    status.send_replace(LinkStatus::Down);
+                    if !warned {
+                        tracing::warn!(site = %config.site, peer = %config.peer, %error, "standby unreachable: acknowledging on this node alone");
+                        warned = true;
+                    }
+                }
+            }
+        }
+        match receiver.recv_timeout(heartbeat) {
+            Ok(shipment) => {
+                if let Some(open) = connection.as_mut()
+                    && shipment.seq > open.position
+                {
+                    let frame = Frame::Batch {
+                        seq: shipment.seq,
+                        ops: shipment.ops,
+                    };
+                    match open.exchange(&frame) {
+                        Ok(()) => open.position = shipment.seq,
+                        Err(error) => {
+                            tracing::warn!(site = %config.site, %error, "replication link lost: acknowledging on this node alone");
+                            status.send_replace(LinkStatus::Down);
+                            connection = None;
+                        }
+                    }
+                }
+                if let Some(done) = shipment.done {
+                    let _ = done.send(());
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                if let Some(open) = connection.as_mut()
+                    && let Err(error) = open.exchange(&Frame::Heartbeat)
+                {
+                    tracing::warn!(site = %config.site, %error, "replication link lost: acknowledging on this node alone");
+                    status.send_replace(LinkStatus::Down);
+                    connection = None;
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}
+
+struct Connection {
+    reader: BufReader<TcpStream>,
+    writer: BufWriter<TcpStream>,
+    /// The last batch the standby holds.
+    position: u64,
+}
+
+impl Connection {
+    fn open(address: &str, timeout: Duration) -> std::io::Result<Connection> {
+        let addresses: Vec<SocketAddr> = address.to_socket_addrs()?.collect();
+        let mut last = std::io::Error::other(format!("`{address}` resolves to no address"));
+        for candidate in addresses {
+            match TcpStream::connect_timeout(&candidate, timeout.min(Duration::from_secs(2))) {
+                Ok(stream) => {
+                    stream.set_nodelay(true)?;
+                    stream.set_read_timeout(Some(timeout))?;
+                    stream.set_write_timeout(Some(timeout))?;
+                    return Ok(Connection {
+                        reader: BufReader::new(stream.try_clone()?),
+                        writer: BufWriter::new(stream),
+                        position: 0,
+                    });
+                }
+                Err(error) => last = error,
+            }
+        }
+        Err(last)
+    }
+
+    fn send(&mut self, frame: &Frame) -> std::io::Result<()> {
+        write_frame(&mut self.writer, frame)
+    }
+
+    fn receive(&mut self) -> std::io::Result<Frame> {
+        read_frame(&mut self.reader)
+    }
+
+    /// Sends a frame and waits for its [`Frame::Ack`].
+    fn exchange(&mut self, frame: &Frame) -> std::io::Result<()> {
+        self.send(frame)?;
+        match self.receive()? {
+            Frame::Ack => Ok(()),
+            other => Err(std::io::Error::other(format!(
+                "the standby answered {other:?} instead of an acknowledgement"
+            ))),
+        }
+    }
+}
+
+enum Connected {
+    Ready(Connection),
+    Fenced(u64),
+}
+
+/// Connects, introduces this node and sends the snapshot.
+fn connect(
+    shared: &Shared,
+    config: &LinkConfig,
+    status: &tokio::sync::watch::Sender<LinkStatus>,
+) -> std::io::Result<Connected> {
+    let mut connection = Connection::open(&config.peer, config.ack_timeout)?;
+    connection.send(&Frame::Hello {
+        site: config.site.clone(),
+        epoch: config.epoch,
+        primary: config.primary,
+    })?;
+    match connection.receive()? {
+        Frame::Welcome { .. } => {}
+        Frame::Fenced { epoch } => return Ok(Connected::Fenced(epoch)),
+        other => {
+            return Err(std::io::Error::other(format!(
+                "the peer answered {other:?} to the introduction"
+            )));
+        }
+    }
+    status.send_replace(LinkStatus::Syncing);
+    let started = Instant::now();
+    let (records, seq) = send_snapshot(shared, &mut connection)?;
+    connection.position = seq;
+    tracing::info!(
+        site = %config.site,
+        records,
+        seq,
+        millis = started.elapsed().as_millis() as u64,
+        "snapshot sent to the standby"
+    );
+    Ok(Connected::Ready(connection))
+}
+
+/// Sends every record of every data table as of one read transaction, then the position
+/// that transaction had. Returns (records, position).
+fn send_snapshot(shared: &Shared, connection: &mut Connection) -> std::io::Result<(u64, u64)> {
+    let reader = shared.read().map_err(std::io::Error::other)?;
+    let txn = &reader.txn;
+    let seq = shared
+        .tables
+        .meta
+        .get(txn, META_SEQ)
+        .map_err(std::io::Error::other)?
+        .and_then(|bytes| <[u8; 8]>::try_from(bytes).ok())
+        .map_or(0, u64::from_be_bytes);
+    let mut chunk = Vec::new();
+    let mut chunk_bytes = 0usize;
+    let mut first = true;
+    let mut records = 0u64;
+    for table in TableId::DATA {
+        let iterator = shared
+            .tables
+            .table(table)
+            .iter(txn)
+            .map_err(std::io::Error::other)?;
+        for entry in iterator {
+            let (key, value) = entry.map_err(std::io::Error::other)?;
+            chunk_bytes += key.len() + value.len() + 16;
+            chunk.push(Op {
+                table,
+                key: key.to_vec(),
+                value: Some(value.to_vec()),
+            });
+            records += 1;
+            if chunk_bytes >= SNAPSHOT_CHUNK_BYTES {
+                let ops = std::mem::take(&mut chunk);
+                connection.exchange(&Frame::Snapshot { clear: first, ops })?;
+                first = false;
+                chunk_bytes = 0;
+            }
+        }
+    }
+    connection.exchange(&Frame::Snapshot {
+        clear: first,
+        ops: chunk,
+    })?;
+    drop(reader);
+    connection.exchange(&Frame::SnapshotEnd { seq })?;
+    Ok((records, seq))
+}
+
+/// Asks the node at `peer` for its role: `None` when it cannot be reached or answers
+/// nonsense.
+pub fn probe(peer: &str, timeout: Duration) -> Option<(bool, u64, bool)> {
+    let mut connection = Connection::open(peer, timeout).ok()?;
+    connection.send(&Frame::Probe).ok()?;
+    match connection.receive().ok()? {
+        Frame::Role {
+            active,
+            epoch,
+            primary,
+        } => Some((active, epoch, primary)),
+        _ => None,
+    }
+}
+
+/// Whether `(epoch, primary)` of one node outranks the other's: the higher epoch wins, a
+/// tie goes to the configured primary.
+pub fn outranks(epoch: u64, primary: bool, other_epoch: u64, other_primary: bool) -> bool {
+    (epoch, primary) > (other_epoch, other_primary)
+}
+
+/// How a standby waits.
+#[derive(Debug, Clone)]
+pub struct StandbyConfig {
+    pub site: String,
+    /// Whether this node is the site's configured primary.
+    pub primary: bool,
+    /// Silence of the active (no frame, no connection) after which this node takes over.
+    pub takeover_after: Duration,
+}
+
+/// Why [`run_standby`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StandbyEnd {
+    /// The active was silent for the takeover time: this node is now active with `epoch`.
+    TakeOver { epoch: u64 },
+    /// Told to stop.
+    Stopped,
+}
+
+/// Serves the link as a standby on `listener` — applying the active's snapshot and batches
+/// to `saf` and acknowledging each after its durable commit — until the active has been
+/// silent for `takeover_after` while the replica is complete; then raises the epoch durably
+/// and returns [`StandbyEnd::TakeOver`]. `stop` ends it early.
+pub fn run_standby(
+    listener: &TcpListener,
+    saf: &Saf,
+    config: &StandbyConfig,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Result<StandbyEnd, SafError> {
+    let io_error = |source| SafError::Io {
+        path: saf.path().to_owned(),
+        source,
+    };
+    listener.set_nonblocking(true).map_err(io_error)?;
+    let mut last_contact = Instant::now();
+    let mut warned_incomplete = false;
+    loop {
+        if stop.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(StandbyEnd::Stopped);
+        }
+        match listener.accept() {
+            Ok((stream, remote)) => {
+                let _ = stream.set_nonblocking(false);
+                let _ = stream.set_nodelay(true);
+                let _ = stream.set_read_timeout(Some(config.takeover_after));
+                let _ = stream.set_write_timeout(Some(config.takeover_after));
+                match serve_active(stream, saf, config, &mut last_contact, stop) {
+                    Ok(()) => {}
+                    Err(error) => {
+                        tracing::warn!(site = %config.site, %remote, %error, "replication connection ended");
+                    }
+                }
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(error) => {
+                tracing::warn!(site = %config.site, %error, "accepting a replication connection failed");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        if last_contact.elapsed() >= config.takeover_after {
+            if saf.replica_complete()? {
+                let epoch = saf.meta_u64(META_EPOCH)?.unwrap_or(0) + 1;
+                saf.set_meta_u64(META_EPOCH, epoch)?;
+                return Ok(StandbyEnd::TakeOver { epoch });
+            }
+            if !warned_incomplete {
+                tracing::error!(site = %config.site, "the active is silent but this standby never received a complete snapshot: it cannot take over");
+                warned_incomplete = true;
+            }
+        }
+    }
+}
+
+/// One connection to the standby: a probe, or an active's introduction and stream.
+fn serve_active(
+    stream: TcpStream,
+    saf: &Saf,
+    config: &StandbyConfig,
+    last_contact: &mut Instant,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Result<(), SafError> {
+    let io_error = |source| SafError::Io {
+        path: saf.path().to_owned(),
+        source,
+    };
+    let mut reader = BufReader::new(stream.try_clone().map_err(io_error)?);
+    let mut writer = BufWriter::new(stream);
+    let own_epoch = saf.meta_u64(META_EPOCH)?.unwrap_or(0);
+    match read_frame(&mut reader).map_err(io_error)? {
+        Frame::Probe => {
+            let role = Frame::Role {
+                active: false,
+                epoch: own_epoch,
+                primary: config.primary,
+            };
+            return write_frame(&mut writer, &role).map_err(io_error);
+        }
+        Frame::Hello { site, epoch, .. } => {
+            if site != config.site {
+                return Err(io_error(std::io::Error::other(format!(
+                    "an active of site `{site}` connected to a standby of site `{}`",
+                    config.site
+                ))));
+            }
+            // Equal epochs are the normal case (the active this standby followed).
+            if own_epoch > epoch {
+                tracing::warn!(site = %config.site, own_epoch, peer_epoch = epoch, "fenced a stale active");
+                return write_frame(&mut writer, &Frame::Fenced { epoch: own_epoch })
+                    .map_err(io_error);
+            }
+            if epoch > own_epoch {
+                saf.set_meta_u64(META_EPOCH, epoch)?;
+            }
+            write_frame(&mut writer, &Frame::Welcome { epoch }).map_err(io_error)?;
+            *last_contact = Instant::now();
+        }
+        other => {
+            return Err(io_error(std::io::Error::other(format!(
+                "unexpected first frame {other:?}"
+            ))));
+        }
+    }
+    // The active sends at least a heartbeat every third of its ack timeout, so a stop is
+    // noticed within that.
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        let frame = read_frame(&mut reader).map_err(io_error)?;
+        match frame {
+            Frame::Snapshot { clear, mut ops } => {
+                if clear {
+                    ops.insert(0, replica_op(b"partial"));
+                }
+                saf.apply_replicated(clear, ops)?;
+            }
+            Frame::SnapshotEnd { seq } => {
+                saf.apply_replicated(
+                    false,
+                    vec![
+                        Op {
+                            table: TableId::Meta,
+                            key: META_SEQ.to_vec(),
+                            value: Some(seq.to_be_bytes().to_vec()),
+                        },
+                        replica_op(b"complete"),
+                    ],
+                )?;
+                tracing::info!(site = %config.site, seq, "replica complete");
+            }
+            Frame::Batch { ops, .. } => saf.apply_replicated(false, ops)?,
+            Frame::Heartbeat => {}
+            other => {
+                return Err(io_error(std::io::Error::other(format!(
+                    "unexpected frame {other:?}"
+                ))));
+            }
+        }
+        write_frame(&mut writer, &Frame::Ack).map_err(io_error)?;
+        *last_contact = Instant::now();
+    }
+    Ok(())
+}
+
+fn replica_op(state: &[u8]) -> Op {
+    Op {
+        table: TableId::Meta,
+        key: META_REPLICA.to_vec(),
+        value: Some(state.to_vec()),
+    }
+}
+
+/// Answers probes and introductions on the link address of an active node, until `stop`.
+/// An introduction from a node that outranks this one fences this node (`on_fenced`); any
+/// other is answered [`Frame::Fenced`].
+pub fn answer_as_active(
+    listener: &TcpListener,
+    epoch: u64,
+    primary: bool,
+    stop: &std::sync::atomic::AtomicBool,
+    on_fenced: &(dyn Fn(u64) + Sync),
+) {
+    let _ = listener.set_nonblocking(true);
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                let _ = stream.set_nonblocking(false);
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
+                let Ok(read_half) = stream.try_clone() else {
+                    continue;
+                };
+                let mut reader = BufReader::new(read_half);
+                let mut writer = BufWriter::new(stream);
+                match read_frame(&mut reader) {
+                    Ok(Frame::Probe) => {
+                        let _ = write_frame(
+                            &mut writer,
+                            &Frame::Role {
+                                active: true,
+                                epoch,
+                                primary,
+                            },
+                        );
+                    }
+                    Ok(Frame::Hello {
+                        epoch: peer_epoch,
+                        primary: peer_primary,
+                        ..
+                    }) => {
+                        if outranks(peer_epoch, peer_primary, epoch, primary) {
+                            on_fenced(peer_epoch);
+                        } else {
+                            let _ = write_frame(&mut writer, &Frame::Fenced { epoch });
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// A shared handle on the link sender inside [`Shared`].
+pub(crate) type LinkSlot = std::sync::Mutex<Option<LinkSender>>;
+
+impl Shared {
+    pub(crate) fn attach_link(&self, link: LinkSender) {
+        *self.link.lock().unwrap_or_else(|p| p.into_inner()) = Some(link);
+    }
+
+    pub(crate) fn detach_link(&self) {
+        *self.link.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    pub(crate) fn link(&self) -> Option<LinkSender> {
+        self.link.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_and_other_versions_are_refused() {
+        let frame = Frame::Batch {
+            seq: 7,
+            ops: vec![Op {
+                table: TableId::Due,
+                key: b"k".to_vec(),
+                value: None,
+            }],
+        };
+        let mut bytes = Vec::new();
+        write_frame(&mut bytes, &frame).expect("write");
+        match read_frame(&mut bytes.as_slice()).expect("read") {
+            Frame::Batch { seq, ops } => {
+                assert_eq!(seq, 7);
+                assert_eq!(ops[0].key, b"k");
+                assert_eq!(ops[0].value, None);
+            }
+            other => panic!("read back {other:?}"),
+        }
+        bytes[4] = PROTOCOL_VERSION + 1;
+        let error = read_frame(&mut bytes.as_slice()).expect_err("other version");
+        assert!(error.to_string().contains("version"), "{error}");
+        let huge = (MAX_FRAME_BYTES as u32 + 1).to_be_bytes();
+        assert!(read_frame(&mut huge.as_slice()).is_err());
+    }
+
+    #[test]
+    fn higher_epochs_outrank_and_ties_go_to_the_primary() {
+        assert!(outranks(2, false, 1, true));
+        assert!(outranks(1, true, 1, false));
+        assert!(!outranks(1, false, 1, true));
+        assert!(!outranks(1, true, 2, false));
+    }
+}
