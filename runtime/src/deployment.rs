@@ -1089,6 +1089,59 @@ mod tests {
     use super::*;
 
     #[test]
+    fn bad_webhooks_are_errors_at_their_position() {
+        let source = "[[webhook]]\nname = \"ops\"\nurl = \"ftp://x\"\nevents = [\"alarm_raisd\"]\n\
+                      filter = 'event[\"type\"] == 1 +'\nretry = { interval_s = 5 }\n\
+                      attributes = [\"nope\"]\nheaders = { webhook-id = \"x\" }\n";
+        let errors = Deployment::from_source(Path::new("deploy.toml"), source.to_owned())
+            .expect_err("refused");
+        let find = |needle: &str| {
+            errors
+                .iter()
+                .find(|e| e.message.contains(needle))
+                .unwrap_or_else(|| panic!("no error with `{needle}` in {errors:?}"))
+        };
+        assert_eq!(find("not an http or https URL").line, 3);
+        let event = find("unknown event `alarm_raisd`");
+        assert_eq!(event.line, 4);
+        assert!(event.message.contains("did you mean `alarm_raised`?"), "{event}");
+        let filter = find("filter:");
+        assert_eq!(filter.line, 5);
+        assert!(filter.column > 10, "{filter}");
+        assert_eq!(find("`interval_s` needs `max_retries`").line, 6);
+        assert_eq!(find("attribute `nope`").line, 7);
+        find("header `webhook-id` is set by the runtime");
+    }
+
+    #[test]
+    fn webhook_retry_policies() {
+        let policy = |text: &str| {
+            let source = format!(
+                "[[webhook]]\nname = \"ops\"\nurl = \"http://x/\"\nevents = [\"alarm_raised\"]\nretry = {text}\n"
+            );
+            let deployment = Deployment::from_source(Path::new("deploy.toml"), source)
+                .expect("loads");
+            deployment.file.webhook[0]
+                .retry
+                .as_ref()
+                .expect("retry")
+                .get_ref()
+                .policy()
+                .expect("a policy")
+        };
+        let schedule = policy("{ backoff_s = [1, 2] }");
+        assert_eq!(schedule.max_retries, 2);
+        assert_eq!(
+            schedule.delay_before_retry(2),
+            std::time::Duration::from_secs(2)
+        );
+        let fixed = policy("{ max_retries = 4, interval_s = 3 }");
+        assert_eq!(fixed.max_retries, 4);
+        assert_eq!(fixed.delay_before_retry(4), std::time::Duration::from_secs(3));
+        assert_eq!(default_webhook_policy().max_retries, 3);
+    }
+
+    #[test]
     fn method_names_of_routes_are_reserved() {
         let source = "[api_keys.erp]\nsha256 = \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"\n\n\
                       [api_methods.composite]\nscript = \"s.scl\"\napproved_keys = [\"erp\"]\n";
