@@ -144,7 +144,9 @@ impl WebhookRetryDef {
                 Duration::from_secs(interval),
             )),
             (None, Some(_), None) => Err("`interval_s` needs `max_retries`".to_owned()),
-            (None, None, _) => Err("give `backoff_s = [...]` or `max_retries` with `interval_s`".to_owned()),
+            (None, None, _) => {
+                Err("give `backoff_s = [...]` or `max_retries` with `interval_s`".to_owned())
+            }
         }
     }
 }
@@ -813,7 +815,9 @@ impl Deployment {
             if !days.is_finite() || days < 0.0 {
                 errors.push(self.error_at(
                     0,
-                    format!("[central] bulk_retention_days must be a number of days >= 0, not {days}"),
+                    format!(
+                        "[central] bulk_retention_days must be a number of days >= 0, not {days}"
+                    ),
                 ));
             }
         }
@@ -868,10 +872,7 @@ impl Deployment {
                 ));
             }
             if webhook.events.is_empty() {
-                errors.push(self.error_at(
-                    at,
-                    format!("webhook `{name}` subscribes to no events"),
-                ));
+                errors.push(self.error_at(at, format!("webhook `{name}` subscribes to no events")));
             }
             for event in &webhook.events {
                 if crate::webhooks::EventType::parse(event.get_ref()).is_none() {
@@ -888,7 +889,10 @@ impl Deployment {
             }
             let subscribes = |wanted: &str| webhook.events.iter().any(|e| e.get_ref() == wanted);
             for instance in &webhook.instances {
-                let known = file.instance.iter().any(|i| i.code.get_ref() == instance.get_ref());
+                let known = file
+                    .instance
+                    .iter()
+                    .any(|i| i.code.get_ref() == instance.get_ref());
                 if !known {
                     errors.push(self.error_at(
                         instance.span().start,
@@ -929,8 +933,12 @@ impl Deployment {
                 let lower = header.to_ascii_lowercase();
                 let reserved = matches!(
                     lower.as_str(),
-                    "webhook-id" | "webhook-timestamp" | "webhook-signature" | "content-type"
-                        | "content-length" | "host"
+                    "webhook-id"
+                        | "webhook-timestamp"
+                        | "webhook-signature"
+                        | "content-type"
+                        | "content-length"
+                        | "host"
                 );
                 let valid = reqwest::header::HeaderName::from_bytes(header.as_bytes()).is_ok()
                     && reqwest::header::HeaderValue::from_str(value).is_ok();
@@ -940,10 +948,9 @@ impl Deployment {
                     } else {
                         "is not a valid HTTP header"
                     };
-                    errors.push(self.error_at(
-                        at,
-                        format!("webhook `{name}`: header `{header}` {why}"),
-                    ));
+                    errors.push(
+                        self.error_at(at, format!("webhook `{name}`: header `{header}` {why}")),
+                    );
                 }
             }
             if let Some(retry) = &webhook.retry
@@ -955,7 +962,10 @@ impl Deployment {
                 ));
             }
             if webhook.timeout_s == 0 {
-                errors.push(self.error_at(at, format!("webhook `{name}`: timeout_s must be at least 1")));
+                errors.push(self.error_at(
+                    at,
+                    format!("webhook `{name}`: timeout_s must be at least 1"),
+                ));
             }
             if let Some(filter) = &webhook.filter {
                 for (offset, message) in crate::webhooks::check_filter(filter.get_ref()) {
@@ -963,17 +973,15 @@ impl Deployment {
                     // (exact for strings without escapes).
                     let start = filter.span().start;
                     let rest = self.source.get(start..).unwrap_or_default();
-                    let opening = if rest.starts_with("'''") || rest.starts_with("\"\"\"")
-                    {
+                    let opening = if rest.starts_with("'''") || rest.starts_with("\"\"\"") {
                         3
                     } else {
                         1
                     };
                     let position = (start + opening + offset).min(filter.span().end);
-                    errors.push(self.error_at(
-                        position,
-                        format!("webhook `{name}`: filter: {message}"),
-                    ));
+                    errors.push(
+                        self.error_at(position, format!("webhook `{name}`: filter: {message}")),
+                    );
                 }
             }
         }
@@ -1104,7 +1112,10 @@ mod tests {
         assert_eq!(find("not an http or https URL").line, 3);
         let event = find("unknown event `alarm_raisd`");
         assert_eq!(event.line, 4);
-        assert!(event.message.contains("did you mean `alarm_raised`?"), "{event}");
+        assert!(
+            event.message.contains("did you mean `alarm_raised`?"),
+            "{event}"
+        );
         let filter = find("filter:");
         assert_eq!(filter.line, 5);
         assert!(filter.column > 10, "{filter}");
@@ -1119,8 +1130,8 @@ mod tests {
             let source = format!(
                 "[[webhook]]\nname = \"ops\"\nurl = \"http://x/\"\nevents = [\"alarm_raised\"]\nretry = {text}\n"
             );
-            let deployment = Deployment::from_source(Path::new("deploy.toml"), source)
-                .expect("loads");
+            let deployment =
+                Deployment::from_source(Path::new("deploy.toml"), source).expect("loads");
             deployment.file.webhook[0]
                 .retry
                 .as_ref()
@@ -1137,7 +1148,10 @@ mod tests {
         );
         let fixed = policy("{ max_retries = 4, interval_s = 3 }");
         assert_eq!(fixed.max_retries, 4);
-        assert_eq!(fixed.delay_before_retry(4), std::time::Duration::from_secs(3));
+        assert_eq!(
+            fixed.delay_before_retry(4),
+            std::time::Duration::from_secs(3)
+        );
         assert_eq!(default_webhook_policy().max_retries, 3);
     }
 

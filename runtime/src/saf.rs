@@ -42,7 +42,8 @@ use std::time::Duration;
 
 pub use error::SafError;
 pub use forwarder::{
-    Deliverer, Deliverers, DeliveryFuture, DetailedDeliveryFuture, Forwarder, ForwarderConfig, Outcome, ShutdownReport,
+    Deliverer, Deliverers, DeliveryFuture, DetailedDeliveryFuture, Forwarder, ForwarderConfig,
+    Outcome, ShutdownReport,
 };
 pub use model::{
     Attempt, AttemptOutcome, Backoff, Category, Enqueued, ListFilter, MAX_ERROR_BYTES,

@@ -42,8 +42,8 @@ use serde_json::{Value, json};
 use crate::deployment::{Deployment, WebhookDef, default_webhook_policy};
 use crate::saf::{
     Attempt, AttemptOutcome, Category, Deliverer, DeliveryFuture, DetailedDeliveryFuture,
-    ListFilter, MAX_RESPONSE_BODY_BYTES, Message, NewMessage, Outcome, RetryPolicy, Saf,
-    SafError, Status, shorten_to,
+    ListFilter, MAX_RESPONSE_BODY_BYTES, Message, NewMessage, Outcome, RetryPolicy, Saf, SafError,
+    Status, shorten_to,
 };
 use crate::timelog::rfc3339_ms;
 
@@ -245,14 +245,17 @@ impl Subscription {
                 .map_err(|_| format!("webhook `{name}`: bad value of header `{header}`"))?;
             headers.insert(header_name, header_value);
         }
-        let secret = definition.secret_env.as_ref().map(|variable| match env(variable) {
-            None => Err(format!(
-                "webhook `{name}`: environment variable `{variable}` (secret_env) is not set"
-            )),
-            Some(text) => SigningSecret::parse(&text).map_err(|problem| {
-                format!("webhook `{name}`: environment variable `{variable}`: {problem}")
-            }),
-        });
+        let secret = definition
+            .secret_env
+            .as_ref()
+            .map(|variable| match env(variable) {
+                None => Err(format!(
+                    "webhook `{name}`: environment variable `{variable}` (secret_env) is not set"
+                )),
+                Some(text) => SigningSecret::parse(&text).map_err(|problem| {
+                    format!("webhook `{name}`: environment variable `{variable}`: {problem}")
+                }),
+            });
         let policy = match &definition.retry {
             None => default_webhook_policy(),
             Some(retry) => retry
@@ -534,7 +537,9 @@ impl Webhooks {
             StatusClass::Success => Outcome::Delivered {
                 status: Some(status),
             },
-            StatusClass::Transient => transient(format!("HTTP {status}"), Some(status), retry_after),
+            StatusClass::Transient => {
+                transient(format!("HTTP {status}"), Some(status), retry_after)
+            }
             StatusClass::Permanent => Outcome::Permanent {
                 error: format!("HTTP {status}"),
                 status: Some(status),
@@ -644,8 +649,7 @@ impl Deliverer for ParkedEvents {
 
     fn parked(&self, message: &Message, attempt: &Attempt) {
         self.inner.parked(message, attempt);
-        if message.category == Category::Webhook || !self.webhooks.wants(EventType::MessageParked)
-        {
+        if message.category == Category::Webhook || !self.webhooks.wants(EventType::MessageParked) {
             return;
         }
         let event = Event::new(

@@ -75,7 +75,11 @@ impl Receiver {
     fn accepted(&self) -> Vec<Value> {
         self.requests()
             .into_iter()
-            .filter(|r| r["answered"].as_u64().is_some_and(|s| (200..300).contains(&s)))
+            .filter(|r| {
+                r["answered"]
+                    .as_u64()
+                    .is_some_and(|s| (200..300).contains(&s))
+            })
             .collect()
     }
 }
@@ -89,6 +93,7 @@ impl Drop for Receiver {
 
 fn deployment(central: u16, site: u16, main_url: &str, rejecting_url: &str) -> String {
     let admin = scl_runtime::keys::sha256_hex(ADMIN);
+    let down = free_port();
     nodes(Some(central), &[("plant", site)])
         + &api_keys(&[("erp", KEY)])
         + &format!(
@@ -121,10 +126,25 @@ approved_keys = ["erp"]
 script = "divide.scl"
 approved_keys = ["erp"]
 
+[api_methods.Buffer]
+script = "buffer.scl"
+approved_keys = ["erp"]
+
+[templates.Pump.scripts.Post]
+file = "post.scl"
+kind = "instance"
+
+# Nothing listens on its port: a CachedCall is buffered, retried once and parked.
+[external_systems.Down]
+base_url = "http://127.0.0.1:{down}"
+timeout_s = 2
+retry = {{ max_retries = 1, interval_s = 1 }}
+methods.Post = {{ http = "POST", path = "/readings" }}
+
 [[webhook]]
 name = "main"
 url = "{main_url}"
-events = ["attribute_changed", "alarm_raised", "alarm_cleared", "script_failed", "bulk_job_finished"]
+events = ["attribute_changed", "alarm_raised", "alarm_cleared", "script_failed", "message_parked", "bulk_job_finished"]
 attributes = ["temperature"]
 filter = '(event["type"] != "attribute_changed" && event["type"] != "alarm_raised") || event["data"]["instance"] == "P1"'
 headers = {{ X-Tenant = "acme" }}
@@ -150,7 +170,18 @@ const SCRIPTS: &[(&str, &str)] = &[
         "set_attr.scl",
         "fn main(code: string, name: string, value: json) -> int {\n    Route.To(code).SetAttribute(name, value);\n    return 1;\n}\n",
     ),
-    ("divide.scl", "fn main(d: int) -> int {\n    return 10 / d;\n}\n"),
+    (
+        "divide.scl",
+        "fn main(d: int) -> int {\n    return 10 / d;\n}\n",
+    ),
+    (
+        "buffer.scl",
+        "fn main(code: string) -> json {\n    return Route.To(code).Call(\"Post\", {});\n}\n",
+    ),
+    (
+        "post.scl",
+        "fn main() -> json {\n    let d = ExternalSystem.CachedCall(\"Down\", \"Post\", { asset: Instance.Code() });\n    return { id: d.id, status: d.status };\n}\n",
+    ),
 ];
 
 async fn get(api: &Api, path: &str, admin: bool) -> (u16, Value) {
@@ -199,6 +230,11 @@ fn describe(request: &Value) -> String {
             data["node"].as_str().unwrap_or_default(),
             data["script"].as_str().unwrap_or_default()
         ),
+        "message_parked" => format!(
+            "message_parked {} {}",
+            data["category"].as_str().unwrap_or_default(),
+            data["target"].as_str().unwrap_or_default()
+        ),
         "bulk_job_finished" => format!(
             "bulk_job_finished {}",
             data["job"]["status"].as_str().unwrap_or_default()
@@ -215,7 +251,11 @@ async fn events_arrive_signed_once_per_id_despite_503s_and_4xx_parks() {
         "main",
         &["--secret", SECRET, "--fail-first", "2"],
     );
-    let rejecting = Receiver::start(dir.path(), "rejecting", &["--secret", SECRET, "--status", "400"]);
+    let rejecting = Receiver::start(
+        dir.path(),
+        "rejecting",
+        &["--secret", SECRET, "--status", "400"],
+    );
     let (central_port, site_port) = (free_port(), free_port());
     let folder = Folder::new(
         &deployment(central_port, site_port, &main.url, &rejecting.url),
@@ -235,6 +275,11 @@ async fn events_arrive_signed_once_per_id_despite_503s_and_4xx_parks() {
     // An api script fails on central: script_failed.
     let (status, _) = api.call("Divide", Some(KEY), json!({ "d": 0 })).await;
     assert_eq!(status, 500);
+    // A CachedCall to a system that is down is buffered, retried once, and parked:
+    // message_parked.
+    let (status, buffered) = api.call("Buffer", Some(KEY), json!({ "code": "P1" })).await;
+    assert_eq!(status, 200, "{buffered}");
+    assert_eq!(buffered["status"], "buffered", "{buffered}");
     // A bulk job runs to its end: bulk_job_finished.
     let response = api
         .http
@@ -254,17 +299,27 @@ async fn events_arrive_signed_once_per_id_despite_503s_and_4xx_parks() {
         "alarm_cleared P1 Hot",
         "script_failed central Divide",
         "bulk_job_finished COMPLETED",
+        "message_parked external_call Down/Post",
     ]
     .into_iter()
     .map(str::to_owned)
     .collect();
     // Every event delivered: the history says `delivered` for as many deliveries as events.
-    let history = eventually("every event delivered to `main`", Duration::from_secs(90), || async {
-        let (status, body) = get(&api, "/admin/webhooks/main/deliveries?status=delivered", true).await;
-        assert_eq!(status, 200, "{body}");
-        let rows = body["deliveries"].as_array().cloned().unwrap_or_default();
-        (rows.len() >= expected.len()).then_some(rows)
-    })
+    let history = eventually(
+        "every event delivered to `main`",
+        Duration::from_secs(90),
+        || async {
+            let (status, body) = get(
+                &api,
+                "/admin/webhooks/main/deliveries?status=delivered",
+                true,
+            )
+            .await;
+            assert_eq!(status, 200, "{body}");
+            let rows = body["deliveries"].as_array().cloned().unwrap_or_default();
+            (rows.len() >= expected.len()).then_some(rows)
+        },
+    )
     .await;
     assert_eq!(history.len(), expected.len(), "{history:#?}");
 
@@ -289,6 +344,12 @@ async fn events_arrive_signed_once_per_id_despite_503s_and_4xx_parks() {
         assert!(id.starts_with("evt_"), "{id}");
         assert_eq!(answers, &vec![503, 503, 200], "event {id}");
     }
+    let parked_event = accepted
+        .iter()
+        .find(|r| r["type"] == "message_parked")
+        .expect("message_parked");
+    assert_eq!(parked_event["event"]["data"]["message_id"], buffered["id"]);
+    assert_eq!(parked_event["event"]["data"]["attempts"], 2);
     for request in &accepted {
         assert_eq!(request["headers"]["x-tenant"], "acme", "{request}");
         assert_eq!(request["headers"]["content-type"], "application/json");
@@ -308,21 +369,38 @@ async fn events_arrive_signed_once_per_id_despite_503s_and_4xx_parks() {
         let last = &row["attempts"][2];
         let body = last["response_body"].as_str().expect("a response body");
         assert!(body.starts_with("{\"ok\": true"), "{body}");
-        assert!(body.len() <= 1024, "the body is capped: {} bytes", body.len());
+        assert!(
+            body.len() <= 1024,
+            "the body is capped: {} bytes",
+            body.len()
+        );
         assert_eq!(row["attempts"][0]["response_body"], "try again later");
         assert!(row["attempts"][0]["duration_ms"].is_u64(), "{row}");
-        assert!(row["event_id"].as_str().is_some_and(|id| attempts.contains_key(id)));
+        assert!(
+            row["event_id"]
+                .as_str()
+                .is_some_and(|id| attempts.contains_key(id))
+        );
     }
     let nodes: BTreeSet<&str> = history.iter().filter_map(|r| r["node"].as_str()).collect();
     assert_eq!(nodes, BTreeSet::from(["central", "plant"]));
 
     // Every temperature and pressure change went to `rejecting`, which answers 400: each is
     // parked after one attempt.
-    let parked = eventually("four deliveries parked", Duration::from_secs(60), || async {
-        let (_, body) = get(&api, "/admin/webhooks/rejecting/deliveries?status=parked", true).await;
-        let rows = body["deliveries"].as_array().cloned().unwrap_or_default();
-        (rows.len() >= 4).then_some(rows)
-    })
+    let parked = eventually(
+        "four deliveries parked",
+        Duration::from_secs(60),
+        || async {
+            let (_, body) = get(
+                &api,
+                "/admin/webhooks/rejecting/deliveries?status=parked",
+                true,
+            )
+            .await;
+            let rows = body["deliveries"].as_array().cloned().unwrap_or_default();
+            (rows.len() >= 4).then_some(rows)
+        },
+    )
     .await;
     assert_eq!(parked.len(), 4, "{parked:#?}");
     for row in &parked {
@@ -340,22 +418,30 @@ async fn events_arrive_signed_once_per_id_despite_503s_and_4xx_parks() {
     let (_, limited) = get(&api, "/admin/webhooks/main/deliveries?limit=2", true).await;
     assert_eq!(limited["deliveries"].as_array().map(Vec::len), Some(2));
     let (status, body) = get(&api, "/admin/webhooks/main/deliveries?status=lost", true).await;
-    assert_eq!((status, body["code"].as_str()), (400, Some("invalid_query")));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("invalid_query"))
+    );
     let (status, body) = get(&api, "/admin/webhooks/nope/deliveries", true).await;
-    assert_eq!((status, body["code"].as_str()), (404, Some("unknown_webhook")));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (404, Some("unknown_webhook"))
+    );
     assert!(body["error"].is_string());
     let (status, body) = get(&api, "/admin/webhooks/main/deliveries", false).await;
-    assert_eq!((status, body["code"].as_str()), (401, Some("invalid_admin_key")));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("invalid_admin_key"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finished_bulk_jobs_are_pruned_after_the_retention() {
     let port = free_port();
     // 0.00003 days is 2.6 s; the worker then looks for old jobs every second.
-    let text = nodes(Some(port), &[]).replace(
-        "[central]\n",
-        "[central]\nbulk_retention_days = 0.00003\n",
-    ) + &api_keys(&[("erp", KEY)])
+    let text = nodes(Some(port), &[])
+        .replace("[central]\n", "[central]\nbulk_retention_days = 0.00003\n")
+        + &api_keys(&[("erp", KEY)])
         + "\n[api_methods.Divide]\nscript = \"divide.scl\"\napproved_keys = [\"erp\"]\n";
     let folder = Folder::new(&text, &[SCRIPTS[2]]);
     let _node = folder.serve("central", &[], &[]);
@@ -383,10 +469,14 @@ async fn finished_bulk_jobs_are_pruned_after_the_retention() {
     assert_eq!(status, 200);
     assert_eq!(body["results"].as_array().map(Vec::len), Some(2));
     // Then it goes, results and all.
-    let gone = eventually("the finished job is pruned", Duration::from_secs(30), || async {
-        let (status, body) = get(&api, &path, false).await;
-        (status == 404).then_some(body)
-    })
+    let gone = eventually(
+        "the finished job is pruned",
+        Duration::from_secs(30),
+        || async {
+            let (status, body) = get(&api, &path, false).await;
+            (status == 404).then_some(body)
+        },
+    )
     .await;
     assert_eq!(gone["code"], "unknown_job");
     let (status, body) = get(&api, &format!("{path}/results"), false).await;

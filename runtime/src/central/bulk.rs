@@ -404,10 +404,13 @@ pub(crate) async fn work(central: Arc<Central>, batch_size: usize, retention: Du
         if Instant::now() >= next_prune {
             next_prune = Instant::now() + every;
             let store = Arc::clone(&central);
-            let before = now_ms().saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
+            let before =
+                now_ms().saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
             match tokio::task::spawn_blocking(move || store.bulk.prune(before)).await {
                 Ok(Ok(0)) => {}
-                Ok(Ok(count)) => tracing::info!(count, "finished bulk jobs past the retention removed"),
+                Ok(Ok(count)) => {
+                    tracing::info!(count, "finished bulk jobs past the retention removed")
+                }
                 Ok(Err(problem)) => tracing::error!("bulk jobs pruning: {problem}"),
                 Err(problem) => tracing::error!("bulk jobs pruning: {problem}"),
             }

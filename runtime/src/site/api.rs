@@ -59,7 +59,10 @@ pub fn router(site: &Site) -> Router {
         )
         .route("/internal/bundle", get(bundle_version).put(put_bundle))
         .route("/internal/deliveries/{id}", get(delivery))
-        .route("/internal/webhooks/{name}/deliveries", get(webhook_deliveries))
+        .route(
+            "/internal/webhooks/{name}/deliveries",
+            get(webhook_deliveries),
+        )
         .route("/admin/events", get(events))
         .route("/admin/runs", get(runs))
         .route("/health", get(health))

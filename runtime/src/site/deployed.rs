@@ -92,9 +92,12 @@ impl Deployed {
         for problem in modules.problems() {
             tracing::warn!(site = %options.name, "{problem}");
         }
-        let webhooks =
-            crate::webhooks::Webhooks::build(&deployment, &|name| env(name), Some(shared.saf.clone()))
-                .map_err(|e| vec![e])?;
+        let webhooks = crate::webhooks::Webhooks::build(
+            &deployment,
+            &|name| env(name),
+            Some(shared.saf.clone()),
+        )
+        .map_err(|e| vec![e])?;
         for problem in webhooks.problems() {
             tracing::warn!(site = %options.name, "{problem}");
         }

@@ -743,4 +743,3 @@ pub(crate) async fn set(
         )),
     }
 }
-

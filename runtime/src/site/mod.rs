@@ -314,12 +314,8 @@ impl Site {
             })
             .with(Category::Webhook, deployed.webhooks.deliverer());
         running.forwarder = Some(
-            Forwarder::start(
-                shared.saf.clone(),
-                deliverers,
-                ForwarderConfig::default(),
-            )
-            .map_err(|e| vec![e.to_string()])?,
+            Forwarder::start(shared.saf.clone(), deliverers, ForwarderConfig::default())
+                .map_err(|e| vec![e.to_string()])?,
         );
         running.triggers = instance::start_triggers(&shared, &deployed);
         shared.metrics.deployments.fetch_add(1, Ordering::Relaxed);
