@@ -482,3 +482,96 @@ async fn finished_bulk_jobs_are_pruned_after_the_retention() {
     let (status, body) = get(&api, &format!("{path}/results"), false).await;
     assert_eq!((status, body["code"].as_str()), (404, Some("unknown_job")));
 }
+
+/// Two central nodes of one file on one machine share `data_dir`, so they share central's
+/// webhook buffer: both buffer their events, one forwards (the holder of the file lock), and
+/// when it dies the other takes over. Every event arrives exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn central_nodes_sharing_a_data_dir_deliver_each_event_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let receiver = Receiver::start(
+        dir.path(),
+        "central",
+        &["--secret", SECRET, "--fail-first", "1"],
+    );
+    let (first_port, second_port) = (free_port(), free_port());
+    let admin = scl_runtime::keys::sha256_hex(ADMIN);
+    let text = nodes(Some(first_port), &[])
+        + &api_keys(&[("erp", KEY)])
+        + &format!(
+            r#"
+[admin_keys.ops]
+sha256 = "{admin}"
+
+[api_methods.Divide]
+script = "divide.scl"
+approved_keys = ["erp"]
+
+[[webhook]]
+name = "failures"
+url = "{url}"
+events = ["script_failed"]
+secret_env = "SCL_TEST_WEBHOOK_SECRET"
+retry = {{ backoff_s = [1] }}
+"#,
+            url = receiver.url
+        );
+    let folder = Folder::new(&text, &[SCRIPTS[2]]);
+    let env = [("SCL_TEST_WEBHOOK_SECRET", SECRET)];
+    let first_listen = format!("127.0.0.1:{first_port}");
+    let second_listen = format!("127.0.0.1:{second_port}");
+    let mut first = folder.serve("central", &["--listen", &first_listen], &env);
+    let _second = folder.serve("central", &["--listen", &second_listen], &env);
+    let first_api = Api::new(format!("http://{first_listen}"));
+    let second_api = Api::new(format!("http://{second_listen}"));
+    first_api.wait_healthy().await;
+    second_api.wait_healthy().await;
+
+    let fail_on = |api: Api| async move {
+        let (status, _) = api.call("Divide", Some(KEY), json!({ "d": 0 })).await;
+        assert_eq!(status, 500);
+    };
+    for _ in 0..3 {
+        fail_on(first_api.clone()).await;
+        fail_on(second_api.clone()).await;
+    }
+    let delivered = |api: Api, count: usize| async move {
+        eventually("the events delivered", Duration::from_secs(60), || async {
+            let (status, body) = get(
+                &api,
+                "/admin/webhooks/failures/deliveries?status=delivered",
+                true,
+            )
+            .await;
+            assert_eq!(status, 200, "{body}");
+            let rows = body["deliveries"].as_array().map_or(0, Vec::len);
+            (rows >= count).then_some(rows)
+        })
+        .await
+    };
+    assert_eq!(delivered(second_api.clone(), 6).await, 6);
+
+    // The first node dies (it may or may not hold the lease); the second buffers and
+    // forwards on its own.
+    first.kill();
+    fail_on(second_api.clone()).await;
+    fail_on(second_api.clone()).await;
+    assert_eq!(delivered(second_api.clone(), 8).await, 8);
+
+    let mut answers: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for request in receiver.requests() {
+        assert_eq!(request["verified"], true, "{request}");
+        answers
+            .entry(request["id"].as_str().unwrap_or_default().to_owned())
+            .or_default()
+            .push(request["answered"].as_u64().unwrap_or_default());
+    }
+    assert_eq!(answers.len(), 8, "{answers:?}");
+    for (id, answered) in &answers {
+        assert_eq!(
+            answered,
+            &vec![503, 200],
+            "event {id} was not delivered exactly once"
+        );
+    }
+}
