@@ -181,7 +181,7 @@ pub fn check_filter(filter: &str) -> Vec<(usize, String)> {
         require_main: true,
     };
     let checked = check(&parsed, &options);
-    parsed
+    let mut errors: Vec<(usize, String)> = parsed
         .diagnostics
         .iter()
         .chain(checked.diagnostics.iter())
@@ -192,7 +192,16 @@ pub fn check_filter(filter: &str) -> Vec<(usize, String)> {
                 .min(filter.len());
             (offset, format!("{} [{}]", d.message, d.code.id))
         })
-        .collect()
+        .collect();
+    // A filter is one expression: text that closes `main` and declares more (functions
+    // with loops) is refused, so evaluating a filter stays a short, bounded step.
+    if errors.is_empty() && parsed.file.items.len() != 1 {
+        errors.push((
+            0,
+            "a filter is a single boolean expression, not declarations".to_owned(),
+        ));
+    }
+    errors
 }
 
 /// Compiles a filter that [`check_filter`] accepted.
@@ -812,6 +821,14 @@ mod tests {
         let errors = check_filter("1 + true");
         assert!(!errors.is_empty(), "{errors:?}");
         assert!(errors[0].0 <= "1 + true".len());
+        let smuggled = "true);\n}\nfn spin() -> bool {\n    while true {\n    }\n    return (true";
+        let errors = check_filter(smuggled);
+        assert!(
+            errors
+                .iter()
+                .any(|(_, m)| m.contains("single boolean expression")),
+            "{errors:?}"
+        );
     }
 
     #[test]
