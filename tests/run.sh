@@ -73,6 +73,10 @@ start_httpbin
 source tests/servers/haproxy.sh
 start_haproxy
 
+# Webhooks: a receiver verifying Standard Webhooks signatures with `standardwebhooks` (PyPI).
+source tests/servers/webhooks.sh
+start_webhooks
+
 log "tests"
 # Every test, in parallel processes; a failure prints its output and fails the run.
 cargo nextest run --workspace --locked --no-fail-fast

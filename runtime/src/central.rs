@@ -53,6 +53,7 @@ mod metrics;
 mod openapi;
 mod route;
 mod schema;
+mod webhooks;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -133,6 +134,8 @@ pub mod codes {
     pub const PROCESSING_HALTED: &str = "processing_halted";
     /// 404: no bulk job with that id for this caller.
     pub const UNKNOWN_JOB: &str = "unknown_job";
+    /// 404: no webhook of that name (`GET /admin/webhooks/{name}/deliveries`).
+    pub const UNKNOWN_WEBHOOK: &str = "unknown_webhook";
     /// 404: no site holds the delivery id (`GET /api/deliveries/{id}`).
     pub const UNKNOWN_DELIVERY: &str = "unknown_delivery";
     /// 503: the node is shutting down.
@@ -194,6 +197,8 @@ impl std::fmt::Debug for CentralConfig {
 pub struct CentralHandle {
     local_addr: SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// The webhook forwarder's lease task and its stop flag.
+    webhook_forwarding: Option<(Arc<AtomicBool>, tokio::task::JoinHandle<()>)>,
     server: tokio::task::JoinHandle<Result<(), String>>,
     central: Arc<Central>,
 }
@@ -218,6 +223,10 @@ impl CentralHandle {
         self.central.shutting_down.store(true, Ordering::SeqCst);
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
+        }
+        if let Some((stopping, task)) = self.webhook_forwarding.take() {
+            stopping.store(true, Ordering::SeqCst);
+            let _ = task.await;
         }
         let served = (&mut self.server)
             .await
@@ -252,6 +261,10 @@ struct Central {
     apps: apps::Apps,
     /// Bulk jobs (`/api/bulk/*`).
     bulk: bulk::BulkStore,
+    /// Webhook subscriptions; central's events buffer into `webhook_buffer`.
+    webhooks: Arc<crate::webhooks::Webhooks>,
+    /// `central/saf`, when the deployment has webhooks.
+    webhook_buffer: Option<crate::saf::Saf>,
     pool: ScriptPool,
     failures: Arc<FailureLog>,
     /// One row per method run ([`crate::runs`]).
@@ -311,7 +324,22 @@ pub async fn start(
         .as_ref()
         .map_or(200, |c| c.bulk_batch_size)
         .max(1);
-    tokio::spawn(bulk::work(Arc::clone(&central), batch_size));
+    let bulk_retention = deployment
+        .file
+        .central
+        .as_ref()
+        .map_or(Duration::from_secs(7 * 86_400), |c| c.bulk_retention());
+    tokio::spawn(bulk::work(Arc::clone(&central), batch_size, bulk_retention));
+    let webhook_forwarding = central.webhook_buffer.clone().map(|saf| {
+        let stopping = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn(webhooks::forward_with_lease(
+            saf,
+            Arc::clone(&central.webhooks),
+            data_dir_of(&deployment, &config),
+            Arc::clone(&stopping),
+        ));
+        (stopping, task)
+    });
     // Prune the failures log once a day even when nothing fails.
     let failures = Arc::downgrade(&central.failures);
     tokio::spawn(async move {
@@ -328,9 +356,18 @@ pub async fn start(
     Ok(CentralHandle {
         local_addr,
         stop: Some(stop),
+        webhook_forwarding,
         server,
         central,
     })
+}
+
+/// The node's data directory: the configured one or the deployment's `data_dir`.
+fn data_dir_of(deployment: &Deployment, config: &CentralConfig) -> PathBuf {
+    config
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| deployment.base_dir().join(&deployment.file.data_dir))
 }
 
 fn build(deployment: &Deployment, config: &CentralConfig) -> Result<Central, String> {
@@ -413,10 +450,17 @@ fn build(deployment: &Deployment, config: &CentralConfig) -> Result<Central, Str
     if !problems.is_empty() {
         return Err(problems.join("\n"));
     }
-    let data_dir = config
-        .data_dir
-        .clone()
-        .unwrap_or_else(|| deployment.base_dir().join(&deployment.file.data_dir));
+    let data_dir = data_dir_of(deployment, config);
+    let webhook_buffer = if deployment.file.webhook.is_empty() {
+        None
+    } else {
+        Some(webhooks::open_buffer(&data_dir)?)
+    };
+    let central_webhooks =
+        crate::webhooks::Webhooks::build(deployment, &*config.env, webhook_buffer.clone())?;
+    for problem in central_webhooks.problems() {
+        tracing::warn!("central: {problem}");
+    }
     let retention_days = deployment
         .file
         .central
@@ -480,6 +524,8 @@ fn build(deployment: &Deployment, config: &CentralConfig) -> Result<Central, Str
         admin_keys: auth::KeyTable::new(&deployment.file.admin_keys),
         apps,
         bulk: bulk::BulkStore::open(&data_dir)?,
+        webhooks: central_webhooks,
+        webhook_buffer,
         pool,
         failures: Arc::new(failures),
         runs,
@@ -562,6 +608,10 @@ fn router(central: Arc<Central>, max_body_bytes: u64) -> Router {
         )
         .route("/admin/failures", get(admin_failures).fallback(only_get))
         .route("/admin/runs", get(admin_runs).fallback(only_get))
+        .route(
+            "/admin/webhooks/{name}/deliveries",
+            get(webhooks::history).fallback(only_get),
+        )
         .route("/oauth/token", post(oauth_token).fallback(only_post))
         .route("/oauth/revoke", post(oauth_revoke).fallback(only_post))
         .route("/health", get(health).fallback(only_get))
@@ -974,6 +1024,29 @@ async fn run(
     };
     let detail = format!("{}/{}: {}{at}", error.kind, error.code, error.message);
     let status = outcome.stats.status;
+    if central
+        .webhooks
+        .wants(crate::webhooks::EventType::ScriptFailed)
+    {
+        let event = crate::webhooks::Event::new(
+            crate::webhooks::EventType::ScriptFailed,
+            serde_json::json!({
+                "node": "central",
+                "script": &*method.name,
+                "kind": ScriptKind::Api.name(),
+                "trigger": "api",
+                "status": status.name(),
+                "error": {
+                    "kind": error.kind,
+                    "code": error.code,
+                    "message": error.message,
+                    "line": error.line,
+                    "column": error.column,
+                },
+            }),
+        );
+        central.webhooks.emit(&event).await;
+    }
     let failure = if status == Status::Timeout
         || (status == Status::Limit && error.code == "timeout")
         || Instant::now() >= deadline

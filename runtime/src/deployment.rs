@@ -61,6 +61,107 @@ pub struct DeploymentFile {
     /// Connected apps: OAuth2 client-credentials callers of the inbound API.
     #[serde(default)]
     pub apps: BTreeMap<String, AppDef>,
+    /// Webhooks: outbound subscriptions to runtime events ([`crate::webhooks`]).
+    #[serde(default)]
+    pub webhook: Vec<WebhookDef>,
+}
+
+/// `[[webhook]]`: an outbound subscription to runtime events, delivered
+/// through store-and-forward (see `docs/api.md`, "Webhooks").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookDef {
+    /// The subscription's name: letters, digits, `-` and `_`.
+    pub name: Spanned<String>,
+    /// Where events are POSTed (`http` or `https`).
+    pub url: Spanned<String>,
+    /// The event types delivered (`attribute_changed`, `alarm_raised`, ...).
+    pub events: Vec<Spanned<String>>,
+    /// Extra request headers (values are not secret: they are in the file).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// An SCL boolean expression over `event: json`; events for which it is
+    /// not `true` are not delivered.
+    #[serde(default)]
+    pub filter: Option<Spanned<String>>,
+    /// The environment variable holding the Standard Webhooks secret
+    /// (`whsec_` + base64).
+    #[serde(default)]
+    pub secret_env: Option<String>,
+    /// Retry policy; default `backoff_s = [10, 60, 300]`.
+    #[serde(default)]
+    pub retry: Option<Spanned<WebhookRetryDef>>,
+    /// Only events of these instances (attribute, alarm and script events).
+    #[serde(default)]
+    pub instances: Vec<Spanned<String>>,
+    /// Only `attribute_changed` events of these attributes.
+    #[serde(default)]
+    pub attributes: Vec<Spanned<String>>,
+    /// Time limit of one delivery attempt; default 10 s.
+    #[serde(default = "default_webhook_timeout_s")]
+    pub timeout_s: u64,
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+fn default_webhook_timeout_s() -> u64 {
+    10
+}
+
+/// A webhook's `retry`: `{ backoff_s = [...] }` (retries = the schedule's
+/// length unless `max_retries` says otherwise; the last delay repeats) or
+/// `{ max_retries = N, interval_s = S }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookRetryDef {
+    #[serde(default)]
+    pub max_retries: Option<u32>,
+    #[serde(default)]
+    pub interval_s: Option<u64>,
+    #[serde(default)]
+    pub backoff_s: Option<Vec<u64>>,
+}
+
+impl WebhookRetryDef {
+    /// The store-and-forward policy, or what is wrong with the table.
+    pub fn policy(&self) -> Result<crate::saf::RetryPolicy, String> {
+        use std::time::Duration;
+        match (&self.backoff_s, self.interval_s, self.max_retries) {
+            (Some(_), Some(_), _) => {
+                Err("give either `backoff_s` or `interval_s`, not both".to_owned())
+            }
+            (Some(schedule), None, max_retries) => {
+                if schedule.is_empty() {
+                    return Err("`backoff_s` needs at least one delay".to_owned());
+                }
+                let delays: Vec<Duration> =
+                    schedule.iter().map(|s| Duration::from_secs(*s)).collect();
+                let retries = max_retries.unwrap_or(schedule.len() as u32);
+                Ok(crate::saf::RetryPolicy::schedule(retries, &delays))
+            }
+            (None, Some(interval), Some(max_retries)) => Ok(crate::saf::RetryPolicy::fixed(
+                max_retries,
+                Duration::from_secs(interval),
+            )),
+            (None, Some(_), None) => Err("`interval_s` needs `max_retries`".to_owned()),
+            (None, None, _) => {
+                Err("give `backoff_s = [...]` or `max_retries` with `interval_s`".to_owned())
+            }
+        }
+    }
+}
+
+/// The default webhook retry policy (seed 004): retries after 10 s, 60 s and 300 s.
+pub fn default_webhook_policy() -> crate::saf::RetryPolicy {
+    use std::time::Duration;
+    crate::saf::RetryPolicy::schedule(
+        3,
+        &[
+            Duration::from_secs(10),
+            Duration::from_secs(60),
+            Duration::from_secs(300),
+        ],
+    )
 }
 
 /// `[apps.NAME]`: an OAuth2 client (client credentials) allowed to call
@@ -162,6 +263,27 @@ pub struct CentralDef {
     /// Records of a bulk job run between two progress commits; default 200.
     #[serde(default = "default_bulk_batch_size")]
     pub bulk_batch_size: usize,
+    /// Days a finished bulk job (and its results) is kept; default 7.
+    /// Fractions are allowed (`0.5` is twelve hours).
+    #[serde(default = "default_bulk_retention_days")]
+    pub bulk_retention_days: f64,
+}
+
+fn default_bulk_retention_days() -> f64 {
+    7.0
+}
+
+impl CentralDef {
+    /// How long finished bulk jobs are kept.
+    pub fn bulk_retention(&self) -> std::time::Duration {
+        let days = self.bulk_retention_days;
+        if days.is_finite() && days >= 0.0 {
+            std::time::Duration::try_from_secs_f64(days * 86_400.0)
+                .unwrap_or(std::time::Duration::MAX)
+        } else {
+            std::time::Duration::from_secs(7 * 86_400)
+        }
+    }
 }
 
 fn default_bulk_batch_size() -> usize {
@@ -806,6 +928,18 @@ impl Deployment {
                 ));
             }
         }
+        if let Some(central) = &file.central {
+            let days = central.bulk_retention_days;
+            if !days.is_finite() || days < 0.0 {
+                errors.push(self.error_at(
+                    0,
+                    format!(
+                        "[central] bulk_retention_days must be a number of days >= 0, not {days}"
+                    ),
+                ));
+            }
+        }
+        self.validate_webhooks(&mut errors);
         let keys = file
             .api_keys
             .iter()
@@ -821,6 +955,154 @@ impl Deployment {
             }
         }
         errors
+    }
+
+    fn validate_webhooks(&self, errors: &mut Vec<DeploymentError>) {
+        let file = &self.file;
+        let mut names: Vec<&str> = Vec::new();
+        for webhook in &file.webhook {
+            let name = webhook.name.get_ref().as_str();
+            let at = webhook.name.span().start;
+            if names.contains(&name) {
+                errors.push(self.error_at(at, format!("webhook `{name}` is defined twice")));
+            }
+            names.push(name);
+            let name_ok = !name.is_empty()
+                && name.len() <= 100
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !name_ok {
+                errors.push(self.error_at(
+                    at,
+                    format!("webhook name `{name}` must be 1 to 100 letters, digits, `-` or `_`"),
+                ));
+            }
+            let url_ok = url::Url::parse(webhook.url.get_ref())
+                .is_ok_and(|url| matches!(url.scheme(), "http" | "https") && url.has_host());
+            if !url_ok {
+                errors.push(self.error_at(
+                    webhook.url.span().start,
+                    format!(
+                        "webhook `{name}`: `{}` is not an http or https URL",
+                        webhook.url.get_ref()
+                    ),
+                ));
+            }
+            if webhook.events.is_empty() {
+                errors.push(self.error_at(at, format!("webhook `{name}` subscribes to no events")));
+            }
+            for event in &webhook.events {
+                if crate::webhooks::EventType::parse(event.get_ref()).is_none() {
+                    errors.push(self.error_at(
+                        event.span().start,
+                        format!(
+                            "webhook `{name}`: unknown event `{}`; expected one of {}{}",
+                            event.get_ref(),
+                            crate::webhooks::EventType::names().join(", "),
+                            suggestion(event.get_ref(), crate::webhooks::EventType::names().iter())
+                        ),
+                    ));
+                }
+            }
+            let subscribes = |wanted: &str| webhook.events.iter().any(|e| e.get_ref() == wanted);
+            for instance in &webhook.instances {
+                let known = file
+                    .instance
+                    .iter()
+                    .any(|i| i.code.get_ref() == instance.get_ref());
+                if !known {
+                    errors.push(self.error_at(
+                        instance.span().start,
+                        format!(
+                            "webhook `{name}` filters on instance `{}`, which is not defined{}",
+                            instance.get_ref(),
+                            suggestion(
+                                instance.get_ref(),
+                                file.instance.iter().map(|i| i.code.get_ref())
+                            )
+                        ),
+                    ));
+                }
+            }
+            for attribute in &webhook.attributes {
+                let known = file
+                    .templates
+                    .values()
+                    .any(|t| t.attributes.contains_key(attribute.get_ref()));
+                if !known {
+                    errors.push(self.error_at(
+                        attribute.span().start,
+                        format!(
+                            "webhook `{name}` filters on attribute `{}`, which no template defines",
+                            attribute.get_ref()
+                        ),
+                    ));
+                } else if !subscribes("attribute_changed") {
+                    errors.push(self.error_at(
+                        attribute.span().start,
+                        format!(
+                            "webhook `{name}` filters on attributes but does not subscribe to `attribute_changed`"
+                        ),
+                    ));
+                }
+            }
+            for (header, value) in &webhook.headers {
+                let lower = header.to_ascii_lowercase();
+                let reserved = matches!(
+                    lower.as_str(),
+                    "webhook-id"
+                        | "webhook-timestamp"
+                        | "webhook-signature"
+                        | "content-type"
+                        | "content-length"
+                        | "host"
+                );
+                let valid = reqwest::header::HeaderName::from_bytes(header.as_bytes()).is_ok()
+                    && reqwest::header::HeaderValue::from_str(value).is_ok();
+                if reserved || !valid {
+                    let why = if reserved {
+                        "is set by the runtime"
+                    } else {
+                        "is not a valid HTTP header"
+                    };
+                    errors.push(
+                        self.error_at(at, format!("webhook `{name}`: header `{header}` {why}")),
+                    );
+                }
+            }
+            if let Some(retry) = &webhook.retry
+                && let Err(problem) = retry.get_ref().policy()
+            {
+                errors.push(self.error_at(
+                    retry.span().start,
+                    format!("webhook `{name}`: retry: {problem}"),
+                ));
+            }
+            if webhook.timeout_s == 0 {
+                errors.push(self.error_at(
+                    at,
+                    format!("webhook `{name}`: timeout_s must be at least 1"),
+                ));
+            }
+            if let Some(filter) = &webhook.filter {
+                for (offset, message) in crate::webhooks::check_filter(filter.get_ref()) {
+                    // Offsets inside the text map into the TOML string after its opening quote
+                    // (exact for strings without escapes).
+                    let start = filter.span().start;
+                    let rest = self.source.get(start..).unwrap_or_default();
+                    let opening = if rest.starts_with("'''") || rest.starts_with("\"\"\"") {
+                        3
+                    } else {
+                        1
+                    };
+                    let position = (start + opening + offset).min(filter.span().end);
+                    errors.push(
+                        self.error_at(position, format!("webhook `{name}`: filter: {message}")),
+                    );
+                }
+            }
+        }
     }
 
     /// The folder script paths are relative to.
@@ -931,6 +1213,65 @@ fn suggestion<'a, S: AsRef<str> + ?Sized + 'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bad_webhooks_are_errors_at_their_position() {
+        let source = "[[webhook]]\nname = \"ops\"\nurl = \"ftp://x\"\nevents = [\"alarm_raisd\"]\n\
+                      filter = 'event[\"type\"] == 1 +'\nretry = { interval_s = 5 }\n\
+                      attributes = [\"nope\"]\nheaders = { webhook-id = \"x\" }\n";
+        let errors = Deployment::from_source(Path::new("deploy.toml"), source.to_owned())
+            .expect_err("refused");
+        let find = |needle: &str| {
+            errors
+                .iter()
+                .find(|e| e.message.contains(needle))
+                .unwrap_or_else(|| panic!("no error with `{needle}` in {errors:?}"))
+        };
+        assert_eq!(find("not an http or https URL").line, 3);
+        let event = find("unknown event `alarm_raisd`");
+        assert_eq!(event.line, 4);
+        assert!(
+            event.message.contains("did you mean `alarm_raised`?"),
+            "{event}"
+        );
+        let filter = find("filter:");
+        assert_eq!(filter.line, 5);
+        assert!(filter.column > 10, "{filter}");
+        assert_eq!(find("`interval_s` needs `max_retries`").line, 6);
+        assert_eq!(find("attribute `nope`").line, 7);
+        find("header `webhook-id` is set by the runtime");
+    }
+
+    #[test]
+    fn webhook_retry_policies() {
+        let policy = |text: &str| {
+            let source = format!(
+                "[[webhook]]\nname = \"ops\"\nurl = \"http://x/\"\nevents = [\"alarm_raised\"]\nretry = {text}\n"
+            );
+            let deployment =
+                Deployment::from_source(Path::new("deploy.toml"), source).expect("loads");
+            deployment.file.webhook[0]
+                .retry
+                .as_ref()
+                .expect("retry")
+                .get_ref()
+                .policy()
+                .expect("a policy")
+        };
+        let schedule = policy("{ backoff_s = [1, 2] }");
+        assert_eq!(schedule.max_retries, 2);
+        assert_eq!(
+            schedule.delay_before_retry(2),
+            std::time::Duration::from_secs(2)
+        );
+        let fixed = policy("{ max_retries = 4, interval_s = 3 }");
+        assert_eq!(fixed.max_retries, 4);
+        assert_eq!(
+            fixed.delay_before_retry(4),
+            std::time::Duration::from_secs(3)
+        );
+        assert_eq!(default_webhook_policy().max_retries, 3);
+    }
 
     #[test]
     fn method_names_of_routes_are_reserved() {

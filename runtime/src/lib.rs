@@ -25,3 +25,4 @@ pub mod saf;
 pub mod serve;
 pub mod site;
 pub mod timelog;
+pub mod webhooks;

@@ -250,6 +250,26 @@ impl SiteClient {
         .await
     }
 
+    /// The deliveries of one webhook subscription buffered on the site
+    /// (`GET /internal/webhooks/{name}/deliveries` with `status`/`limit`).
+    pub async fn webhook_deliveries(
+        &self,
+        name: &str,
+        query: &[(String, String)],
+    ) -> Result<Vec<crate::webhooks::DeliveryView>, RemoteError> {
+        let url = format!(
+            "{}/internal/webhooks/{}/deliveries",
+            self.base_url,
+            encode(name)
+        );
+        let request = self
+            .http
+            .get(url)
+            .query(query)
+            .header(TOKEN_HEADER, &self.token);
+        self.send(request).await
+    }
+
     pub async fn bundle_version(&self) -> Result<BundleAccepted, RemoteError> {
         self.send(|base| {
             self.http

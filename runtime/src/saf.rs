@@ -43,12 +43,13 @@ use std::time::Duration;
 
 pub use error::SafError;
 pub use forwarder::{
-    Deliverer, Deliverers, DeliveryFuture, Forwarder, ForwarderConfig, Outcome, ShutdownReport,
+    Deliverer, Deliverers, DeliveryFuture, DetailedDeliveryFuture, Forwarder, ForwarderConfig,
+    Outcome, ShutdownReport,
 };
 pub use model::{
     Attempt, AttemptOutcome, Backoff, Category, Enqueued, ListFilter, MAX_ERROR_BYTES,
-    MAX_ID_BYTES, MAX_TARGET_BYTES, Message, NewMessage, PriorAttempt, RetryPolicy, Selector,
-    Status, StatusReport, UnixMillis, now_ms, shorten,
+    MAX_ID_BYTES, MAX_RESPONSE_BODY_BYTES, MAX_TARGET_BYTES, Message, NewMessage, PriorAttempt,
+    RetryPolicy, Selector, Status, StatusReport, UnixMillis, now_ms, shorten, shorten_to,
 };
 
 use store::{IndexTable, ScanPosition, Shared, encode_message, index_key, validate_key_part};

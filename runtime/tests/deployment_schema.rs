@@ -120,6 +120,14 @@ fn every_section_lists_exactly_the_keys_the_loader_accepts() {
             "[api_keys.k]\nsha256 = \"00\"\nzz_unknown = 1\n",
         ),
         (
+            "/properties/webhook/items",
+            "[[webhook]]\nname = \"w\"\nurl = \"http://h/\"\nevents = []\nzz_unknown = 1\n",
+        ),
+        (
+            "/$defs/webhook_retry",
+            "[[webhook]]\nname = \"w\"\nurl = \"http://h/\"\nevents = []\nretry = { zz_unknown = 1 }\n",
+        ),
+        (
             "/properties/api_methods/additionalProperties",
             "[api_methods.m]\nscript = \"m.scl\"\nzz_unknown = 1\n",
         ),

@@ -19,6 +19,11 @@
 //! `ABORTED`; `GET /api/bulk/{id}/results?status=failed|succeeded&offset&limit`
 //! → per-record results; `POST /api/bulk/{id}/abort`. Only the caller who
 //! submitted a job (the same API key or app) sees or aborts it.
+//!
+//! A finished job (and its records and results) is removed by the worker once
+//! it has not changed for `[central] bulk_retention_days` (default 7); its id
+//! then answers 404 `unknown_job`. The end of a job emits the webhook event
+//! `bulk_job_finished` ([`crate::webhooks`]).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -309,6 +314,45 @@ impl BulkStore {
         })
     }
 
+    /// Removes finished jobs (`COMPLETED`, `FAILED`, `ABORTED`) last changed before
+    /// `before_ms`, with their records and results; how many jobs went.
+    fn prune(&self, before_ms: i64) -> Result<usize, String> {
+        let mut wtxn = self.env.write_txn().map_err(|e| e.to_string())?;
+        let mut old: Vec<String> = Vec::new();
+        for entry in self.jobs.iter(&wtxn).map_err(|e| e.to_string())? {
+            let (_, raw) = entry.map_err(|e| e.to_string())?;
+            let Ok(job) = serde_json::from_slice::<Job>(raw) else {
+                continue;
+            };
+            let updated_ms = chrono::DateTime::parse_from_rfc3339(&job.updated)
+                .map_or(i64::MAX, |t| t.timestamp_millis());
+            if !job.active() && updated_ms < before_ms {
+                old.push(job.id);
+            }
+        }
+        for id in &old {
+            let mut start = id.as_bytes().to_vec();
+            start.push(0);
+            let mut end = id.as_bytes().to_vec();
+            end.push(1);
+            let range = (
+                std::ops::Bound::Included(start.as_slice()),
+                std::ops::Bound::Excluded(end.as_slice()),
+            );
+            self.records
+                .delete_range(&mut wtxn, &range)
+                .map_err(|e| e.to_string())?;
+            self.results
+                .delete_range(&mut wtxn, &range)
+                .map_err(|e| e.to_string())?;
+            self.jobs
+                .delete(&mut wtxn, id.as_bytes())
+                .map_err(|e| e.to_string())?;
+        }
+        wtxn.commit().map_err(|e| e.to_string())?;
+        Ok(old.len())
+    }
+
     fn results(
         &self,
         id: &str,
@@ -347,13 +391,29 @@ impl BulkStore {
 }
 
 /// Runs the jobs this node can take, batch by batch, until the node stops.
-pub(crate) async fn work(central: Arc<Central>, batch_size: usize) {
+pub(crate) async fn work(central: Arc<Central>, batch_size: usize, retention: Duration) {
+    let every = prune_interval(retention);
+    let mut next_prune = Instant::now();
     loop {
         if central
             .shutting_down
             .load(std::sync::atomic::Ordering::SeqCst)
         {
             return;
+        }
+        if Instant::now() >= next_prune {
+            next_prune = Instant::now() + every;
+            let store = Arc::clone(&central);
+            let before =
+                now_ms().saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
+            match tokio::task::spawn_blocking(move || store.bulk.prune(before)).await {
+                Ok(Ok(0)) => {}
+                Ok(Ok(count)) => {
+                    tracing::info!(count, "finished bulk jobs past the retention removed")
+                }
+                Ok(Err(problem)) => tracing::error!("bulk jobs pruning: {problem}"),
+                Err(problem) => tracing::error!("bulk jobs pruning: {problem}"),
+            }
         }
         let store = Arc::clone(&central);
         let claimed = tokio::task::spawn_blocking(move || store.bulk.claim()).await;
@@ -381,7 +441,11 @@ pub(crate) async fn work(central: Arc<Central>, batch_size: usize) {
 async fn run_job(central: &Arc<Central>, mut job: Job, batch_size: usize) {
     let Some(method) = central.methods.get(&job.method) else {
         tracing::warn!(job = %job.id, method = %job.method, "bulk job's method is not deployed");
-        let _ = central.bulk.finish(&job.id, "FAILED");
+        if let Ok(Some(failed)) = central.bulk.finish(&job.id, "FAILED")
+            && failed.status == "FAILED"
+        {
+            job_finished(central, &failed).await;
+        }
         return;
     };
     while job.active() && job.lease_owner == central.bulk.node {
@@ -462,7 +526,29 @@ async fn run_job(central: &Arc<Central>, mut job: Job, batch_size: usize) {
     }
     if job.status == "COMPLETED" {
         tracing::info!(job = %job.id, succeeded = job.succeeded, failed = job.failed, "bulk job completed");
+        job_finished(central, &job).await;
     }
+}
+
+/// Emits `bulk_job_finished` for a job that just ended. The event id is derived from the job
+/// id, so the event is buffered once per job even if two nodes see the end.
+async fn job_finished(central: &Arc<Central>, job: &Job) {
+    use crate::webhooks::{Event, EventType};
+    if !central.webhooks.wants(EventType::BulkJobFinished) {
+        return;
+    }
+    let event = Event::with_stable_id(
+        format!("evt_bulk_{}", job.id),
+        EventType::BulkJobFinished,
+        json!({ "job": job.public() }),
+    );
+    central.webhooks.emit(&event).await;
+}
+
+/// How often the worker looks for finished jobs past the retention: a quarter of the
+/// retention, between 1 s and 10 min.
+fn prune_interval(retention: Duration) -> Duration {
+    (retention / 4).clamp(Duration::from_secs(1), Duration::from_secs(600))
 }
 
 fn bad(message: impl Into<String>) -> ApiError {
@@ -645,7 +731,12 @@ pub(crate) async fn abort(
         Err(error) => return error.into_response(),
     };
     match central.bulk.finish(&job.id, "ABORTED") {
-        Ok(Some(job)) => axum::Json(job.public()).into_response(),
+        Ok(Some(finished)) => {
+            if job.active() && finished.status == "ABORTED" {
+                job_finished(&central, &finished).await;
+            }
+            axum::Json(finished.public()).into_response()
+        }
         Ok(None) => StatusCode::NOT_FOUND.into_response(),
         Err(problem) => storage(problem).into_response(),
     }

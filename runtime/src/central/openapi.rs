@@ -157,7 +157,7 @@ pub(crate) fn document<'a>(
                     "properties": {
                         "id": { "type": "string" },
                         "site": { "type": "string" },
-                        "category": { "enum": ["external_call", "notification", "cached_write"] },
+                        "category": { "enum": ["external_call", "notification", "cached_write", "webhook"] },
                         "target": { "type": "string", "description": "System/Method, notification list or connection name." },
                         "status": { "enum": ["pending", "retrying", "delivered", "parked", "discarded"] },
                         "attempts": { "type": "integer" },
@@ -175,7 +175,8 @@ pub(crate) fn document<'a>(
                                     "outcome": { "enum": ["delivered", "transient", "permanent"] },
                                     "status_code": { "type": "integer" },
                                     "error": { "type": "string" },
-                                    "duration_ms": { "type": "integer" }
+                                    "duration_ms": { "type": "integer" },
+                                    "response_body": { "type": "string", "description": "Webhooks: the first 1 KiB of the receiver's answer." }
                                 },
                                 "required": ["at_ms", "outcome", "duration_ms"]
                             }

@@ -29,10 +29,15 @@ use tokio::time::Instant;
 
 use super::Saf;
 use super::error::SafError;
-use super::model::{Attempt, AttemptOutcome, Category, Message, UnixMillis, now_ms};
+use super::model::{Attempt, AttemptOutcome, Category, Message, Status, UnixMillis, now_ms};
 
 /// The future a [`Deliverer`] returns.
 pub type DeliveryFuture<'a> = Pin<Box<dyn Future<Output = Outcome> + Send + 'a>>;
+
+/// The future of [`Deliverer::deliver_with_body`]: the outcome and the start of the peer's
+/// response body.
+pub type DetailedDeliveryFuture<'a> =
+    Pin<Box<dyn Future<Output = (Outcome, Option<String>)> + Send + 'a>>;
 
 /// Sends messages of one category (HTTP call, email, SQL write, webhook) and classifies the
 /// result. Implementations must not retry on their own: the engine does.
@@ -40,6 +45,19 @@ pub trait Deliverer: Send + Sync + 'static {
     /// Attempt delivery of `message` once. Include `message.id` in what is sent so the peer
     /// can deduplicate (delivery is at-least-once).
     fn deliver<'a>(&'a self, message: &'a Message) -> DeliveryFuture<'a>;
+
+    /// Like [`Deliverer::deliver`], also returning the start of the peer's response body,
+    /// which the attempt record keeps. The forwarder calls this one; by default it keeps no
+    /// body.
+    fn deliver_with_body<'a>(&'a self, message: &'a Message) -> DetailedDeliveryFuture<'a> {
+        Box::pin(async move { (self.deliver(message).await, None) })
+    }
+
+    /// Told after an attempt of `message` was recorded and left it parked (a permanent
+    /// failure, or its last retry failed). By default nothing happens.
+    fn parked(&self, message: &Message, attempt: &Attempt) {
+        let _ = (message, attempt);
+    }
 }
 
 /// How one attempt ended, as the deliverer classifies it.
@@ -107,6 +125,20 @@ impl Deliverers {
     /// Register (or replace) a shared deliverer.
     pub fn insert(&mut self, category: Category, deliverer: Arc<dyn Deliverer>) {
         self.by_category.insert(category, deliverer);
+    }
+
+    /// Replace every registered deliverer with `wrap(category, deliverer)` (to observe
+    /// attempts of every category, e.g. parked messages).
+    pub fn wrap_all(
+        mut self,
+        wrap: impl Fn(Category, Arc<dyn Deliverer>) -> Arc<dyn Deliverer>,
+    ) -> Deliverers {
+        self.by_category = self
+            .by_category
+            .into_iter()
+            .map(|(category, deliverer)| (category, wrap(category, deliverer)))
+            .collect();
+        self
     }
 
     fn get(&self, category: Category) -> Option<Arc<dyn Deliverer>> {
@@ -402,42 +434,60 @@ async fn attempt_one(
 ) {
     let at_ms = now_ms();
     let started = Instant::now();
-    let outcome = match &deliverer {
-        None => Outcome::Transient {
-            error: format!(
-                "no deliverer is registered for category `{}`",
-                message.category.as_str()
-            ),
-            status: None,
-            retry_after: None,
-        },
+    let (outcome, response_body) = match &deliverer {
+        None => (
+            Outcome::Transient {
+                error: format!(
+                    "no deliverer is registered for category `{}`",
+                    message.category.as_str()
+                ),
+                status: None,
+                retry_after: None,
+            },
+            None,
+        ),
         Some(deliverer) => {
-            let attempt = CatchUnwind(deliverer.deliver(&message));
+            let attempt = CatchUnwind(deliverer.deliver_with_body(&message));
             match tokio::time::timeout(timeout, attempt).await {
-                Ok(Ok(outcome)) => outcome,
-                Ok(Err(panic)) => Outcome::Transient {
-                    error: format!("the deliverer panicked: {panic}"),
-                    status: None,
-                    retry_after: None,
-                },
-                Err(_) => Outcome::Transient {
-                    error: format!("attempt timed out after {} ms", timeout.as_millis()),
-                    status: None,
-                    retry_after: None,
-                },
+                Ok(Ok(detailed)) => detailed,
+                Ok(Err(panic)) => (
+                    Outcome::Transient {
+                        error: format!("the deliverer panicked: {panic}"),
+                        status: None,
+                        retry_after: None,
+                    },
+                    None,
+                ),
+                Err(_) => (
+                    Outcome::Transient {
+                        error: format!("attempt timed out after {} ms", timeout.as_millis()),
+                        status: None,
+                        retry_after: None,
+                    },
+                    None,
+                ),
             }
         }
     };
-    let (attempt, retry_after) = outcome.into_attempt(at_ms, started.elapsed());
-    if let Err(error) = saf
-        .record_attempt(&message.id, attempt, retry_after, jitter)
-        .await
-    {
-        // The message is still due under its old time; wait a little so a broken disk does
-        // not turn into a busy loop of attempts.
-        tracing::warn!(id = %message.id, %error, "store-and-forward attempt not recorded");
-        if !matches!(error, SafError::Closed) {
-            tokio::time::sleep(Duration::from_secs(1)).await;
+    let (mut attempt, retry_after) = outcome.into_attempt(at_ms, started.elapsed());
+    attempt.response_body = response_body;
+    let recorded = saf
+        .record_attempt(&message.id, attempt.clone(), retry_after, jitter)
+        .await;
+    match recorded {
+        Ok(Some(Status::Parked)) => {
+            if let Some(deliverer) = &deliverer {
+                deliverer.parked(&message, &attempt);
+            }
+        }
+        Ok(_) => {}
+        Err(error) => {
+            // The message is still due under its old time; wait a little so a broken disk
+            // does not turn into a busy loop of attempts.
+            tracing::warn!(id = %message.id, %error, "store-and-forward attempt not recorded");
+            if !matches!(error, SafError::Closed) {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
         }
     }
 }

@@ -28,6 +28,8 @@ pub fn now_ms() -> UnixMillis {
 pub const MAX_ID_BYTES: usize = 200;
 /// Longest target, in bytes.
 pub const MAX_TARGET_BYTES: usize = 200;
+/// Longest response body excerpt kept in an attempt record, in bytes.
+pub const MAX_RESPONSE_BODY_BYTES: usize = 1024;
 /// Longest error text kept in an attempt record or in `last_error`, in bytes.
 pub const MAX_ERROR_BYTES: usize = 512;
 
@@ -221,6 +223,10 @@ pub struct Attempt {
     pub error: Option<String>,
     /// How long the attempt took.
     pub duration_ms: u64,
+    /// The start of the peer's response body, for deliverers that keep it (webhooks keep
+    /// at most [`MAX_RESPONSE_BODY_BYTES`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_body: Option<String>,
 }
 
 impl Attempt {
@@ -238,6 +244,7 @@ impl Attempt {
             status_code,
             error: error.map(|text| shorten(&text)),
             duration_ms: duration.as_millis() as u64,
+            response_body: None,
         }
     }
 }
@@ -495,10 +502,17 @@ pub enum Selector {
 
 /// Shorten an error text to [`MAX_ERROR_BYTES`] at a character boundary.
 pub fn shorten(text: &str) -> String {
-    if text.len() <= MAX_ERROR_BYTES {
+    shorten_to(text, MAX_ERROR_BYTES)
+}
+
+/// Shorten a text to at most `max` bytes (at least 3) at a character boundary, marking the
+/// cut with `...`.
+pub fn shorten_to(text: &str, max: usize) -> String {
+    let max = max.max(3);
+    if text.len() <= max {
         return text.to_owned();
     }
-    let mut end = MAX_ERROR_BYTES - 3;
+    let mut end = max - 3;
     while !text.is_char_boundary(end) {
         end -= 1;
     }

@@ -59,6 +59,10 @@ pub fn router(site: &Site) -> Router {
         )
         .route("/internal/bundle", get(bundle_version).put(put_bundle))
         .route("/internal/deliveries/{id}", get(delivery))
+        .route(
+            "/internal/webhooks/{name}/deliveries",
+            get(webhook_deliveries),
+        )
         .route("/admin/events", get(events))
         .route("/admin/runs", get(runs))
         .route("/health", get(health))
@@ -318,6 +322,44 @@ async fn delivery(
             "internal",
             None,
             "the delivery lookup did not finish",
+        ),
+    }
+}
+
+/// The deliveries of one webhook subscription in this site's buffer
+/// (`GET /admin/webhooks/{name}/deliveries` on central asks every site).
+async fn webhook_deliveries(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Response {
+    if let Err(response) = authorised(&state, &headers) {
+        return response;
+    }
+    let (status, limit) = match crate::webhooks::history_query(&params) {
+        Ok(parsed) => parsed,
+        Err(problem) => return error(StatusCode::BAD_REQUEST, "invalid_query", None, problem),
+    };
+    let saf = state.site.shared.saf.clone();
+    let node = state.site.shared.options.name.clone();
+    let listed = tokio::task::spawn_blocking(move || {
+        crate::webhooks::deliveries(&saf, &node, &name, status, limit)
+    })
+    .await;
+    match listed {
+        Ok(Ok(rows)) => axum::Json(rows).into_response(),
+        Ok(Err(problem)) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "storage",
+            None,
+            problem.to_string(),
+        ),
+        Err(_) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            None,
+            "the webhook history query did not finish",
         ),
     }
 }

@@ -52,6 +52,8 @@ pub(crate) struct InstancePlan {
 pub(crate) struct Deployed {
     pub version: String,
     pub modules: NodeModules,
+    /// The webhook subscriptions, buffering into the site's store-and-forward buffer.
+    pub webhooks: Arc<crate::webhooks::Webhooks>,
     pub templates: HashMap<String, Template>,
     pub shared_scripts: HashMap<String, Compiled>,
     pub instances: Vec<InstancePlan>,
@@ -88,6 +90,15 @@ impl Deployed {
         )
         .map_err(|e| vec![e])?;
         for problem in modules.problems() {
+            tracing::warn!(site = %options.name, "{problem}");
+        }
+        let webhooks = crate::webhooks::Webhooks::build(
+            &deployment,
+            &|name| env(name),
+            Some(shared.saf.clone()),
+        )
+        .map_err(|e| vec![e])?;
+        for problem in webhooks.problems() {
             tracing::warn!(site = %options.name, "{problem}");
         }
         let mut engine = Engine::default();
@@ -263,6 +274,7 @@ impl Deployed {
         Ok(Deployed {
             version: bundle.version.clone(),
             modules,
+            webhooks,
             templates,
             shared_scripts,
             instances,

@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use super::deployed::{Compiled, Deployed, coerce, fits, type_name};
 use super::{SiteShared, host};
 use crate::runs::{RunRecord, RunSource};
+use crate::webhooks::{Event, EventType};
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
 
@@ -303,6 +304,7 @@ pub(crate) fn run_compiled(
         Status::Limit => &metrics.runs_limit,
     };
     counter.fetch_add(1, Ordering::Relaxed);
+    let outcome_status = outcome.status();
     match outcome.result {
         Ok(value) => Ok(value.to_json()),
         Err(error) => {
@@ -311,6 +313,25 @@ pub(crate) fn run_compiled(
                 _ => String::new(),
             };
             // Nested failures are logged once, by the outermost run.
+            if depth == 0 && deployed.webhooks.wants(EventType::ScriptFailed) {
+                let event = Event::new(
+                    EventType::ScriptFailed,
+                    serde_json::json!({
+                        "site": shared.options.name,
+                        "instance": instance.map(|i| i.code.as_str()),
+                        "script": name,
+                        "kind": compiled.kind,
+                        "trigger": trigger.as_str(),
+                        "status": outcome_status.name(),
+                        "error": {
+                            "kind": error.kind,
+                            "code": error.code,
+                            "message": error.message,
+                        },
+                    }),
+                );
+                deployed.webhooks.emit_blocking(&event);
+            }
             if depth == 0 {
                 shared.event(
                     "script_failed",
@@ -509,12 +530,20 @@ pub(crate) fn set_attributes(
         }
         checked.push((name, coerce(definition.ty, value)));
     }
-    let changed: Vec<(String, serde_json::Value)> = {
+    let (changed, previous): (Vec<(String, serde_json::Value)>, Vec<serde_json::Value>) = {
         let state = lock(&instance.state);
         checked
             .into_iter()
             .filter(|(name, value)| state.attributes.get(name) != Some(value))
-            .collect()
+            .map(|(name, value)| {
+                let previous = state
+                    .attributes
+                    .get(&name)
+                    .cloned()
+                    .unwrap_or(serde_json::Value::Null);
+                ((name, value), previous)
+            })
+            .unzip()
     };
     if changed.is_empty() {
         return Ok(());
@@ -527,6 +556,22 @@ pub(crate) fn set_attributes(
         let mut state = lock(&instance.state);
         for (name, value) in &changed {
             state.attributes.insert(name.clone(), value.clone());
+        }
+    }
+    if deployed.webhooks.wants(EventType::AttributeChanged) {
+        for ((name, value), previous) in changed.iter().zip(previous) {
+            let event = Event::new(
+                EventType::AttributeChanged,
+                serde_json::json!({
+                    "site": shared.options.name,
+                    "instance": instance.code,
+                    "template": template_name,
+                    "attribute": name,
+                    "value": value,
+                    "previous": previous,
+                }),
+            );
+            deployed.webhooks.emit_blocking(&event);
         }
     }
     let mut triggered: Vec<&String> = template
@@ -581,6 +626,24 @@ pub(crate) fn evaluate_alarms(
         .unwrap_or(false);
         if holds != was {
             let state = if holds { "raised" } else { "cleared" };
+            let event_type = if holds {
+                EventType::AlarmRaised
+            } else {
+                EventType::AlarmCleared
+            };
+            if deployed.webhooks.wants(event_type) {
+                let event = Event::new(
+                    event_type,
+                    serde_json::json!({
+                        "site": shared.options.name,
+                        "instance": instance.code,
+                        "template": instance.template(),
+                        "alarm": alarm.script,
+                        "attributes": attributes,
+                    }),
+                );
+                deployed.webhooks.emit_blocking(&event);
+            }
             queue_triggered(
                 shared,
                 deployed,

@@ -34,7 +34,7 @@ use crate::modules::NodeEvents;
 use crate::pool::ScriptPool;
 use crate::protocol::Bundle;
 use crate::saf::replication::LinkStatus;
-use crate::saf::{Forwarder, ForwarderConfig, Saf, SafConfig};
+use crate::saf::{Category, Forwarder, ForwarderConfig, Saf, SafConfig};
 
 pub(crate) use deployed::Deployed;
 pub(crate) use instance::Instance;
@@ -372,13 +372,18 @@ impl Site {
         }
         instance::adopt(&shared, &deployed);
         *shared.current.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::clone(&deployed));
+        // Webhook deliveries, and every other category watched for parked messages.
+        let site_name = shared.options.name.clone();
+        let deliverers = deployed
+            .modules
+            .deliverers()
+            .wrap_all(|_, inner| {
+                crate::webhooks::ParkedEvents::wrap(inner, &deployed.webhooks, &site_name)
+            })
+            .with(Category::Webhook, deployed.webhooks.deliverer());
         running.forwarder = Some(
-            Forwarder::start(
-                shared.saf.clone(),
-                deployed.modules.deliverers(),
-                ForwarderConfig::default(),
-            )
-            .map_err(|e| vec![e.to_string()])?,
+            Forwarder::start(shared.saf.clone(), deliverers, ForwarderConfig::default())
+                .map_err(|e| vec![e.to_string()])?,
         );
         running.triggers = instance::start_triggers(&shared, &deployed);
         shared.metrics.deployments.fetch_add(1, Ordering::Relaxed);
