@@ -257,17 +257,14 @@ impl SiteClient {
         name: &str,
         query: &[(String, String)],
     ) -> Result<Vec<crate::webhooks::DeliveryView>, RemoteError> {
-        let url = format!(
-            "{}/internal/webhooks/{}/deliveries",
-            self.base_url,
-            encode(name)
-        );
-        let request = self
-            .http
-            .get(url)
-            .query(query)
-            .header(TOKEN_HEADER, &self.token);
-        self.send(request).await
+        let path = format!("/internal/webhooks/{}/deliveries", encode(name));
+        self.send(|base| {
+            self.http
+                .get(format!("{base}{path}"))
+                .query(query)
+                .header(TOKEN_HEADER, &self.token)
+        })
+        .await
     }
 
     pub async fn bundle_version(&self) -> Result<BundleAccepted, RemoteError> {
