@@ -31,7 +31,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::deployment::{Deployment, SiteDef};
-use crate::saf::replication::{self, LinkConfig, LinkStatus, StandbyConfig, StandbyEnd};
+use crate::saf::replication::{
+    self, LinkAuth, LinkConfig, LinkMetrics, LinkStatus, StandbyConfig, StandbyEnd,
+};
 use crate::saf::{Saf, SafConfig};
 use crate::site::{Site, SiteOptions};
 
@@ -92,10 +94,17 @@ pub async fn run_node(
         .map_err(|e| format!("site `{name}`: cannot listen on link {}: {e}", node.link))?;
     let listener = Arc::new(listener);
     let epoch = saf.epoch().map_err(|e| e.to_string())?;
+    // The link is keyed by the site's central↔site token (`[[site]] token_env`).
+    let auth = LinkAuth::new(&name, &options.token);
+    let metrics = Arc::new(LinkMetrics::default());
+    metrics.epoch.store(epoch, Ordering::Relaxed);
     let peer_link = node.peer_link.clone();
-    let peer = tokio::task::spawn_blocking(move || replication::probe(&peer_link, PROBE_TIMEOUT))
-        .await
-        .map_err(|e| e.to_string())?;
+    let probe_auth = auth.clone();
+    let peer = tokio::task::spawn_blocking(move || {
+        replication::probe(&peer_link, PROBE_TIMEOUT, &probe_auth)
+    })
+    .await
+    .map_err(|e| e.to_string())?;
     let start_active = match peer {
         Some((true, _, _)) => false,
         Some((false, peer_epoch, peer_primary)) => {
@@ -107,7 +116,8 @@ pub async fn run_node(
     let mut stop = stop;
     let mut took_over = None;
     if !start_active {
-        match standby_phase(&node, &saf, &listener, &mut stop, header_read_timeout).await? {
+        let link = (&auth, &metrics);
+        match standby_phase(&node, &saf, &listener, link, &mut stop, header_read_timeout).await? {
             Some(epoch) => took_over = Some(epoch),
             None => return Ok(()),
         }
@@ -118,6 +128,7 @@ pub async fn run_node(
         &deployment,
         saf,
         listener,
+        (auth, metrics),
         stop,
         header_read_timeout,
         took_over,
@@ -130,6 +141,7 @@ async fn standby_phase(
     node: &PairNode,
     saf: &Saf,
     listener: &Arc<TcpListener>,
+    (auth, metrics): (&LinkAuth, &Arc<LinkMetrics>),
     stop: &mut tokio::sync::oneshot::Receiver<()>,
     header_read_timeout: Duration,
 ) -> Result<Option<u64>, String> {
@@ -139,7 +151,7 @@ async fn standby_phase(
         .map_err(|e| format!("site `{name}`: cannot listen on {}: {e}", node.listen))?;
     tracing::info!(site = %name, listen = %node.listen, link = %node.link, "standby node serving");
     let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
-    let router = crate::site::api::standby_router(name);
+    let router = crate::site::api::standby_router(name, Arc::clone(metrics));
     let http_server = tokio::spawn(async move {
         let _ = crate::http_server::serve(http, router, header_read_timeout, async {
             let _ = http_stopped.await;
@@ -151,6 +163,8 @@ async fn standby_phase(
         site: name.clone(),
         primary: node.primary,
         takeover_after: node.takeover_after,
+        auth: auth.clone(),
+        metrics: Arc::clone(metrics),
     };
     let mut standby = {
         let (listener, saf, stopping) = (Arc::clone(listener), saf.clone(), Arc::clone(&stopping));
@@ -187,19 +201,31 @@ async fn active_phase(
     deployment: &Deployment,
     saf: Saf,
     listener: Arc<TcpListener>,
+    (auth, metrics): (LinkAuth, Arc<LinkMetrics>),
     stop: tokio::sync::oneshot::Receiver<()>,
     header_read_timeout: Duration,
     took_over: Option<u64>,
 ) -> Result<(), String> {
     let name = node.site.clone();
     let epoch = saf.epoch().map_err(|e| e.to_string())?;
+    metrics.set_active(true);
+    metrics.epoch.store(epoch, Ordering::Relaxed);
     let stop_answering = Arc::new(AtomicBool::new(false));
     {
         let (stop_answering, primary) = (Arc::clone(&stop_answering), node.primary);
+        let (auth, metrics) = (auth.clone(), Arc::clone(&metrics));
         std::thread::Builder::new()
             .name("saf-link-answer".to_owned())
             .spawn(move || {
-                replication::answer_as_active(&listener, epoch, primary, &stop_answering, &fenced)
+                replication::answer_as_active(
+                    &listener,
+                    epoch,
+                    primary,
+                    &auth,
+                    &metrics,
+                    &stop_answering,
+                    &fenced,
+                )
             })
             .map_err(|e| format!("site `{name}`: cannot start the link thread: {e}"))?;
     }
@@ -215,6 +241,8 @@ async fn active_phase(
             // active acknowledges alone); it is also how long a hung standby can hold the
             // writer in sync mode.
             ack_timeout: node.takeover_after,
+            auth,
+            metrics: Arc::clone(&metrics),
         },
     )
     .map_err(|e| format!("site `{name}`: {e}"))?;
@@ -229,7 +257,7 @@ async fn active_phase(
         });
     }
     let site = Site::start_with_saf(options, deployment, saf).await?;
-    site.watch_replication(status);
+    site.watch_replication(status, metrics);
     if let Some(epoch) = took_over {
         site.record_event(
             "takeover",
