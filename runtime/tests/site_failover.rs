@@ -137,6 +137,20 @@ async fn active_replication(http: &reqwest::Client, port: u16) -> Option<String>
     Some(body["replication"].as_str().unwrap_or_default().to_owned())
 }
 
+/// The value of the sample `series` (name and labels, exactly) in `GET /metrics` of a node.
+async fn metric(http: &reqwest::Client, port: u16, series: &str) -> Option<f64> {
+    let text = http
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_active_node_under_load_loses_no_buffered_message() {
     let erp = Arc::new(Erp::default());
@@ -184,6 +198,26 @@ async fn killing_the_active_node_under_load_loses_no_buffered_message() {
         || async { (active_replication(&http, node_ports[0]).await? == "up").then_some(()) },
     )
     .await;
+    // Both nodes show the link in `/metrics`.
+    let series = |role: &str, name: &str| format!("{name}{{site=\"plant-a\",role=\"{role}\"}}");
+    let up = |role: &str| {
+        format!("scl_replication_state{{site=\"plant-a\",role=\"{role}\",state=\"up\"}}")
+    };
+    assert_eq!(metric(&http, node_ports[0], &up("active")).await, Some(1.0));
+    eventually(
+        "the standby's /metrics to show the link up",
+        Duration::from_secs(30),
+        || async { (metric(&http, node_ports[1], &up("standby")).await? == 1.0).then_some(()) },
+    )
+    .await;
+    for (port, role) in [(node_ports[0], "active"), (node_ports[1], "standby")] {
+        let epoch = series(role, "scl_replication_epoch");
+        assert_eq!(metric(&http, port, &epoch).await, Some(0.0), "{role}");
+        let takeovers = series(role, "scl_replication_takeovers_total");
+        assert_eq!(metric(&http, port, &takeovers).await, Some(0.0), "{role}");
+        let refused = series(role, "scl_replication_refused_total");
+        assert_eq!(metric(&http, port, &refused).await, Some(0.0), "{role}");
+    }
 
     let told: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
     let counter = Arc::new(AtomicU64::new(0));
@@ -247,6 +281,17 @@ async fn killing_the_active_node_under_load_loses_no_buffered_message() {
                 .is_some(),
             "node {active} answers as active after the kill of node {victim}"
         );
+        // The first takeover of each node raises the epoch to the cycle's number.
+        let takeovers = series("active", "scl_replication_takeovers_total");
+        assert_eq!(
+            metric(&http, node_ports[active], &takeovers).await,
+            Some(1.0)
+        );
+        let epoch = series("active", "scl_replication_epoch");
+        assert_eq!(
+            metric(&http, node_ports[active], &epoch).await,
+            Some((cycle + 1) as f64)
+        );
         // The killed node comes back as the new standby and is resynced.
         nodes[victim] = Some(start(victim));
         eventually(
@@ -262,6 +307,12 @@ async fn killing_the_active_node_under_load_loses_no_buffered_message() {
                 .await
                 .is_none(),
             "the restarted node {victim} stays standby"
+        );
+        let position = series("standby", "scl_replication_position");
+        let standby_position = metric(&http, node_ports[victim], &position).await;
+        assert!(
+            standby_position.is_some_and(|p| p > 0.0),
+            "standby position {standby_position:?}"
         );
     }
     stop.store(true, Ordering::SeqCst);

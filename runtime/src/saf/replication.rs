@@ -259,7 +259,13 @@ fn authenticate_accepting(
                 frame_name(&other)
             )));
         }
-        Err(error) => return Ok(Accepted::Refused(format!("no proof: {error}"))),
+        // A frame of another version, oversized or undecodable.
+        Err(error) if error.kind() == std::io::ErrorKind::Other => {
+            return Ok(Accepted::Refused(format!("sent an unreadable frame: {error}")));
+        }
+        // The peer went away or stayed silent (a probe that gave up, a port scanner): it
+        // sent nothing to refuse.
+        Err(error) => return Err(error),
     };
     if !auth.verify(Side::Connecting, &ours, &mac) {
         return Ok(Accepted::Refused(
