@@ -32,7 +32,8 @@ use std::time::Duration;
 
 use crate::deployment::{Deployment, SiteDef};
 use crate::saf::replication::{
-    self, LinkAuth, LinkConfig, LinkMetrics, LinkStatus, StandbyConfig, StandbyEnd,
+    self, LinkAuth, LinkConfig, LinkMetrics, LinkStatus, StandbyConfig, StandbyEnd, Witness,
+    WitnessVerdict,
 };
 use crate::saf::{Saf, SafConfig};
 use crate::site::{Site, SiteOptions};
@@ -54,17 +55,27 @@ pub struct PairNode {
     pub peer_link: String,
     pub sync: bool,
     pub takeover_after: Duration,
+    /// The address this node listens on for the link (`link` unless `link_listen`).
+    pub link_listen: String,
+    /// Central's URL when central is the pair's witness.
+    pub witness: Option<String>,
+    /// Whether to take over when the witness cannot be asked.
+    pub takeover_without_witness: bool,
 }
 
 impl PairNode {
     /// The node of `definition` this process runs; `None` when the site has no standby.
-    pub fn of(definition: &SiteDef, standby: bool) -> Option<PairNode> {
+    pub fn of(definition: &SiteDef, central_url: Option<&str>, standby: bool) -> Option<PairNode> {
         let pair = definition.standby.as_ref()?.get_ref();
         let primary_link = definition.link.as_ref()?.get_ref().clone();
         let (listen, link, peer_link) = if standby {
             (pair.listen.clone(), pair.link.clone(), primary_link)
         } else {
             (definition.listen.clone(), primary_link, pair.link.clone())
+        };
+        let link_listen = match (&pair.link_listen, standby) {
+            (Some(address), true) => address.clone(),
+            _ => link.clone(),
         };
         Some(PairNode {
             site: definition.name.get_ref().clone(),
@@ -74,6 +85,11 @@ impl PairNode {
             peer_link,
             sync: definition.replication_is_sync(),
             takeover_after: definition.takeover_after(),
+            link_listen,
+            witness: central_url
+                .filter(|_| definition.witness_is_central())
+                .map(|url| url.trim_end_matches('/').to_owned()),
+            takeover_without_witness: definition.takeover_without_witness(),
         })
     }
 }
@@ -90,8 +106,12 @@ pub async fn run_node(
     let name = node.site.clone();
     let saf = Saf::open(SafConfig::new(crate::site::saf_dir(&options)))
         .map_err(|e| format!("site `{name}`: {e}"))?;
-    let listener = TcpListener::bind(&node.link)
-        .map_err(|e| format!("site `{name}`: cannot listen on link {}: {e}", node.link))?;
+    let listener = TcpListener::bind(&node.link_listen).map_err(|e| {
+        format!(
+            "site `{name}`: cannot listen on link {}: {e}",
+            node.link_listen
+        )
+    })?;
     let listener = Arc::new(listener);
     let epoch = saf.epoch().map_err(|e| e.to_string())?;
     // The link is keyed by the site's central↔site token (`[[site]] token_env`).
@@ -117,7 +137,22 @@ pub async fn run_node(
     let mut took_over = None;
     if !start_active {
         let link = (&auth, &metrics);
-        match standby_phase(&node, &saf, &listener, link, &mut stop, header_read_timeout).await? {
+        let witness = node
+            .witness
+            .as_ref()
+            .map(|central| central_witness(central, &node, &options.token))
+            .transpose()?;
+        match standby_phase(
+            &node,
+            &saf,
+            &listener,
+            link,
+            witness,
+            &mut stop,
+            header_read_timeout,
+        )
+        .await?
+        {
             Some(epoch) => took_over = Some(epoch),
             None => return Ok(()),
         }
@@ -142,6 +177,7 @@ async fn standby_phase(
     saf: &Saf,
     listener: &Arc<TcpListener>,
     (auth, metrics): (&LinkAuth, &Arc<LinkMetrics>),
+    witness: Option<Witness>,
     stop: &mut tokio::sync::oneshot::Receiver<()>,
     header_read_timeout: Duration,
 ) -> Result<Option<u64>, String> {
@@ -165,6 +201,7 @@ async fn standby_phase(
         takeover_after: node.takeover_after,
         auth: auth.clone(),
         metrics: Arc::clone(metrics),
+        witness,
     };
     let mut standby = {
         let (listener, saf, stopping) = (Arc::clone(listener), saf.clone(), Arc::clone(&stopping));
@@ -276,6 +313,62 @@ async fn active_phase(
     stop_answering.store(true, Ordering::SeqCst);
     site.shutdown().await;
     served
+}
+
+/// How long a standby waits for central's witness answer (central probes the active within
+/// 1.5 s of it).
+const WITNESS_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Central as the witness of `node`'s takeovers: `GET {central}/internal/sites/{site}/witness`
+/// with the site's token; central answers whether it reaches the other node.
+fn central_witness(central: &str, node: &PairNode, token: &str) -> Result<Witness, String> {
+    let name = &node.site;
+    let http = reqwest::Client::builder()
+        .timeout(WITNESS_TIMEOUT)
+        .build()
+        .map_err(|e| format!("site `{name}`: cannot build the witness client: {e}"))?;
+    let url = format!(
+        "{central}/internal/sites/{}/witness?asking={}",
+        crate::protocol::encode(name),
+        if node.primary { "primary" } else { "standby" }
+    );
+    let (token, handle, site) = (
+        token.to_owned(),
+        tokio::runtime::Handle::current(),
+        name.clone(),
+    );
+    let ask = move || {
+        // Called on the standby's blocking thread, never on a runtime worker.
+        handle.block_on(async {
+            let response = http
+                .get(&url)
+                .header(crate::protocol::TOKEN_HEADER, &token)
+                .send()
+                .await;
+            let answer = match response {
+                Ok(response) if response.status().is_success() => {
+                    response.json::<crate::protocol::WitnessAnswer>().await.ok()
+                }
+                Ok(response) => {
+                    tracing::warn!(site = %site, status = %response.status(), "central refused the witness question");
+                    None
+                }
+                Err(error) => {
+                    tracing::warn!(site = %site, error = %error.without_url(), "central cannot be asked as witness");
+                    None
+                }
+            };
+            match answer {
+                Some(answer) if answer.active => WitnessVerdict::ActiveAlive,
+                Some(_) => WitnessVerdict::ActiveGone,
+                None => WitnessVerdict::NoAnswer,
+            }
+        })
+    };
+    Ok(Witness {
+        ask: Arc::new(ask),
+        takeover_without_answer: node.takeover_without_witness,
+    })
 }
 
 /// The peer holds the newer history: stop at once, without the orderly shutdown that would

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use scl_runtime::saf::replication::{
     self, LinkAuth, LinkConfig, LinkMetrics, LinkState, LinkStatus, StandbyConfig, StandbyEnd,
-    answer_as_active, run_standby, start_link,
+    TakeoverHeld, Witness, WitnessVerdict, answer_as_active, run_standby, start_link,
 };
 use scl_runtime::saf::{Category, NewMessage, RetryPolicy, Saf, SafConfig, Selector, Status};
 use serde_json::json;
@@ -79,6 +79,7 @@ fn a_sync_standby_holds_every_acknowledged_message_and_takes_over_when_the_activ
                 takeover_after: Duration::from_millis(800),
                 auth: auth(TOKEN),
                 metrics: standby_metrics,
+                witness: None,
             };
             run_standby(&listener, &standby, &config, &stop)
         })
@@ -274,6 +275,7 @@ fn a_peer_without_the_sites_token_is_refused_and_writes_nothing() {
                 takeover_after: Duration::from_millis(2500),
                 auth: auth(TOKEN),
                 metrics,
+                witness: None,
             };
             run_standby(&listener, &standby, &config, &stop)
         })
@@ -336,4 +338,100 @@ fn a_peer_without_the_sites_token_is_refused_and_writes_nothing() {
         StandbyEnd::Stopped
     );
     impostor.close_and_wait().expect("close");
+}
+
+/// With a witness, a silent active is taken over only when the witness cannot reach it
+/// either; while it can, the standby holds back (and says why), however long the silence.
+#[test]
+fn a_standby_holds_back_while_its_witness_reaches_the_active() {
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    let active_dir = tempfile::tempdir().expect("dir");
+    let standby_dir = tempfile::tempdir().expect("dir");
+    let active = Saf::open(SafConfig::new(active_dir.path())).expect("active");
+    let standby = Saf::open(SafConfig::new(standby_dir.path())).expect("standby");
+    active.enqueue_blocking(message(1)).expect("enqueue");
+    let listener = Arc::new(TcpListener::bind("127.0.0.1:0").expect("bind"));
+    let link_address = listener.local_addr().expect("addr").to_string();
+    let metrics = Arc::new(LinkMetrics::default());
+    // 0: the witness reaches the active; 1: it does not; 2: it cannot be asked.
+    let verdict = Arc::new(std::sync::atomic::AtomicU8::new(0));
+    let asked = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let standby_thread = {
+        let (listener, standby, stop) = (Arc::clone(&listener), standby.clone(), Arc::clone(&stop));
+        let (metrics, verdict, asked) = (
+            Arc::clone(&metrics),
+            Arc::clone(&verdict),
+            Arc::clone(&asked),
+        );
+        std::thread::spawn(move || {
+            let config = StandbyConfig {
+                site: "plant-a".to_owned(),
+                primary: false,
+                takeover_after: Duration::from_millis(400),
+                auth: auth(TOKEN),
+                metrics,
+                witness: Some(Witness {
+                    ask: Arc::new(move || {
+                        asked.fetch_add(1, Ordering::SeqCst);
+                        match verdict.load(Ordering::SeqCst) {
+                            0 => WitnessVerdict::ActiveAlive,
+                            1 => WitnessVerdict::ActiveGone,
+                            _ => WitnessVerdict::NoAnswer,
+                        }
+                    }),
+                    takeover_without_answer: false,
+                }),
+            };
+            run_standby(&listener, &standby, &config, &stop)
+        })
+    };
+    let mut status = start_link(
+        &active,
+        LinkConfig {
+            site: "plant-a".to_owned(),
+            peer: link_address,
+            epoch: 0,
+            primary: true,
+            sync: true,
+            ack_timeout: Duration::from_secs(5),
+            auth: auth(TOKEN),
+            metrics: Arc::new(LinkMetrics::default()),
+        },
+    )
+    .expect("link");
+    wait_status(&mut status, "the standby to be current", |s| {
+        s == LinkStatus::Up
+    });
+    active.close_and_wait().expect("close");
+    // Silent for many takeover times, but the witness reaches the active.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while asked.load(Ordering::SeqCst) < 3 {
+        assert!(Instant::now() < deadline, "the witness was never asked");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        !standby_thread.is_finished(),
+        "took over although the active is alive"
+    );
+    assert_eq!(metrics.held(), Some(TakeoverHeld::ActiveAlive));
+    assert_eq!(standby.epoch().expect("epoch"), 0);
+    // The witness cannot be asked and takeover_without_witness is false: still held.
+    verdict.store(2, Ordering::SeqCst);
+    let asked_before = asked.load(Ordering::SeqCst);
+    while asked.load(Ordering::SeqCst) < asked_before + 2 {
+        assert!(Instant::now() < deadline, "the witness was not asked again");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        !standby_thread.is_finished(),
+        "took over without the witness"
+    );
+    assert_eq!(metrics.held(), Some(TakeoverHeld::NoWitness));
+    // The witness cannot reach the active either: take over.
+    verdict.store(1, Ordering::SeqCst);
+    let ended = standby_thread.join().expect("thread").expect("standby");
+    assert_eq!(ended, StandbyEnd::TakeOver { epoch: 1 });
+    assert_eq!(metrics.held(), None);
+    assert_eq!(metrics.takeovers.load(Ordering::Relaxed), 1);
 }

@@ -261,7 +261,9 @@ fn authenticate_accepting(
         }
         // A frame of another version, oversized or undecodable.
         Err(error) if error.kind() == std::io::ErrorKind::Other => {
-            return Ok(Accepted::Refused(format!("sent an unreadable frame: {error}")));
+            return Ok(Accepted::Refused(format!(
+                "sent an unreadable frame: {error}"
+            )));
         }
         // The peer went away or stayed silent (a probe that gave up, a port scanner): it
         // sent nothing to refuse.
@@ -356,6 +358,8 @@ pub struct LinkMetrics {
     pub refused: AtomicU64,
     /// When a refusal was last logged (Unix seconds; 0: never).
     refusal_logged_at: AtomicU64,
+    /// [`TakeoverHeld`] as a byte; 0 while no takeover is held back.
+    held: AtomicU8,
 }
 
 /// The state of the link as `/metrics` shows it, on either node.
@@ -407,6 +411,20 @@ impl LinkMetrics {
         self.active.load(Ordering::Relaxed) == 1
     }
 
+    pub fn set_held(&self, held: Option<TakeoverHeld>) {
+        self.held
+            .store(held.map_or(0, |h| h as u8), Ordering::Relaxed);
+    }
+
+    /// Why this standby holds back a takeover, if it does.
+    pub fn held(&self) -> Option<TakeoverHeld> {
+        match self.held.load(Ordering::Relaxed) {
+            1 => Some(TakeoverHeld::ActiveAlive),
+            2 => Some(TakeoverHeld::NoWitness),
+            _ => None,
+        }
+    }
+
     /// Appends the Prometheus text of these gauges and counters for `site`.
     pub fn render(&self, site: &str, out: &mut String) {
         use std::fmt::Write as _;
@@ -447,6 +465,12 @@ impl LinkMetrics {
                 "counter",
                 "Takeovers by this node since it started.",
                 self.takeovers.load(Ordering::Relaxed),
+            ),
+            (
+                "scl_replication_takeover_held",
+                "gauge",
+                "1 while a standby holds back a takeover on its witness's word (or silence).",
+                u64::from(self.held().is_some()),
             ),
             (
                 "scl_replication_refused_total",
@@ -868,6 +892,58 @@ pub fn outranks(epoch: u64, primary: bool, other_epoch: u64, other_primary: bool
     (epoch, primary) > (other_epoch, other_primary)
 }
 
+/// What the witness says about a silent active.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WitnessVerdict {
+    /// The witness still reaches the active: only the link broke; no takeover.
+    ActiveAlive,
+    /// The witness cannot reach the active either: take over.
+    ActiveGone,
+    /// The witness itself could not be asked.
+    NoAnswer,
+}
+
+/// A witness to ask before a takeover (central, [`crate::failover`]).
+#[derive(Clone)]
+pub struct Witness {
+    /// Asks the witness (blocking; bounded by its own timeouts).
+    pub ask: Arc<dyn Fn() -> WitnessVerdict + Send + Sync>,
+    /// Whether to take over when the witness gives [`WitnessVerdict::NoAnswer`].
+    pub takeover_without_answer: bool,
+}
+
+impl std::fmt::Debug for Witness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Witness")
+            .field("takeover_without_answer", &self.takeover_without_answer)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a standby whose active is silent has not taken over, for `/health` and `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TakeoverHeld {
+    /// Central still reaches the active: the link is what broke.
+    ActiveAlive = 1,
+    /// Central could not be asked and `takeover_without_witness = false`.
+    NoWitness = 2,
+}
+
+impl TakeoverHeld {
+    pub fn describe(self) -> &'static str {
+        match self {
+            TakeoverHeld::ActiveAlive => {
+                "the active is silent on the link but central still reaches it: the link is \
+                 broken; not taking over"
+            }
+            TakeoverHeld::NoWitness => {
+                "the active is silent and central cannot be asked: not taking over \
+                 (takeover_without_witness = false)"
+            }
+        }
+    }
+}
+
 /// How a standby waits.
 #[derive(Debug, Clone)]
 pub struct StandbyConfig {
@@ -880,6 +956,8 @@ pub struct StandbyConfig {
     pub auth: LinkAuth,
     /// Where this node's link state is published for `/metrics`.
     pub metrics: Arc<LinkMetrics>,
+    /// Asked before a takeover; `None`: the silence alone decides.
+    pub witness: Option<Witness>,
 }
 
 /// Why [`run_standby`] returned.
@@ -914,6 +992,7 @@ pub fn run_standby(
         .store(saf.meta_u64(META_EPOCH)?.unwrap_or(0), Ordering::Relaxed);
     let mut last_contact = Instant::now();
     let mut warned_incomplete = false;
+    let mut last_verdict = None;
     loop {
         if stop.load(std::sync::atomic::Ordering::SeqCst) {
             return Ok(StandbyEnd::Stopped);
@@ -932,6 +1011,10 @@ pub fn run_standby(
                     }
                 }
                 config.metrics.set_state(LinkState::Down);
+                if config.metrics.held().is_none() {
+                    // An active was heard from: a later silence is news again.
+                    last_verdict = None;
+                }
             }
             Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
                 std::thread::sleep(Duration::from_millis(20));
@@ -942,6 +1025,40 @@ pub fn run_standby(
             }
         }
         if last_contact.elapsed() >= config.takeover_after {
+            if saf.replica_complete()?
+                && let Some(witness) = &config.witness
+            {
+                let verdict = (witness.ask)();
+                let held = match verdict {
+                    WitnessVerdict::ActiveGone => None,
+                    WitnessVerdict::ActiveAlive => Some(TakeoverHeld::ActiveAlive),
+                    WitnessVerdict::NoAnswer if witness.takeover_without_answer => None,
+                    WitnessVerdict::NoAnswer => Some(TakeoverHeld::NoWitness),
+                };
+                if last_verdict != Some(verdict) {
+                    match (verdict, held) {
+                        (_, Some(held)) => {
+                            tracing::error!(site = %config.site, "{}", held.describe());
+                        }
+                        (WitnessVerdict::NoAnswer, None) => tracing::warn!(
+                            site = %config.site,
+                            "the active is silent and central cannot be asked: taking over \
+                             without the witness (takeover_without_witness = true)"
+                        ),
+                        _ => tracing::info!(
+                            site = %config.site,
+                            "central cannot reach the active either: taking over"
+                        ),
+                    }
+                    last_verdict = Some(verdict);
+                }
+                config.metrics.set_held(held);
+                if held.is_some() {
+                    // Ask again after another takeover time of silence.
+                    last_contact = Instant::now();
+                    continue;
+                }
+            }
             if saf.replica_complete()? {
                 let epoch = saf.meta_u64(META_EPOCH)?.unwrap_or(0) + 1;
                 saf.set_meta_u64(META_EPOCH, epoch)?;
@@ -1013,6 +1130,7 @@ fn serve_active(
             }
             write_frame(&mut writer, &Frame::Welcome { epoch }).map_err(io_error)?;
             *last_contact = Instant::now();
+            config.metrics.set_held(None);
         }
         other => {
             return Err(io_error(std::io::Error::other(format!(

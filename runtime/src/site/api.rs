@@ -483,7 +483,26 @@ fn render_metrics(shared: &SiteShared) -> String {
 pub fn standby_router(site: &str, link: Arc<crate::saf::replication::LinkMetrics>) -> Router {
     let message = format!("this node is the standby of site `{site}`; the other node is active");
     let name = site.to_owned();
+    let (health_message, health_link) = (message.clone(), Arc::clone(&link));
     Router::new()
+        .route(
+            "/health",
+            get(move || {
+                let (message, link) = (health_message.clone(), Arc::clone(&health_link));
+                async move {
+                    // 503 `standby` as on every route (central's client and load balancers
+                    // see a node that serves nothing), with the link's state.
+                    let body = serde_json::json!({
+                        "error": message,
+                        "code": "standby",
+                        "role": "standby",
+                        "replication": link.state().name(),
+                        "takeover_held": link.held().map(|held| held.describe()),
+                    });
+                    (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
+                }
+            }),
+        )
         .route(
             "/metrics",
             get(move || {
