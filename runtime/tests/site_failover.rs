@@ -360,3 +360,164 @@ async fn killing_the_active_node_under_load_loses_no_buffered_message() {
         assert_eq!(code, Some(0), "node {which} stops cleanly");
     }
 }
+
+/// A TCP gate in front of a port: while open it forwards every connection; closing it stops
+/// listening and cuts the connections it carries, as a broken cable would. (The same as the
+/// gate of `e2e.rs`, which is private to that test.)
+struct Gate {
+    port: u16,
+    target: u16,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Gate {
+    fn new(target: u16) -> Gate {
+        Gate {
+            port: free_port(),
+            target,
+            task: Mutex::new(None),
+        }
+    }
+
+    async fn open(&self) {
+        let listener = eventually("the gate's port", Duration::from_secs(10), || async {
+            tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+                .await
+                .ok()
+        })
+        .await;
+        let target = self.target;
+        let task = tokio::spawn(async move {
+            // Dropping the set (when the gate closes) aborts every connection.
+            let mut connections = tokio::task::JoinSet::new();
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                connections.spawn(async move {
+                    if let Ok(mut outbound) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                    {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        *self.task.lock().expect("lock") = Some(task);
+    }
+
+    async fn close(&self) {
+        let task = self.task.lock().expect("lock").take();
+        if let Some(task) = task {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}
+
+/// `GET /health` of a standby: why it holds back a takeover, if it does (`None` when it
+/// does not, or does not answer as a standby).
+async fn takeover_held(http: &reqwest::Client, port: u16) -> Option<String> {
+    let response = http
+        .get(format!("http://127.0.0.1:{port}/health"))
+        .send()
+        .await
+        .ok()?;
+    let body: Value = response.json().await.ok()?;
+    (body["code"] == "standby")
+        .then(|| body["takeover_held"].as_str().map(str::to_owned))
+        .flatten()
+}
+
+/// Central as the witness: when only the link between the nodes breaks (a gate in front of
+/// the standby's link port is closed) the standby asks central, central still reaches the
+/// active, and the standby does not take over however long the silence lasts; once the
+/// active is killed, central cannot reach it either and the standby takes over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_does_not_take_over_while_central_reaches_the_active() {
+    let (central, primary, primary_link, standby, standby_link) = (
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+    );
+    let gate = Gate::new(standby_link);
+    let deployment = format!(
+        r#"data_dir = "./data"
+
+[central]
+listen = "127.0.0.1:{central}"
+url = "http://127.0.0.1:{central}"
+
+[[site]]
+name = "plant-a"
+listen = "127.0.0.1:{primary}"
+url = "http://127.0.0.1:{primary}"
+token_env = "SCL_SITE_TOKEN"
+link = "127.0.0.1:{primary_link}"
+standby = {{ listen = "127.0.0.1:{standby}", url = "http://127.0.0.1:{standby}", link = "127.0.0.1:{gate}", link_listen = "127.0.0.1:{standby_link}" }}
+takeover_after_ms = 1000
+witness = "central"
+takeover_without_witness = false
+"#,
+        gate = gate.port,
+    );
+    let folder = Folder::new(&deployment, &[]);
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client");
+    gate.open().await;
+    let _central = folder.serve("central", &[], &[]);
+    Api::new(format!("http://127.0.0.1:{central}"))
+        .wait_healthy()
+        .await;
+    let mut primary_node = folder.serve("site:plant-a", &[], &[]);
+    let mut standby_node = folder.serve("site:plant-a", &["--standby"], &[]);
+    eventually(
+        "the primary to be active with its standby current",
+        Duration::from_secs(60),
+        || async { (active_replication(&http, primary).await? == "up").then_some(()) },
+    )
+    .await;
+    let held_gauge = "scl_replication_takeover_held{site=\"plant-a\",role=\"standby\"}";
+    let takeovers = "scl_replication_takeovers_total{site=\"plant-a\",role=\"standby\"}";
+    assert_eq!(metric(&http, standby, held_gauge).await, Some(0.0));
+
+    // Only the link breaks: the standby hears nothing, asks central, and holds back.
+    gate.close().await;
+    let why = eventually(
+        "the standby to hold back its takeover",
+        Duration::from_secs(30),
+        || takeover_held(&http, standby),
+    )
+    .await;
+    assert!(why.contains("central still reaches it"), "{why}");
+    // Many takeover times later it still has not taken over (the active answers all along).
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        assert!(
+            active_replication(&http, standby).await.is_none(),
+            "the standby took over while central reached the active"
+        );
+        assert_eq!(
+            active_replication(&http, primary).await.as_deref(),
+            Some("down"),
+            "the primary stays the only active node"
+        );
+    }
+    assert_eq!(metric(&http, standby, held_gauge).await, Some(1.0));
+    assert_eq!(metric(&http, standby, takeovers).await, Some(0.0));
+
+    // The active dies: central cannot reach it either, and the standby takes over.
+    primary_node.kill();
+    eventually(
+        "the standby to take over once central cannot reach the active",
+        Duration::from_secs(30),
+        || async { active_replication(&http, standby).await.map(|_| ()) },
+    )
+    .await;
+    let takeovers = "scl_replication_takeovers_total{site=\"plant-a\",role=\"active\"}";
+    assert_eq!(metric(&http, standby, takeovers).await, Some(1.0));
+    let held = "scl_replication_takeover_held{site=\"plant-a\",role=\"active\"}";
+    assert_eq!(metric(&http, standby, held).await, Some(0.0));
+    assert_eq!(standby_node.stop(), Some(0), "the new active stops cleanly");
+}
