@@ -20,10 +20,16 @@
 //! and the run log stay on the node that wrote them; a node that takes over starts from its
 //! own state store (or its deployment file) like a restarted node.
 //!
-//! **Architecture invariant:** two nodes and no witness. A network split that leaves both
-//! nodes running but unable to reach each other makes both active (split brain) for the
-//! length of the split; the epoch fences the loser when the link comes back. See
-//! `docs/reliability.md` for the trade-off.
+//! Every link connection is authenticated with the site's token ([`LinkAuth`]). With
+//! `witness = "central"` a standby whose active is silent first asks central
+//! ([`central_witness`]) and holds back while central still reaches the active.
+//!
+//! **Architecture invariant:** two nodes, central as the only (optional) witness. Without
+//! it, a network split that leaves both nodes running but unable to reach each other makes
+//! both active (split brain) for the length of the split; with it, that needs central to be
+//! cut off from the active too, or to be unreachable with `takeover_without_witness = true`.
+//! The epoch fences the loser when the link comes back. See `docs/reliability.md` for the
+//! trade-off.
 
 use std::net::TcpListener;
 use std::sync::Arc;
