@@ -521,3 +521,72 @@ takeover_without_witness = false
     assert_eq!(metric(&http, standby, held).await, Some(0.0));
     assert_eq!(standby_node.stop(), Some(0), "the new active stops cleanly");
 }
+
+/// The link is keyed by the site's token: a standby started with another token refuses the
+/// active's connections (counted in its `/metrics`, logged without either token) and holds
+/// nothing, and the active carries on alone (`replication: down`), retrying every second
+/// (three refusals: the start probe, the first connection and one retry).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_with_another_token_is_never_fed() {
+    let (primary, primary_link, standby, standby_link) =
+        (free_port(), free_port(), free_port(), free_port());
+    // A takeover time far beyond the test: the standby must not take over here.
+    let deployment = format!(
+        r#"data_dir = "./data"
+
+[[site]]
+name = "plant-a"
+listen = "127.0.0.1:{primary}"
+url = "http://127.0.0.1:{primary}"
+token_env = "SCL_SITE_TOKEN"
+link = "127.0.0.1:{primary_link}"
+standby = {{ listen = "127.0.0.1:{standby}", url = "http://127.0.0.1:{standby}", link = "127.0.0.1:{standby_link}" }}
+takeover_after_ms = 120000
+"#
+    );
+    let folder = Folder::new(&deployment, &[]);
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client");
+    let other_token = "scl_another-sites-token-entirely";
+    let mut standby_node = folder.serve(
+        "site:plant-a",
+        &["--standby"],
+        &[("SCL_SITE_TOKEN", other_token)],
+    );
+    let mut primary_node = folder.serve("site:plant-a", &[], &[]);
+    let refused = "scl_replication_refused_total{site=\"plant-a\",role=\"standby\"}";
+    eventually(
+        "the standby to refuse the active's connections",
+        // Well below the heartbeat interval (40 s): the retries must not wait for it.
+        Duration::from_secs(20),
+        || async { (metric(&http, standby, refused).await? >= 3.0).then_some(()) },
+    )
+    .await;
+    eventually(
+        "the primary to serve as active with its link down",
+        Duration::from_secs(60),
+        || async { (active_replication(&http, primary).await? == "down").then_some(()) },
+    )
+    .await;
+    let state = "scl_replication_state{site=\"plant-a\",role=\"standby\",state=\"down\"}";
+    assert_eq!(metric(&http, standby, state).await, Some(1.0));
+    let position = "scl_replication_position{site=\"plant-a\",role=\"standby\"}";
+    assert_eq!(metric(&http, standby, position).await, Some(0.0));
+    assert_eq!(standby_node.stop(), Some(0));
+    assert_eq!(primary_node.stop(), Some(0));
+    let logs = standby_node.logs();
+    assert_eq!(
+        logs.matches("replication connection refused").count(),
+        1,
+        "one line for the first refusal: {logs}"
+    );
+    let primary_logs = primary_node.logs();
+    for token in [other_token, process_support::SITE_TOKEN] {
+        assert!(
+            !logs.contains(token) && !primary_logs.contains(token),
+            "a token in the logs"
+        );
+    }
+}

@@ -683,7 +683,19 @@ fn run_link(
                 }
             }
         }
-        match receiver.recv_timeout(heartbeat) {
+        // Without a standby, wake up for the next connection attempt (every second, whatever
+        // the heartbeat interval).
+        let wait = if connection.is_none() {
+            next_connect
+                .saturating_duration_since(Instant::now())
+                .clamp(
+                    Duration::from_millis(10),
+                    heartbeat.max(Duration::from_millis(10)),
+                )
+        } else {
+            heartbeat
+        };
+        match receiver.recv_timeout(wait) {
             Ok(shipment) => {
                 if let Some(open) = connection.as_mut()
                     && shipment.seq > open.position
