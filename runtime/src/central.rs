@@ -146,6 +146,11 @@ pub mod codes {
     pub const INVALID_QUERY: &str = "invalid_query";
     /// 500: central itself failed (the failures log could not be read, ...).
     pub const INTERNAL: &str = "internal";
+    /// 401: an internal site route without the site's token.
+    pub const INVALID_SITE_TOKEN: &str = "invalid_site_token";
+    /// 404: an internal site route for a site the deployment does not have (or that runs
+    /// no active/standby pair, for the witness).
+    pub const UNKNOWN_SITE: &str = "unknown_site";
 }
 
 /// The header that carries the API key.
@@ -616,6 +621,10 @@ fn router(central: Arc<Central>, max_body_bytes: u64) -> Router {
         .route("/oauth/revoke", post(oauth_revoke).fallback(only_post))
         .route("/health", get(health).fallback(only_get))
         .route("/metrics", get(prometheus).fallback(only_get))
+        .route(
+            "/internal/sites/{site}/witness",
+            get(site_witness).fallback(only_get),
+        )
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(central)
@@ -1502,6 +1511,67 @@ async fn admin_runs(
             )
             .into_response()
         }
+    }
+}
+
+/// How long central waits for the other node's `/health` when it acts as a pair's witness.
+const WITNESS_PROBE_TIMEOUT: Duration = Duration::from_millis(1500);
+
+/// `GET /internal/sites/{site}/witness?asking=primary|standby`: a node of an active/standby
+/// pair that lost its link asks whether central still reaches the other node
+/// (`docs/reliability.md`, site failover). Authenticated with the site's token, like the
+/// site's own internal routes.
+async fn site_witness(
+    State(central): State<Arc<Central>>,
+    Path(site): Path<String>,
+    headers: HeaderMap,
+    query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Some(client) = central.routes.sites().iter().find(|s| s.site() == site) else {
+        return ApiError::new(
+            StatusCode::NOT_FOUND,
+            codes::UNKNOWN_SITE,
+            "the deployment has no such site",
+        )
+        .into_response();
+    };
+    let token = headers
+        .get(crate::protocol::TOKEN_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    if !client.token_matches(token) {
+        return ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            codes::INVALID_SITE_TOKEN,
+            "the site's token is required",
+        )
+        .into_response();
+    }
+    let Ok(Query(params)) = query else {
+        return invalid_query("the query string is malformed").into_response();
+    };
+    let asking = match params
+        .iter()
+        .find(|(k, _)| k == "asking")
+        .map(|(_, v)| v.as_str())
+    {
+        Some("primary") => 0,
+        Some("standby") => 1,
+        _ => {
+            return invalid_query("`asking` is `primary` or `standby`").into_response();
+        }
+    };
+    match client.witness(asking, WITNESS_PROBE_TIMEOUT).await {
+        Some(answer) => {
+            tracing::info!(site, asking, ?answer, "witness asked by a pair node");
+            axum::Json(answer).into_response()
+        }
+        None => ApiError::new(
+            StatusCode::NOT_FOUND,
+            codes::UNKNOWN_SITE,
+            format!("site `{site}` runs no active/standby pair"),
+        )
+        .into_response(),
     }
 }
 

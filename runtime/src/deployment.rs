@@ -263,6 +263,9 @@ pub struct CentralDef {
     /// Records of a bulk job run between two progress commits; default 200.
     #[serde(default = "default_bulk_batch_size")]
     pub bulk_batch_size: usize,
+    /// Central's URL as the sites reach it; needed by a pair with `witness = "central"`.
+    #[serde(default)]
+    pub url: Option<String>,
     /// Days a finished bulk job (and its results) is kept; default 7.
     /// Fractions are allowed (`0.5` is twelve hours).
     #[serde(default = "default_bulk_retention_days")]
@@ -321,6 +324,21 @@ pub struct SiteDef {
     pub replication: Option<Spanned<ReplicationMode>>,
     /// Silence of the active after which the standby takes over (default 3,000 ms).
     pub takeover_after_ms: Option<Spanned<u64>>,
+    /// Who confirms a takeover: `none` (default) or `central`.
+    pub witness: Option<Spanned<WitnessMode>>,
+    /// With `witness = "central"`: whether a silent active is taken over when central
+    /// cannot be asked either (default true: the site keeps running on its own).
+    pub takeover_without_witness: Option<Spanned<bool>>,
+}
+
+/// Who confirms that a silent active is really gone before the standby takes over.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum WitnessMode {
+    /// The standby takes over on the silence of the link alone.
+    None,
+    /// The standby first asks central whether central still reaches the active.
+    Central,
 }
 
 impl SiteDef {
@@ -331,6 +349,20 @@ impl SiteDef {
                 .as_ref()
                 .map_or(DEFAULT_TAKEOVER_AFTER_MS, |ms| *ms.get_ref()),
         )
+    }
+
+    /// Whether central is asked before a takeover.
+    pub fn witness_is_central(&self) -> bool {
+        self.witness
+            .as_ref()
+            .is_some_and(|mode| *mode.get_ref() == WitnessMode::Central)
+    }
+
+    /// Whether a takeover goes ahead when the witness cannot be asked (default true).
+    pub fn takeover_without_witness(&self) -> bool {
+        self.takeover_without_witness
+            .as_ref()
+            .is_none_or(|yes| *yes.get_ref())
     }
 
     /// Whether the pair replicates synchronously (the default).
@@ -352,8 +384,12 @@ pub const MIN_TAKEOVER_AFTER_MS: u64 = 300;
 pub struct StandbyDef {
     pub listen: String,
     pub url: String,
-    /// Its replication link address.
+    /// Its replication link address (where the active connects).
     pub link: String,
+    /// The address it listens on for the link when that differs from `link` (a NAT or a
+    /// proxy in front of it); default `link`.
+    #[serde(default)]
+    pub link_listen: Option<String>,
 }
 
 /// When the active acknowledges a buffered message.
@@ -738,6 +774,9 @@ impl Deployment {
                     site.takeover_after_ms
                         .as_ref()
                         .map(|key| ("takeover_after_ms", key.span().start)),
+                    site.witness
+                        .as_ref()
+                        .map(|key| ("witness", key.span().start)),
                 ];
                 for (key, offset) in lone.into_iter().flatten() {
                     errors.push(self.error_at(
@@ -746,6 +785,30 @@ impl Deployment {
                     ));
                 }
             }
+        }
+        if let Some(key) = &site.takeover_without_witness
+            && !site.witness_is_central()
+        {
+            errors.push(self.error_at(
+                key.span().start,
+                format!("site `{name}`: `takeover_without_witness` needs `witness = \"central\"`"),
+            ));
+        }
+        if let Some(witness) = &site.witness
+            && site.witness_is_central()
+            && self
+                .file
+                .central
+                .as_ref()
+                .is_none_or(|central| central.url.is_none())
+        {
+            errors.push(self.error_at(
+                witness.span().start,
+                format!(
+                    "site `{name}`: `witness = \"central\"` needs central's URL as the sites \
+                     reach it (`[central] url = \"http://10.0.0.9:8080\"`)"
+                ),
+            ));
         }
         if let Some(takeover) = &site.takeover_after_ms
             && *takeover.get_ref() < MIN_TAKEOVER_AFTER_MS
@@ -1331,5 +1394,35 @@ mod tests {
         ));
         assert!(errors[0].message.contains("unknown variant"), "{errors:?}");
         assert_eq!(errors[0].line, 6, "{errors:?}");
+        // The witness: central needs a URL; its fallback key needs the witness.
+        let errors = failover_errors(&format!(
+            "link = \"127.0.0.1:3\"\nwitness = \"central\"\n{standby}"
+        ));
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].message.contains("`[central] url"), "{errors:?}");
+        assert_eq!(errors[0].line, 6, "{errors:?}");
+        let errors = failover_errors(&format!(
+            "link = \"127.0.0.1:3\"\ntakeover_without_witness = false\n{standby}"
+        ));
+        assert!(
+            errors[0].message.contains("needs `witness = \"central\"`"),
+            "{errors:?}"
+        );
+        assert_eq!(errors[0].line, 6, "{errors:?}");
+        let errors = failover_errors(&format!(
+            "link = \"127.0.0.1:3\"\nwitness = \"quorum\"\n{standby}"
+        ));
+        assert!(errors[0].message.contains("unknown variant"), "{errors:?}");
+        assert_eq!(errors[0].line, 6, "{errors:?}");
+        let central = Deployment::from_source(
+            Path::new("deploy.toml"),
+            format!(
+                "[central]\nlisten = \"127.0.0.1:9\"\nurl = \"http://127.0.0.1:9\"\n\
+                 [[site]]\nname = \"a\"\nlisten = \"127.0.0.1:1\"\nurl = \"http://127.0.0.1:1\"\n\
+                 link = \"127.0.0.1:3\"\nwitness = \"central\"\ntakeover_without_witness = false\n{standby}"
+            ),
+        );
+        let site = &central.expect("a valid pair with a witness").file.site[0];
+        assert!(site.witness_is_central() && !site.takeover_without_witness());
     }
 }

@@ -20,10 +20,16 @@
 //! and the run log stay on the node that wrote them; a node that takes over starts from its
 //! own state store (or its deployment file) like a restarted node.
 //!
-//! **Architecture invariant:** two nodes and no witness. A network split that leaves both
-//! nodes running but unable to reach each other makes both active (split brain) for the
-//! length of the split; the epoch fences the loser when the link comes back. See
-//! `docs/reliability.md` for the trade-off.
+//! Every link connection is authenticated with the site's token ([`LinkAuth`]). With
+//! `witness = "central"` a standby whose active is silent first asks central
+//! ([`central_witness`]) and holds back while central still reaches the active.
+//!
+//! **Architecture invariant:** two nodes, central as the only (optional) witness. Without
+//! it, a network split that leaves both nodes running but unable to reach each other makes
+//! both active (split brain) for the length of the split; with it, that needs central to be
+//! cut off from the active too, or to be unreachable with `takeover_without_witness = true`.
+//! The epoch fences the loser when the link comes back. See `docs/reliability.md` for the
+//! trade-off.
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -31,7 +37,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::deployment::{Deployment, SiteDef};
-use crate::saf::replication::{self, LinkConfig, LinkStatus, StandbyConfig, StandbyEnd};
+use crate::saf::replication::{
+    self, LinkAuth, LinkConfig, LinkMetrics, LinkStatus, StandbyConfig, StandbyEnd, Witness,
+    WitnessVerdict,
+};
 use crate::saf::{Saf, SafConfig};
 use crate::site::{Site, SiteOptions};
 
@@ -52,17 +61,27 @@ pub struct PairNode {
     pub peer_link: String,
     pub sync: bool,
     pub takeover_after: Duration,
+    /// The address this node listens on for the link (`link` unless `link_listen`).
+    pub link_listen: String,
+    /// Central's URL when central is the pair's witness.
+    pub witness: Option<String>,
+    /// Whether to take over when the witness cannot be asked.
+    pub takeover_without_witness: bool,
 }
 
 impl PairNode {
     /// The node of `definition` this process runs; `None` when the site has no standby.
-    pub fn of(definition: &SiteDef, standby: bool) -> Option<PairNode> {
+    pub fn of(definition: &SiteDef, central_url: Option<&str>, standby: bool) -> Option<PairNode> {
         let pair = definition.standby.as_ref()?.get_ref();
         let primary_link = definition.link.as_ref()?.get_ref().clone();
         let (listen, link, peer_link) = if standby {
             (pair.listen.clone(), pair.link.clone(), primary_link)
         } else {
             (definition.listen.clone(), primary_link, pair.link.clone())
+        };
+        let link_listen = match (&pair.link_listen, standby) {
+            (Some(address), true) => address.clone(),
+            _ => link.clone(),
         };
         Some(PairNode {
             site: definition.name.get_ref().clone(),
@@ -72,6 +91,11 @@ impl PairNode {
             peer_link,
             sync: definition.replication_is_sync(),
             takeover_after: definition.takeover_after(),
+            link_listen,
+            witness: central_url
+                .filter(|_| definition.witness_is_central())
+                .map(|url| url.trim_end_matches('/').to_owned()),
+            takeover_without_witness: definition.takeover_without_witness(),
         })
     }
 }
@@ -88,14 +112,25 @@ pub async fn run_node(
     let name = node.site.clone();
     let saf = Saf::open(SafConfig::new(crate::site::saf_dir(&options)))
         .map_err(|e| format!("site `{name}`: {e}"))?;
-    let listener = TcpListener::bind(&node.link)
-        .map_err(|e| format!("site `{name}`: cannot listen on link {}: {e}", node.link))?;
+    let listener = TcpListener::bind(&node.link_listen).map_err(|e| {
+        format!(
+            "site `{name}`: cannot listen on link {}: {e}",
+            node.link_listen
+        )
+    })?;
     let listener = Arc::new(listener);
     let epoch = saf.epoch().map_err(|e| e.to_string())?;
+    // The link is keyed by the site's central↔site token (`[[site]] token_env`).
+    let auth = LinkAuth::new(&name, &options.token);
+    let metrics = Arc::new(LinkMetrics::default());
+    metrics.epoch.store(epoch, Ordering::Relaxed);
     let peer_link = node.peer_link.clone();
-    let peer = tokio::task::spawn_blocking(move || replication::probe(&peer_link, PROBE_TIMEOUT))
-        .await
-        .map_err(|e| e.to_string())?;
+    let probe_auth = auth.clone();
+    let peer = tokio::task::spawn_blocking(move || {
+        replication::probe(&peer_link, PROBE_TIMEOUT, &probe_auth)
+    })
+    .await
+    .map_err(|e| e.to_string())?;
     let start_active = match peer {
         Some((true, _, _)) => false,
         Some((false, peer_epoch, peer_primary)) => {
@@ -107,7 +142,23 @@ pub async fn run_node(
     let mut stop = stop;
     let mut took_over = None;
     if !start_active {
-        match standby_phase(&node, &saf, &listener, &mut stop, header_read_timeout).await? {
+        let link = (&auth, &metrics);
+        let witness = node
+            .witness
+            .as_ref()
+            .map(|central| central_witness(central, &node, &options.token))
+            .transpose()?;
+        match standby_phase(
+            &node,
+            &saf,
+            &listener,
+            link,
+            witness,
+            &mut stop,
+            header_read_timeout,
+        )
+        .await?
+        {
             Some(epoch) => took_over = Some(epoch),
             None => return Ok(()),
         }
@@ -118,6 +169,7 @@ pub async fn run_node(
         &deployment,
         saf,
         listener,
+        (auth, metrics),
         stop,
         header_read_timeout,
         took_over,
@@ -130,6 +182,8 @@ async fn standby_phase(
     node: &PairNode,
     saf: &Saf,
     listener: &Arc<TcpListener>,
+    (auth, metrics): (&LinkAuth, &Arc<LinkMetrics>),
+    witness: Option<Witness>,
     stop: &mut tokio::sync::oneshot::Receiver<()>,
     header_read_timeout: Duration,
 ) -> Result<Option<u64>, String> {
@@ -139,7 +193,7 @@ async fn standby_phase(
         .map_err(|e| format!("site `{name}`: cannot listen on {}: {e}", node.listen))?;
     tracing::info!(site = %name, listen = %node.listen, link = %node.link, "standby node serving");
     let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
-    let router = crate::site::api::standby_router(name);
+    let router = crate::site::api::standby_router(name, Arc::clone(metrics));
     let http_server = tokio::spawn(async move {
         let _ = crate::http_server::serve(http, router, header_read_timeout, async {
             let _ = http_stopped.await;
@@ -151,6 +205,9 @@ async fn standby_phase(
         site: name.clone(),
         primary: node.primary,
         takeover_after: node.takeover_after,
+        auth: auth.clone(),
+        metrics: Arc::clone(metrics),
+        witness,
     };
     let mut standby = {
         let (listener, saf, stopping) = (Arc::clone(listener), saf.clone(), Arc::clone(&stopping));
@@ -187,19 +244,31 @@ async fn active_phase(
     deployment: &Deployment,
     saf: Saf,
     listener: Arc<TcpListener>,
+    (auth, metrics): (LinkAuth, Arc<LinkMetrics>),
     stop: tokio::sync::oneshot::Receiver<()>,
     header_read_timeout: Duration,
     took_over: Option<u64>,
 ) -> Result<(), String> {
     let name = node.site.clone();
     let epoch = saf.epoch().map_err(|e| e.to_string())?;
+    metrics.set_active(true);
+    metrics.epoch.store(epoch, Ordering::Relaxed);
     let stop_answering = Arc::new(AtomicBool::new(false));
     {
         let (stop_answering, primary) = (Arc::clone(&stop_answering), node.primary);
+        let (auth, metrics) = (auth.clone(), Arc::clone(&metrics));
         std::thread::Builder::new()
             .name("saf-link-answer".to_owned())
             .spawn(move || {
-                replication::answer_as_active(&listener, epoch, primary, &stop_answering, &fenced)
+                replication::answer_as_active(
+                    &listener,
+                    epoch,
+                    primary,
+                    &auth,
+                    &metrics,
+                    &stop_answering,
+                    &fenced,
+                )
             })
             .map_err(|e| format!("site `{name}`: cannot start the link thread: {e}"))?;
     }
@@ -215,6 +284,8 @@ async fn active_phase(
             // active acknowledges alone); it is also how long a hung standby can hold the
             // writer in sync mode.
             ack_timeout: node.takeover_after,
+            auth,
+            metrics: Arc::clone(&metrics),
         },
     )
     .map_err(|e| format!("site `{name}`: {e}"))?;
@@ -229,7 +300,7 @@ async fn active_phase(
         });
     }
     let site = Site::start_with_saf(options, deployment, saf).await?;
-    site.watch_replication(status);
+    site.watch_replication(status, metrics);
     if let Some(epoch) = took_over {
         site.record_event(
             "takeover",
@@ -248,6 +319,62 @@ async fn active_phase(
     stop_answering.store(true, Ordering::SeqCst);
     site.shutdown().await;
     served
+}
+
+/// How long a standby waits for central's witness answer (central probes the active within
+/// 1.5 s of it).
+const WITNESS_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Central as the witness of `node`'s takeovers: `GET {central}/internal/sites/{site}/witness`
+/// with the site's token; central answers whether it reaches the other node.
+fn central_witness(central: &str, node: &PairNode, token: &str) -> Result<Witness, String> {
+    let name = &node.site;
+    let http = reqwest::Client::builder()
+        .timeout(WITNESS_TIMEOUT)
+        .build()
+        .map_err(|e| format!("site `{name}`: cannot build the witness client: {e}"))?;
+    let url = format!(
+        "{central}/internal/sites/{}/witness?asking={}",
+        crate::protocol::encode(name),
+        if node.primary { "primary" } else { "standby" }
+    );
+    let (token, handle, site) = (
+        token.to_owned(),
+        tokio::runtime::Handle::current(),
+        name.clone(),
+    );
+    let ask = move || {
+        // Called on the standby's blocking thread, never on a runtime worker.
+        handle.block_on(async {
+            let response = http
+                .get(&url)
+                .header(crate::protocol::TOKEN_HEADER, &token)
+                .send()
+                .await;
+            let answer = match response {
+                Ok(response) if response.status().is_success() => {
+                    response.json::<crate::protocol::WitnessAnswer>().await.ok()
+                }
+                Ok(response) => {
+                    tracing::warn!(site = %site, status = %response.status(), "central refused the witness question");
+                    None
+                }
+                Err(error) => {
+                    tracing::warn!(site = %site, error = %error.without_url(), "central cannot be asked as witness");
+                    None
+                }
+            };
+            match answer {
+                Some(answer) if answer.active => WitnessVerdict::ActiveAlive,
+                Some(_) => WitnessVerdict::ActiveGone,
+                None => WitnessVerdict::NoAnswer,
+            }
+        })
+    };
+    Ok(Witness {
+        ask: Arc::new(ask),
+        takeover_without_answer: node.takeover_without_witness,
+    })
 }
 
 /// The peer holds the newer history: stop at once, without the orderly shutdown that would

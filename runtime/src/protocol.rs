@@ -118,6 +118,16 @@ impl std::fmt::Display for RemoteError {
 
 impl std::error::Error for RemoteError {}
 
+/// Central's answer to a node of a pair asking whether central reaches the *other* node
+/// (`GET /internal/sites/{site}/witness?asking=primary|standby`, with [`TOKEN_HEADER`]).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WitnessAnswer {
+    /// The other node answered `/health` at all.
+    pub reachable: bool,
+    /// It answered as the active node (200; a standby answers 503).
+    pub active: bool,
+}
+
 /// Central's client for one site's internal API.
 #[derive(Clone, Debug)]
 pub struct SiteClient {
@@ -167,6 +177,38 @@ impl SiteClient {
     /// The site's name.
     pub fn site(&self) -> &str {
         &self.site
+    }
+
+    /// Whether `token` is the site's token (constant time in its content).
+    pub fn token_matches(&self, token: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        bool::from(self.token.as_bytes().ct_eq(token.as_bytes()))
+    }
+
+    /// For the witness of a pair: probes `GET /health` of the node other than `asking`
+    /// (0 the primary, 1 the standby) within `timeout`. `None` when the site is no pair.
+    pub async fn witness(&self, asking: usize, timeout: Duration) -> Option<WitnessAnswer> {
+        if self.base_urls.len() != 2 || asking > 1 {
+            return None;
+        }
+        let other = &self.base_urls[1 - asking];
+        let answer = match self
+            .http
+            .get(format!("{other}/health"))
+            .timeout(timeout)
+            .send()
+            .await
+        {
+            Ok(response) => WitnessAnswer {
+                reachable: true,
+                active: response.status().is_success(),
+            },
+            Err(_) => WitnessAnswer {
+                reachable: false,
+                active: false,
+            },
+        };
+        Some(answer)
     }
 
     pub async fn call(
@@ -391,7 +433,7 @@ fn kind_for_status(status: u16) -> String {
 }
 
 /// Percent-encodes an instance code for a path segment.
-fn encode(segment: &str) -> String {
+pub(crate) fn encode(segment: &str) -> String {
     let mut out = String::with_capacity(segment.len());
     for byte in segment.bytes() {
         if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {

@@ -229,7 +229,12 @@ async fn run(request: &ServeRequest, deployment: Deployment) -> Result<(), Strin
             continue;
         };
         let token = site_token(&deployment, name, &env)?;
-        let node = crate::failover::PairNode::of(definition, request.standby);
+        let central_url = deployment
+            .file
+            .central
+            .as_ref()
+            .and_then(|c| c.url.as_deref());
+        let node = crate::failover::PairNode::of(definition, central_url, request.standby);
         if request.standby && node.is_none() {
             return Err(format!(
                 "`--standby`: site `{name}` has no `standby` node in the deployment"

@@ -24,6 +24,13 @@
 //!   standby refuses an active with a lower epoch ([`Frame::Fenced`]); the refused node must
 //!   stop acting as active. Ties go to the node configured as primary.
 //!
+//! - **Only the site's nodes speak on the link.** Every connection starts with a mutual
+//!   challenge-response ([`LinkAuth`]) keyed by the site's central↔site token: the accepting
+//!   node sends a random nonce, the connecting node answers HMAC-SHA256 over it and its own
+//!   nonce, the accepting node proves itself on that one. The token never crosses the wire,
+//!   an answer is worthless for any other nonce, and a connection that fails is closed and
+//!   counted ([`LinkMetrics`]) before anything it sends is read as a frame to apply.
+//!
 //! Frames are a big-endian `u32` length, a version byte ([`PROTOCOL_VERSION`]) and a bincode
 //! body. Nothing here runs scripts: the node orchestration (which role to start in, when to
 //! take over) is [`crate::failover`].
@@ -34,15 +41,19 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+
 use heed::RwTxn;
+use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
+use sha2::Sha256;
 
 use super::Saf;
 use super::error::SafError;
 use super::store::{Shared, TableId};
 
 /// The version byte of every frame; a peer speaking another version is disconnected.
-pub const PROTOCOL_VERSION: u8 = 1;
+pub const PROTOCOL_VERSION: u8 = 2;
 /// Largest frame accepted (a snapshot chunk or batch is cut well below it).
 const MAX_FRAME_BYTES: usize = 256 << 20;
 /// A snapshot chunk is sent once it holds this many bytes of keys and values.
@@ -106,6 +117,373 @@ pub(crate) enum Frame {
     Heartbeat,
     /// The standby committed the frame before it durably.
     Ack,
+    /// The accepting node's nonce (first frame of every connection).
+    Challenge {
+        nonce: Vec<u8>,
+    },
+    /// The connecting node's answer to the challenge, and its own nonce.
+    Proof {
+        mac: Vec<u8>,
+        nonce: Vec<u8>,
+    },
+    /// The accepting node's answer to the connecting node's nonce.
+    Proven {
+        mac: Vec<u8>,
+    },
+}
+
+/// Length of a handshake nonce.
+const NONCE_BYTES: usize = 32;
+/// Domain separation of the handshake's MACs.
+const AUTH_LABEL: &[u8] = b"scl-replication";
+/// How long a handshake may take at most (a silent peer must not hold the accept loop).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The key of a site's link: its name and its central↔site token (`[[site]] token_env`).
+/// `Debug` never shows the token.
+#[derive(Clone)]
+pub struct LinkAuth {
+    site: String,
+    token: Arc<str>,
+}
+
+impl std::fmt::Debug for LinkAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinkAuth")
+            .field("site", &self.site)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Which side of a connection a MAC is computed for (so an answer cannot be reflected).
+#[derive(Clone, Copy)]
+enum Side {
+    Connecting,
+    Accepting,
+}
+
+impl LinkAuth {
+    pub fn new(site: &str, token: &str) -> LinkAuth {
+        LinkAuth {
+            site: site.to_owned(),
+            token: Arc::from(token),
+        }
+    }
+
+    fn mac(&self, side: Side, nonce: &[u8]) -> Hmac<Sha256> {
+        // HMAC accepts keys of any length: this cannot fail.
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.token.as_bytes())
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(AUTH_LABEL);
+        mac.update(match side {
+            Side::Connecting => b"/connecting/",
+            Side::Accepting => b"/accepting//",
+        });
+        mac.update(nonce);
+        mac.update(self.site.as_bytes());
+        mac
+    }
+
+    fn answer(&self, side: Side, nonce: &[u8]) -> Vec<u8> {
+        self.mac(side, nonce).finalize().into_bytes().to_vec()
+    }
+
+    /// Constant-time check of `answer` (`hmac`'s `verify_slice` compares with `subtle`).
+    fn verify(&self, side: Side, nonce: &[u8], answer: &[u8]) -> bool {
+        nonce.len() == NONCE_BYTES && self.mac(side, nonce).verify_slice(answer).is_ok()
+    }
+}
+
+fn nonce() -> std::io::Result<Vec<u8>> {
+    let mut nonce = vec![0u8; NONCE_BYTES];
+    getrandom::fill(&mut nonce)
+        .map_err(|e| std::io::Error::other(format!("no randomness: {e}")))?;
+    Ok(nonce)
+}
+
+/// The connecting side of the handshake: answers the peer's challenge and checks the peer's
+/// proof. An error means the peer is not a node of this site (or the link broke).
+fn authenticate_connecting(
+    reader: &mut impl Read,
+    writer: &mut impl Write,
+    auth: &LinkAuth,
+) -> std::io::Result<()> {
+    let Frame::Challenge { nonce: theirs } = read_frame(reader)? else {
+        return Err(std::io::Error::other("the peer sent no challenge"));
+    };
+    if theirs.len() != NONCE_BYTES {
+        return Err(std::io::Error::other("the peer's challenge is malformed"));
+    }
+    let ours = nonce()?;
+    write_frame(
+        writer,
+        &Frame::Proof {
+            mac: auth.answer(Side::Connecting, &theirs),
+            nonce: ours.clone(),
+        },
+    )?;
+    match read_frame(reader)? {
+        Frame::Proven { mac } if auth.verify(Side::Accepting, &ours, &mac) => Ok(()),
+        _ => Err(std::io::Error::other(
+            "the peer failed the link handshake (another site token?)",
+        )),
+    }
+}
+
+/// Why an accepted connection was not served.
+enum Accepted {
+    /// The peer proved the token.
+    Authenticated,
+    /// The peer failed the handshake (counted and logged by the caller).
+    Refused(String),
+}
+
+/// The accepting side of the handshake.
+fn authenticate_accepting(
+    reader: &mut impl Read,
+    writer: &mut impl Write,
+    auth: &LinkAuth,
+) -> std::io::Result<Accepted> {
+    let ours = nonce()?;
+    write_frame(
+        writer,
+        &Frame::Challenge {
+            nonce: ours.clone(),
+        },
+    )?;
+    let (mac, theirs) = match read_frame(reader) {
+        Ok(Frame::Proof { mac, nonce }) => (mac, nonce),
+        Ok(other) => {
+            return Ok(Accepted::Refused(format!(
+                "sent {} instead of a proof",
+                frame_name(&other)
+            )));
+        }
+        // A frame of another version, oversized or undecodable.
+        Err(error) if error.kind() == std::io::ErrorKind::Other => {
+            return Ok(Accepted::Refused(format!(
+                "sent an unreadable frame: {error}"
+            )));
+        }
+        // The peer went away or stayed silent (a probe that gave up, a port scanner): it
+        // sent nothing to refuse.
+        Err(error) => return Err(error),
+    };
+    if !auth.verify(Side::Connecting, &ours, &mac) {
+        return Ok(Accepted::Refused(
+            "wrong proof (another site token?)".to_owned(),
+        ));
+    }
+    if theirs.len() != NONCE_BYTES {
+        return Ok(Accepted::Refused("malformed nonce".to_owned()));
+    }
+    write_frame(
+        writer,
+        &Frame::Proven {
+            mac: auth.answer(Side::Accepting, &theirs),
+        },
+    )?;
+    Ok(Accepted::Authenticated)
+}
+
+/// The variant of a frame, for logs (never its content).
+fn frame_name(frame: &Frame) -> &'static str {
+    match frame {
+        Frame::Hello { .. } => "Hello",
+        Frame::Welcome { .. } => "Welcome",
+        Frame::Fenced { .. } => "Fenced",
+        Frame::Probe => "Probe",
+        Frame::Role { .. } => "Role",
+        Frame::Snapshot { .. } => "Snapshot",
+        Frame::SnapshotEnd { .. } => "SnapshotEnd",
+        Frame::Batch { .. } => "Batch",
+        Frame::Heartbeat => "Heartbeat",
+        Frame::Ack => "Ack",
+        Frame::Challenge { .. } => "Challenge",
+        Frame::Proof { .. } => "Proof",
+        Frame::Proven { .. } => "Proven",
+    }
+}
+
+/// Authenticates an accepted connection; refusals are counted and logged without the token
+/// or the proof: one line for the first, then at most one a minute with the count (a
+/// misconfigured peer retries every second). `true` when the peer may go on.
+fn admit(
+    reader: &mut impl Read,
+    writer: &mut impl Write,
+    auth: &LinkAuth,
+    metrics: &LinkMetrics,
+    remote: &SocketAddr,
+) -> bool {
+    match authenticate_accepting(reader, writer, auth) {
+        Ok(Accepted::Authenticated) => true,
+        Ok(Accepted::Refused(why)) => {
+            let refused = metrics.refused.fetch_add(1, Ordering::Relaxed) + 1;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |elapsed| elapsed.as_secs());
+            let last = metrics.refusal_logged_at.load(Ordering::Relaxed);
+            if (last == 0 || now >= last + 60)
+                && metrics
+                    .refusal_logged_at
+                    .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+            {
+                tracing::warn!(site = %auth.site, %remote, refused, "replication connection refused: {why}");
+            }
+            false
+        }
+        Err(error) => {
+            tracing::debug!(site = %auth.site, %remote, %error, "replication handshake broke off");
+            false
+        }
+    }
+}
+
+/// The state of one node's side of the link, for `/metrics` (shared by the link threads and
+/// the HTTP handlers; lock-free).
+#[derive(Debug, Default)]
+pub struct LinkMetrics {
+    /// [`LinkState`] as a byte.
+    state: AtomicU8,
+    /// Whether this node is the active one.
+    active: AtomicU8,
+    /// Active: the last batch the standby acknowledged. Standby: the last batch applied.
+    pub position: AtomicU64,
+    /// This node's epoch.
+    pub epoch: AtomicU64,
+    /// Takeovers by this node since it started.
+    pub takeovers: AtomicU64,
+    /// Connections that failed the handshake.
+    pub refused: AtomicU64,
+    /// When a refusal was last logged (Unix seconds; 0: never).
+    refusal_logged_at: AtomicU64,
+    /// [`TakeoverHeld`] as a byte; 0 while no takeover is held back.
+    held: AtomicU8,
+}
+
+/// The state of the link as `/metrics` shows it, on either node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkState {
+    Down = 0,
+    Syncing = 1,
+    Up = 2,
+    Fenced = 3,
+}
+
+impl LinkState {
+    pub const ALL: [LinkState; 4] = [
+        LinkState::Down,
+        LinkState::Syncing,
+        LinkState::Up,
+        LinkState::Fenced,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            LinkState::Down => "down",
+            LinkState::Syncing => "syncing",
+            LinkState::Up => "up",
+            LinkState::Fenced => "fenced",
+        }
+    }
+}
+
+impl LinkMetrics {
+    pub fn set_state(&self, state: LinkState) {
+        self.state.store(state as u8, Ordering::Relaxed);
+    }
+
+    pub fn state(&self) -> LinkState {
+        match self.state.load(Ordering::Relaxed) {
+            1 => LinkState::Syncing,
+            2 => LinkState::Up,
+            3 => LinkState::Fenced,
+            _ => LinkState::Down,
+        }
+    }
+
+    pub fn set_active(&self, active: bool) {
+        self.active.store(u8::from(active), Ordering::Relaxed);
+    }
+
+    pub fn is_active(&self) -> bool {
+        self.active.load(Ordering::Relaxed) == 1
+    }
+
+    pub fn set_held(&self, held: Option<TakeoverHeld>) {
+        self.held
+            .store(held.map_or(0, |h| h as u8), Ordering::Relaxed);
+    }
+
+    /// Why this standby holds back a takeover, if it does.
+    pub fn held(&self) -> Option<TakeoverHeld> {
+        match self.held.load(Ordering::Relaxed) {
+            1 => Some(TakeoverHeld::ActiveAlive),
+            2 => Some(TakeoverHeld::NoWitness),
+            _ => None,
+        }
+    }
+
+    /// Appends the Prometheus text of these gauges and counters for `site`.
+    pub fn render(&self, site: &str, out: &mut String) {
+        use std::fmt::Write as _;
+        let role = if self.is_active() {
+            "active"
+        } else {
+            "standby"
+        };
+        let current = self.state();
+        let _ = writeln!(
+            out,
+            "# HELP scl_replication_state State of the replication link on this node (1 for the current state)."
+        );
+        let _ = writeln!(out, "# TYPE scl_replication_state gauge");
+        for state in LinkState::ALL {
+            let _ = writeln!(
+                out,
+                "scl_replication_state{{site=\"{site}\",role=\"{role}\",state=\"{}\"}} {}",
+                state.name(),
+                u8::from(state == current)
+            );
+        }
+        for (name, kind, help, value) in [
+            (
+                "scl_replication_position",
+                "gauge",
+                "Active: the last batch the standby acknowledged; standby: the last batch applied.",
+                self.position.load(Ordering::Relaxed),
+            ),
+            (
+                "scl_replication_epoch",
+                "gauge",
+                "The epoch of this node (raised on every takeover).",
+                self.epoch.load(Ordering::Relaxed),
+            ),
+            (
+                "scl_replication_takeovers_total",
+                "counter",
+                "Takeovers by this node since it started.",
+                self.takeovers.load(Ordering::Relaxed),
+            ),
+            (
+                "scl_replication_takeover_held",
+                "gauge",
+                "1 while a standby holds back a takeover on its witness's word (or silence).",
+                u64::from(self.held().is_some()),
+            ),
+            (
+                "scl_replication_refused_total",
+                "counter",
+                "Link connections refused for failing the handshake.",
+                self.refused.load(Ordering::Relaxed),
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            let _ = writeln!(out, "{name}{{site=\"{site}\",role=\"{role}\"}} {value}");
+        }
+    }
 }
 
 /// Writes one frame.
@@ -225,6 +603,10 @@ pub struct LinkConfig {
     /// How long to wait for the standby's answer before the link is declared down; the
     /// heartbeat is sent at a third of it.
     pub ack_timeout: Duration,
+    /// The key of the link.
+    pub auth: LinkAuth,
+    /// Where this node's link state is published for `/metrics`.
+    pub metrics: Arc<LinkMetrics>,
 }
 
 /// Starts shipping every later group commit of `saf` to the standby at `config.peer`, and
@@ -255,6 +637,17 @@ fn run_link(
     status: &tokio::sync::watch::Sender<LinkStatus>,
 ) {
     let heartbeat = config.ack_timeout / 3;
+    config.metrics.set_active(true);
+    config.metrics.epoch.store(config.epoch, Ordering::Relaxed);
+    let report = |state: LinkStatus| {
+        config.metrics.set_state(match state {
+            LinkStatus::Down => LinkState::Down,
+            LinkStatus::Syncing => LinkState::Syncing,
+            LinkStatus::Up => LinkState::Up,
+            LinkStatus::Fenced { .. } => LinkState::Fenced,
+        });
+        status.send_replace(state);
+    };
     let mut connection: Option<Connection> = None;
     let mut next_connect = Instant::now();
     let mut warned = false;
@@ -268,7 +661,7 @@ fn run_link(
             match connected {
                 Ok(Connected::Ready(ready)) => {
                     tracing::info!(site = %config.site, peer = %config.peer, "standby is current");
-                    status.send_replace(LinkStatus::Up);
+                    report(LinkStatus::Up);
                     warned = false;
                     connection = Some(ready);
                 }
@@ -276,13 +669,13 @@ fn run_link(
                     tracing::error!(site = %config.site, peer = %config.peer, peer_epoch, "the peer has a newer epoch: this node must not act as active");
                     shared.detach_link();
                     drop(shared);
-                    status.send_replace(LinkStatus::Fenced { peer_epoch });
+                    report(LinkStatus::Fenced { peer_epoch });
                     // Answer whatever waits, so the writer is not held.
                     while receiver.try_recv().is_ok() {}
                     return;
                 }
                 Err(error) => {
-                    status.send_replace(LinkStatus::Down);
+                    report(LinkStatus::Down);
                     if !warned {
                         tracing::warn!(site = %config.site, peer = %config.peer, %error, "standby unreachable: acknowledging on this node alone");
                         warned = true;
@@ -290,7 +683,19 @@ fn run_link(
                 }
             }
         }
-        match receiver.recv_timeout(heartbeat) {
+        // Without a standby, wake up for the next connection attempt (every second, whatever
+        // the heartbeat interval).
+        let wait = if connection.is_none() {
+            next_connect
+                .saturating_duration_since(Instant::now())
+                .clamp(
+                    Duration::from_millis(10),
+                    heartbeat.max(Duration::from_millis(10)),
+                )
+        } else {
+            heartbeat
+        };
+        match receiver.recv_timeout(wait) {
             Ok(shipment) => {
                 if let Some(open) = connection.as_mut()
                     && shipment.seq > open.position
@@ -300,10 +705,16 @@ fn run_link(
                         ops: shipment.ops,
                     };
                     match open.exchange(&frame) {
-                        Ok(()) => open.position = shipment.seq,
+                        Ok(()) => {
+                            open.position = shipment.seq;
+                            config
+                                .metrics
+                                .position
+                                .store(shipment.seq, Ordering::Relaxed);
+                        }
                         Err(error) => {
                             tracing::warn!(site = %config.site, %error, "replication link lost: acknowledging on this node alone");
-                            status.send_replace(LinkStatus::Down);
+                            report(LinkStatus::Down);
                             connection = None;
                         }
                     }
@@ -317,7 +728,7 @@ fn run_link(
                     && let Err(error) = open.exchange(&Frame::Heartbeat)
                 {
                     tracing::warn!(site = %config.site, %error, "replication link lost: acknowledging on this node alone");
-                    status.send_replace(LinkStatus::Down);
+                    report(LinkStatus::Down);
                     connection = None;
                 }
             }
@@ -334,20 +745,26 @@ struct Connection {
 }
 
 impl Connection {
-    fn open(address: &str, timeout: Duration) -> std::io::Result<Connection> {
+    /// Connects to `address` and passes the handshake with `auth`.
+    fn open(address: &str, timeout: Duration, auth: &LinkAuth) -> std::io::Result<Connection> {
         let addresses: Vec<SocketAddr> = address.to_socket_addrs()?.collect();
         let mut last = std::io::Error::other(format!("`{address}` resolves to no address"));
         for candidate in addresses {
             match TcpStream::connect_timeout(&candidate, timeout.min(Duration::from_secs(2))) {
                 Ok(stream) => {
                     stream.set_nodelay(true)?;
-                    stream.set_read_timeout(Some(timeout))?;
-                    stream.set_write_timeout(Some(timeout))?;
-                    return Ok(Connection {
+                    stream.set_read_timeout(Some(timeout.min(HANDSHAKE_TIMEOUT)))?;
+                    stream.set_write_timeout(Some(timeout.min(HANDSHAKE_TIMEOUT)))?;
+                    let mut connection = Connection {
                         reader: BufReader::new(stream.try_clone()?),
                         writer: BufWriter::new(stream),
                         position: 0,
-                    });
+                    };
+                    authenticate_connecting(&mut connection.reader, &mut connection.writer, auth)?;
+                    let stream = connection.writer.get_ref();
+                    stream.set_read_timeout(Some(timeout))?;
+                    stream.set_write_timeout(Some(timeout))?;
+                    return Ok(connection);
                 }
                 Err(error) => last = error,
             }
@@ -369,7 +786,8 @@ impl Connection {
         match self.receive()? {
             Frame::Ack => Ok(()),
             other => Err(std::io::Error::other(format!(
-                "the standby answered {other:?} instead of an acknowledgement"
+                "the standby answered {} instead of an acknowledgement",
+                frame_name(&other)
             ))),
         }
     }
@@ -386,7 +804,7 @@ fn connect(
     config: &LinkConfig,
     status: &tokio::sync::watch::Sender<LinkStatus>,
 ) -> std::io::Result<Connected> {
-    let mut connection = Connection::open(&config.peer, config.ack_timeout)?;
+    let mut connection = Connection::open(&config.peer, config.ack_timeout, &config.auth)?;
     connection.send(&Frame::Hello {
         site: config.site.clone(),
         epoch: config.epoch,
@@ -397,7 +815,8 @@ fn connect(
         Frame::Fenced { epoch } => return Ok(Connected::Fenced(epoch)),
         other => {
             return Err(std::io::Error::other(format!(
-                "the peer answered {other:?} to the introduction"
+                "the peer answered {} to the introduction",
+                frame_name(&other)
             )));
         }
     }
@@ -405,6 +824,7 @@ fn connect(
     let started = Instant::now();
     let (records, seq) = send_snapshot(shared, &mut connection)?;
     connection.position = seq;
+    config.metrics.position.store(seq, Ordering::Relaxed);
     tracing::info!(
         site = %config.site,
         records,
@@ -464,9 +884,9 @@ fn send_snapshot(shared: &Shared, connection: &mut Connection) -> std::io::Resul
 }
 
 /// Asks the node at `peer` for its role: `None` when it cannot be reached or answers
-/// nonsense.
-pub fn probe(peer: &str, timeout: Duration) -> Option<(bool, u64, bool)> {
-    let mut connection = Connection::open(peer, timeout).ok()?;
+/// nonsense (or fails the handshake: a node that cannot prove the site's token is no peer).
+pub fn probe(peer: &str, timeout: Duration, auth: &LinkAuth) -> Option<(bool, u64, bool)> {
+    let mut connection = Connection::open(peer, timeout, auth).ok()?;
     connection.send(&Frame::Probe).ok()?;
     match connection.receive().ok()? {
         Frame::Role {
@@ -484,6 +904,58 @@ pub fn outranks(epoch: u64, primary: bool, other_epoch: u64, other_primary: bool
     (epoch, primary) > (other_epoch, other_primary)
 }
 
+/// What the witness says about a silent active.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WitnessVerdict {
+    /// The witness still reaches the active: only the link broke; no takeover.
+    ActiveAlive,
+    /// The witness cannot reach the active either: take over.
+    ActiveGone,
+    /// The witness itself could not be asked.
+    NoAnswer,
+}
+
+/// A witness to ask before a takeover (central, [`crate::failover`]).
+#[derive(Clone)]
+pub struct Witness {
+    /// Asks the witness (blocking; bounded by its own timeouts).
+    pub ask: Arc<dyn Fn() -> WitnessVerdict + Send + Sync>,
+    /// Whether to take over when the witness gives [`WitnessVerdict::NoAnswer`].
+    pub takeover_without_answer: bool,
+}
+
+impl std::fmt::Debug for Witness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Witness")
+            .field("takeover_without_answer", &self.takeover_without_answer)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a standby whose active is silent has not taken over, for `/health` and `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TakeoverHeld {
+    /// Central still reaches the active: the link is what broke.
+    ActiveAlive = 1,
+    /// Central could not be asked and `takeover_without_witness = false`.
+    NoWitness = 2,
+}
+
+impl TakeoverHeld {
+    pub fn describe(self) -> &'static str {
+        match self {
+            TakeoverHeld::ActiveAlive => {
+                "the active is silent on the link but central still reaches it: the link is \
+                 broken; not taking over"
+            }
+            TakeoverHeld::NoWitness => {
+                "the active is silent and central cannot be asked: not taking over \
+                 (takeover_without_witness = false)"
+            }
+        }
+    }
+}
+
 /// How a standby waits.
 #[derive(Debug, Clone)]
 pub struct StandbyConfig {
@@ -492,6 +964,12 @@ pub struct StandbyConfig {
     pub primary: bool,
     /// Silence of the active (no frame, no connection) after which this node takes over.
     pub takeover_after: Duration,
+    /// The key of the link: a connection that cannot prove it is closed unread.
+    pub auth: LinkAuth,
+    /// Where this node's link state is published for `/metrics`.
+    pub metrics: Arc<LinkMetrics>,
+    /// Asked before a takeover; `None`: the silence alone decides.
+    pub witness: Option<Witness>,
 }
 
 /// Why [`run_standby`] returned.
@@ -518,8 +996,15 @@ pub fn run_standby(
         source,
     };
     listener.set_nonblocking(true).map_err(io_error)?;
+    config.metrics.set_active(false);
+    config.metrics.set_state(LinkState::Down);
+    config
+        .metrics
+        .epoch
+        .store(saf.meta_u64(META_EPOCH)?.unwrap_or(0), Ordering::Relaxed);
     let mut last_contact = Instant::now();
     let mut warned_incomplete = false;
+    let mut last_verdict = None;
     loop {
         if stop.load(std::sync::atomic::Ordering::SeqCst) {
             return Ok(StandbyEnd::Stopped);
@@ -528,13 +1013,19 @@ pub fn run_standby(
             Ok((stream, remote)) => {
                 let _ = stream.set_nonblocking(false);
                 let _ = stream.set_nodelay(true);
-                let _ = stream.set_read_timeout(Some(config.takeover_after));
-                let _ = stream.set_write_timeout(Some(config.takeover_after));
-                match serve_active(stream, saf, config, &mut last_contact, stop) {
+                let handshake = config.takeover_after.min(HANDSHAKE_TIMEOUT);
+                let _ = stream.set_read_timeout(Some(handshake));
+                let _ = stream.set_write_timeout(Some(handshake));
+                match serve_active(stream, saf, config, &mut last_contact, stop, &remote) {
                     Ok(()) => {}
                     Err(error) => {
                         tracing::warn!(site = %config.site, %remote, %error, "replication connection ended");
                     }
+                }
+                config.metrics.set_state(LinkState::Down);
+                if config.metrics.held().is_none() {
+                    // An active was heard from: a later silence is news again.
+                    last_verdict = None;
                 }
             }
             Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
@@ -546,9 +1037,45 @@ pub fn run_standby(
             }
         }
         if last_contact.elapsed() >= config.takeover_after {
+            if saf.replica_complete()?
+                && let Some(witness) = &config.witness
+            {
+                let verdict = (witness.ask)();
+                let held = match verdict {
+                    WitnessVerdict::ActiveGone => None,
+                    WitnessVerdict::ActiveAlive => Some(TakeoverHeld::ActiveAlive),
+                    WitnessVerdict::NoAnswer if witness.takeover_without_answer => None,
+                    WitnessVerdict::NoAnswer => Some(TakeoverHeld::NoWitness),
+                };
+                if last_verdict != Some(verdict) {
+                    match (verdict, held) {
+                        (_, Some(held)) => {
+                            tracing::error!(site = %config.site, "{}", held.describe());
+                        }
+                        (WitnessVerdict::NoAnswer, None) => tracing::warn!(
+                            site = %config.site,
+                            "the active is silent and central cannot be asked: taking over \
+                             without the witness (takeover_without_witness = true)"
+                        ),
+                        _ => tracing::info!(
+                            site = %config.site,
+                            "central cannot reach the active either: taking over"
+                        ),
+                    }
+                    last_verdict = Some(verdict);
+                }
+                config.metrics.set_held(held);
+                if held.is_some() {
+                    // Ask again after another takeover time of silence.
+                    last_contact = Instant::now();
+                    continue;
+                }
+            }
             if saf.replica_complete()? {
                 let epoch = saf.meta_u64(META_EPOCH)?.unwrap_or(0) + 1;
                 saf.set_meta_u64(META_EPOCH, epoch)?;
+                config.metrics.epoch.store(epoch, Ordering::Relaxed);
+                config.metrics.takeovers.fetch_add(1, Ordering::Relaxed);
                 return Ok(StandbyEnd::TakeOver { epoch });
             }
             if !warned_incomplete {
@@ -566,6 +1093,7 @@ fn serve_active(
     config: &StandbyConfig,
     last_contact: &mut Instant,
     stop: &std::sync::atomic::AtomicBool,
+    remote: &SocketAddr,
 ) -> Result<(), SafError> {
     let io_error = |source| SafError::Io {
         path: saf.path().to_owned(),
@@ -573,6 +1101,18 @@ fn serve_active(
     };
     let mut reader = BufReader::new(stream.try_clone().map_err(io_error)?);
     let mut writer = BufWriter::new(stream);
+    if !admit(
+        &mut reader,
+        &mut writer,
+        &config.auth,
+        &config.metrics,
+        remote,
+    ) {
+        return Ok(());
+    }
+    let stream = writer.get_ref();
+    let _ = stream.set_read_timeout(Some(config.takeover_after));
+    let _ = stream.set_write_timeout(Some(config.takeover_after));
     let own_epoch = saf.meta_u64(META_EPOCH)?.unwrap_or(0);
     match read_frame(&mut reader).map_err(io_error)? {
         Frame::Probe => {
@@ -598,13 +1138,16 @@ fn serve_active(
             }
             if epoch > own_epoch {
                 saf.set_meta_u64(META_EPOCH, epoch)?;
+                config.metrics.epoch.store(epoch, Ordering::Relaxed);
             }
             write_frame(&mut writer, &Frame::Welcome { epoch }).map_err(io_error)?;
             *last_contact = Instant::now();
+            config.metrics.set_held(None);
         }
         other => {
             return Err(io_error(std::io::Error::other(format!(
-                "unexpected first frame {other:?}"
+                "unexpected first frame {}",
+                frame_name(&other)
             ))));
         }
     }
@@ -616,6 +1159,7 @@ fn serve_active(
             Frame::Snapshot { clear, mut ops } => {
                 if clear {
                     ops.insert(0, replica_op(b"partial"));
+                    config.metrics.set_state(LinkState::Syncing);
                 }
                 saf.apply_replicated(clear, ops)?;
             }
@@ -631,13 +1175,19 @@ fn serve_active(
                         replica_op(b"complete"),
                     ],
                 )?;
+                config.metrics.position.store(seq, Ordering::Relaxed);
+                config.metrics.set_state(LinkState::Up);
                 tracing::info!(site = %config.site, seq, "replica complete");
             }
-            Frame::Batch { ops, .. } => saf.apply_replicated(false, ops)?,
+            Frame::Batch { seq, ops } => {
+                saf.apply_replicated(false, ops)?;
+                config.metrics.position.store(seq, Ordering::Relaxed);
+            }
             Frame::Heartbeat => {}
             other => {
                 return Err(io_error(std::io::Error::other(format!(
-                    "unexpected frame {other:?}"
+                    "unexpected frame {}",
+                    frame_name(&other)
                 ))));
             }
         }
@@ -658,25 +1208,31 @@ fn replica_op(state: &[u8]) -> Op {
 /// Answers probes and introductions on the link address of an active node, until `stop`.
 /// An introduction from a node that outranks this one fences this node (`on_fenced`); any
 /// other is answered [`Frame::Fenced`].
+#[allow(clippy::too_many_arguments)]
 pub fn answer_as_active(
     listener: &TcpListener,
     epoch: u64,
     primary: bool,
+    auth: &LinkAuth,
+    metrics: &LinkMetrics,
     stop: &std::sync::atomic::AtomicBool,
     on_fenced: &(dyn Fn(u64) + Sync),
 ) {
     let _ = listener.set_nonblocking(true);
     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
         match listener.accept() {
-            Ok((stream, _)) => {
+            Ok((stream, remote)) => {
                 let _ = stream.set_nonblocking(false);
-                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-                let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
+                let _ = stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT));
+                let _ = stream.set_write_timeout(Some(HANDSHAKE_TIMEOUT));
                 let Ok(read_half) = stream.try_clone() else {
                     continue;
                 };
                 let mut reader = BufReader::new(read_half);
                 let mut writer = BufWriter::new(stream);
+                if !admit(&mut reader, &mut writer, auth, metrics, &remote) {
+                    continue;
+                }
                 match read_frame(&mut reader) {
                     Ok(Frame::Probe) => {
                         let _ = write_frame(

@@ -513,17 +513,60 @@ fn render_metrics(shared: &SiteShared) -> String {
             stats.file_size
         );
     }
+    if let Some(link) = shared.replication_metrics.get() {
+        link.render(site, &mut out);
+    }
     out
 }
 
 /// The site API of the standby node of a pair: every route answers 503 `standby`, so
 /// central's client tries the other node ([`crate::failover`]).
-pub fn standby_router(site: &str) -> Router {
+/// `/metrics` shows its link's gauges.
+pub fn standby_router(site: &str, link: Arc<crate::saf::replication::LinkMetrics>) -> Router {
     let message = format!("this node is the standby of site `{site}`; the other node is active");
-    Router::new().fallback(move || {
-        let message = message.clone();
-        async move { error(StatusCode::SERVICE_UNAVAILABLE, "standby", None, message) }
-    })
+    let name = site.to_owned();
+    let (health_message, health_link) = (message.clone(), Arc::clone(&link));
+    Router::new()
+        .route(
+            "/health",
+            get(move || {
+                let (message, link) = (health_message.clone(), Arc::clone(&health_link));
+                async move {
+                    // 503 `standby` as on every route (central's client and load balancers
+                    // see a node that serves nothing), with the link's state.
+                    let body = serde_json::json!({
+                        "error": message,
+                        "code": "standby",
+                        "role": "standby",
+                        "replication": link.state().name(),
+                        "takeover_held": link.held().map(|held| held.describe()),
+                    });
+                    (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(move || {
+                let (name, link) = (name.clone(), Arc::clone(&link));
+                async move {
+                    let mut text = String::new();
+                    link.render(&name, &mut text);
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
+                        text,
+                    )
+                        .into_response()
+                }
+            }),
+        )
+        .fallback(move || {
+            let message = message.clone();
+            async move { error(StatusCode::SERVICE_UNAVAILABLE, "standby", None, message) }
+        })
 }
 
 async fn not_found() -> Response {

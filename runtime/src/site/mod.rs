@@ -33,7 +33,7 @@ use crate::deployment::Deployment;
 use crate::modules::NodeEvents;
 use crate::pool::ScriptPool;
 use crate::protocol::Bundle;
-use crate::saf::replication::LinkStatus;
+use crate::saf::replication::{LinkMetrics, LinkStatus};
 use crate::saf::{Category, Forwarder, ForwarderConfig, Saf, SafConfig};
 
 pub(crate) use deployed::Deployed;
@@ -124,6 +124,8 @@ pub(crate) struct SiteShared {
     pub runs: crate::runs::RunLog,
     /// The replication link of the active node of a pair ([`crate::failover`]).
     pub replication: std::sync::OnceLock<tokio::sync::watch::Receiver<LinkStatus>>,
+    /// The link's gauges for `/metrics` (pair nodes only).
+    pub replication_metrics: std::sync::OnceLock<Arc<LinkMetrics>>,
 }
 
 /// What a deployment starts and the next one stops.
@@ -239,6 +241,7 @@ impl Site {
             metrics: Metrics::default(),
             runs,
             replication: std::sync::OnceLock::new(),
+            replication_metrics: std::sync::OnceLock::new(),
             options,
         });
         let site = Site { shared };
@@ -277,8 +280,13 @@ impl Site {
 
     /// Reports the replication link of an active node of a pair in `/health` and the event
     /// log.
-    pub fn watch_replication(&self, mut status: tokio::sync::watch::Receiver<LinkStatus>) {
+    pub fn watch_replication(
+        &self,
+        mut status: tokio::sync::watch::Receiver<LinkStatus>,
+        metrics: Arc<LinkMetrics>,
+    ) {
         let _ = self.shared.replication.set(status.clone());
+        let _ = self.shared.replication_metrics.set(metrics);
         let shared = Arc::downgrade(&self.shared);
         self.shared.handle.spawn(async move {
             let mut last = *status.borrow_and_update();
