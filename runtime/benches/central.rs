@@ -4,8 +4,10 @@
 //! the same process and run, at 64 concurrent connections.
 //!
 //! The same for a method doing one `Route.To(code).GetAttributes` to a site
-//! running in the same process (its internal API over loopback HTTP), against
-//! a bare axum handler answering the same attributes.
+//! running in the same process, against a bare axum handler answering the same
+//! attributes: `routed` hands the request to the site's router as `scl serve
+//! --role all` does, `routed_http` goes over loopback HTTP as separate central
+//! and site processes do.
 //!
 //! `cargo bench -p scl-runtime --bench central [-- SECONDS ROUNDS]`; prints
 //! requests/s, p50 and p99 per round and the medians with their ratios. Never
@@ -263,25 +265,10 @@ async fn routed(client: &reqwest::Client, seconds: f64, rounds: usize) {
         .await
         .expect("site starts");
     let site_router = scl_runtime::site::api::router(&site);
+    let served = site_router.clone();
     tokio::spawn(async move {
-        let _ = axum::serve(site_listener, site_router).await;
+        let _ = axum::serve(site_listener, served).await;
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let central = central::start(
-        Arc::new(deployment),
-        listener,
-        CentralConfig {
-            script_threads: 8,
-            env: Arc::clone(&env),
-            data_dir: Some(dir.path().join("data")),
-            ..CentralConfig::default()
-        },
-    )
-    .await
-    .expect("central starts");
-    let central_url = format!("http://{}/api/Attrs", central.local_addr());
     let bare = axum::Router::new().route(
         "/api/Attrs",
         axum::routing::post(|axum::Json(_): axum::Json<Value>| async move {
@@ -298,28 +285,55 @@ async fn routed(client: &reqwest::Client, seconds: f64, rounds: usize) {
     tokio::spawn(async move {
         let _ = axum::serve(bare_listener, bare).await;
     });
+    let deployment = Arc::new(deployment);
     let body = json!({ "code": "PUMP-1" }).to_string();
-    // The answer is the site's, before anything is timed.
-    let check = client
-        .post(&central_url)
-        .header("X-API-Key", KEY)
-        .header("content-type", "application/json")
-        .body(body.clone())
-        .send()
+    // `routed`: the site in central's process, as `scl serve --role all` runs it (requests
+    // handed to the site's router); `routed_http`: the same site over loopback HTTP, as
+    // separate central and site processes reach each other.
+    for (name, in_process) in [("routed", true), ("routed_http", false)] {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let mut in_process_sites = std::collections::HashMap::new();
+        if in_process {
+            in_process_sites.insert("plant-a".to_owned(), site_router.clone());
+        }
+        let central = central::start(
+            Arc::clone(&deployment),
+            listener,
+            CentralConfig {
+                script_threads: 8,
+                env: Arc::clone(&env),
+                data_dir: Some(dir.path().join(format!("data-{name}"))),
+                in_process_sites,
+                ..CentralConfig::default()
+            },
+        )
         .await
-        .expect("a routed call");
-    let answer: Value = check.json().await.expect("json");
-    assert_eq!(answer, json!({ "Speed": 1450.0, "Running": true }));
-    compare(
-        client,
-        "routed",
-        &central_url,
-        &bare_url,
-        &body,
-        seconds,
-        rounds,
-    )
-    .await;
-    let _ = central.shutdown().await;
+        .expect("central starts");
+        let central_url = format!("http://{}/api/Attrs", central.local_addr());
+        // The answer is the site's, before anything is timed.
+        let check = client
+            .post(&central_url)
+            .header("X-API-Key", KEY)
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .expect("a routed call");
+        let answer: Value = check.json().await.expect("json");
+        assert_eq!(answer, json!({ "Speed": 1450.0, "Running": true }));
+        compare(
+            client,
+            name,
+            &central_url,
+            &bare_url,
+            &body,
+            seconds,
+            rounds,
+        )
+        .await;
+        let _ = central.shutdown().await;
+    }
     site.shutdown().await;
 }

@@ -281,6 +281,17 @@ fn rss_kib() -> (u64, u64, u64) {
     (field("VmRSS:"), field("RssAnon:"), field("RssFile:"))
 }
 
+fn print_rss(what: &str) -> (u64, u64, u64) {
+    let (rss, anon, file) = rss_kib();
+    println!(
+        "{what}: {} MB (anon {} MB, file-backed {} MB)",
+        rss / 1024,
+        anon / 1024,
+        file / 1024
+    );
+    (rss, anon, file)
+}
+
 /// 1,000,000 messages buffered by 64 producers, then RSS and status lookups of random ids.
 fn million() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -317,7 +328,6 @@ fn million() {
     });
     let elapsed = start.elapsed();
     let stats = saf.stats().unwrap();
-    let (rss, anon, file) = rss_kib();
     println!(
         "1,000,000 buffered ({} queued) in {:.1} s ({:.0} msgs/s); data file {} MB",
         stats.queued,
@@ -325,12 +335,11 @@ fn million() {
         stats.queued as f64 / elapsed.as_secs_f64(),
         stats.file_size / 1_000_000
     );
-    println!(
-        "RSS with 1,000,000 buffered: {} MB (anon {} MB, file-backed {} MB)",
-        rss / 1024,
-        anon / 1024,
-        file / 1024
-    );
+    print_rss("RSS with 1,000,000 buffered, right after the fill");
+    // The writer drops the process's mapped pages of the data file about once a second
+    // (`Shared::trim_mapped_pages`); what the process holds after that is its steady size.
+    std::thread::sleep(Duration::from_millis(1500));
+    let (rss, _, _) = print_rss("RSS with 1,000,000 buffered, 1.5 s later");
     bench_line(
         "saf_million_rss",
         "scl",
@@ -365,12 +374,8 @@ fn million() {
         latencies[latencies.len() * 99 / 100],
         latencies[latencies.len() - 1]
     );
-    let (rss, anon, file) = rss_kib();
-    println!(
-        "RSS after lookups: {} MB (anon {} MB, file-backed {} MB)",
-        rss / 1024,
-        anon / 1024,
-        file / 1024
-    );
+    print_rss("RSS right after the lookups");
+    std::thread::sleep(Duration::from_millis(1500));
+    print_rss("RSS 1.5 s after the lookups");
     saf.close_and_wait().unwrap();
 }

@@ -173,6 +173,10 @@ pub struct CentralConfig {
     /// Where the modules report events (permanent failures); default: the
     /// tracing log.
     pub events: Arc<dyn NodeEvents>,
+    /// Routers of sites running in this process (`scl serve --role all`), by site name:
+    /// `Route.To` hands their requests to the router instead of going over loopback HTTP.
+    /// A site with a standby is always reached over HTTP (its active node can change).
+    pub in_process_sites: HashMap<String, axum::Router>,
 }
 
 /// Reads an environment variable by name.
@@ -185,6 +189,7 @@ impl Default for CentralConfig {
             data_dir: None,
             env: Arc::new(crate::external::process_env),
             events: Arc::new(TracingEvents),
+            in_process_sites: HashMap::new(),
         }
     }
 }
@@ -381,6 +386,7 @@ fn build(deployment: &Deployment, config: &CentralConfig) -> Result<Central, Str
     let routes = Arc::new(route::Routes::new(
         deployment,
         &*config.env,
+        &config.in_process_sites,
         handle.clone(),
     )?);
     let modules = NodeModules::build(

@@ -129,7 +129,13 @@ pub struct WitnessAnswer {
 }
 
 /// Central's client for one site's internal API.
-#[derive(Clone, Debug)]
+///
+/// A site that runs in the same process as central (`scl serve --role all`) can be given
+/// to the client as its router ([`SiteClient::in_process`]): every request is then the same
+/// HTTP request (method, path, token header, JSON body) handed to the site's router without
+/// a socket, and answered the same way, so both transports share the site's one handler
+/// and its checks. The site keeps its listener for everything outside the process.
+#[derive(Clone)]
 pub struct SiteClient {
     site: String,
     /// The site's node URLs: one, or the active/standby pair's two.
@@ -138,7 +144,24 @@ pub struct SiteClient {
     active: Arc<AtomicUsize>,
     token: String,
     http: reqwest::Client,
+    /// The site's router when it runs in this process.
+    local: Option<axum::Router>,
+    /// The bound of a request without a shorter deadline (the HTTP client's own timeout).
+    timeout: Duration,
 }
+
+impl std::fmt::Debug for SiteClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SiteClient")
+            .field("site", &self.site)
+            .field("base_urls", &self.base_urls)
+            .field("in_process", &self.local.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The base URL requests to an in-process site are built with (only its path is used).
+const IN_PROCESS_BASE: &str = "http://in-process.scl";
 
 impl SiteClient {
     /// A client for the site `site` at `base_url` (no trailing slash needed).
@@ -161,7 +184,16 @@ impl SiteClient {
             active: Arc::new(AtomicUsize::new(0)),
             token: token.to_owned(),
             http,
+            local: None,
+            timeout,
         })
+    }
+
+    /// The same client for a site running in this process: requests go to `router` (the
+    /// site's [`crate::site::api::router`]) directly instead of over loopback HTTP.
+    pub fn in_process(mut self, router: axum::Router) -> SiteClient {
+        self.local = Some(router);
+        self
     }
 
     /// The same client for a site that runs as an active/standby pair: a request goes to
@@ -345,6 +377,22 @@ impl SiteClient {
         &self,
         build: impl Fn(&str) -> reqwest::RequestBuilder,
     ) -> Result<R, RemoteError> {
+        if let Some(router) = &self.local {
+            let request = build(IN_PROCESS_BASE)
+                .build()
+                .map_err(|e| self.transport_error(&e))?;
+            let limit = request.timeout().copied().unwrap_or(self.timeout);
+            return match tokio::time::timeout(limit, exchange_in_process(router, request)).await {
+                Ok(Ok((status, bytes))) => self.answer(status, &bytes),
+                Ok(Err(message)) => Err(RemoteError {
+                    kind: "unreachable".into(),
+                    code: "site_unreachable".into(),
+                    message: format!("site `{}`: {message}", self.site),
+                    status: None,
+                }),
+                Err(_) => Err(self.timeout_error()),
+            };
+        }
         let count = self.base_urls.len();
         let first = self.active.load(Ordering::Relaxed) % count;
         let mut step = 0;
@@ -372,15 +420,24 @@ impl SiteClient {
             }
             break (status, bytes);
         };
+        self.answer(status, &bytes)
+    }
+
+    /// The result of a site's answer: its JSON on success, its error otherwise.
+    fn answer<R: for<'de> Deserialize<'de>>(
+        &self,
+        status: reqwest::StatusCode,
+        bytes: &[u8],
+    ) -> Result<R, RemoteError> {
         if status.is_success() {
-            return serde_json::from_slice(&bytes).map_err(|e| RemoteError {
+            return serde_json::from_slice(bytes).map_err(|e| RemoteError {
                 kind: "unreachable".into(),
                 code: "bad_response".into(),
                 message: format!("site `{}` sent an unreadable answer: {e}", self.site),
                 status: Some(status.as_u16()),
             });
         }
-        let body: Option<ErrorBody> = serde_json::from_slice(&bytes).ok();
+        let body: Option<ErrorBody> = serde_json::from_slice(bytes).ok();
         let (kind, code, message) = match body {
             Some(body) => (
                 body.kind
@@ -402,14 +459,18 @@ impl SiteClient {
         })
     }
 
+    fn timeout_error(&self) -> RemoteError {
+        RemoteError {
+            kind: "timeout".into(),
+            code: "site_timeout".into(),
+            message: format!("site `{}` did not answer in time", self.site),
+            status: None,
+        }
+    }
+
     fn transport_error(&self, error: &reqwest::Error) -> RemoteError {
         if error.is_timeout() {
-            RemoteError {
-                kind: "timeout".into(),
-                code: "site_timeout".into(),
-                message: format!("site `{}` did not answer in time", self.site),
-                status: None,
-            }
+            self.timeout_error()
         } else {
             RemoteError {
                 kind: "unreachable".into(),
@@ -419,6 +480,40 @@ impl SiteClient {
             }
         }
     }
+}
+
+/// Hands `request` to an in-process site's router: the same method, path, query, headers
+/// and body as on the wire, and the answer's status and body.
+async fn exchange_in_process(
+    router: &axum::Router,
+    request: reqwest::Request,
+) -> Result<(reqwest::StatusCode, axum::body::Bytes), String> {
+    use tower::ServiceExt as _;
+    let target = match request.url().query() {
+        Some(query) => format!("{}?{query}", request.url().path()),
+        None => request.url().path().to_owned(),
+    };
+    let body = request
+        .body()
+        .and_then(reqwest::Body::as_bytes)
+        .map(axum::body::Bytes::copy_from_slice)
+        .unwrap_or_default();
+    let mut forwarded = axum::http::Request::builder()
+        .method(request.method().clone())
+        .uri(target)
+        .body(axum::body::Body::from(body))
+        .map_err(|e| format!("cannot build the request: {e}"))?;
+    *forwarded.headers_mut() = request.headers().clone();
+    let response = router
+        .clone()
+        .oneshot(forwarded)
+        .await
+        .unwrap_or_else(|never| match never {});
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .map_err(|e| format!("cannot read the answer: {e}"))?;
+    Ok((status, bytes))
 }
 
 fn kind_for_status(status: u16) -> String {

@@ -216,6 +216,8 @@ async fn run(request: &ServeRequest, deployment: Deployment) -> Result<(), Strin
         }
     };
     let mut sites = Vec::new();
+    // Routers of the sites this process runs, for central's in-process `Route.To`.
+    let mut in_process_sites = HashMap::new();
     // Nodes of active/standby pairs; a pair node that ends on its own ends the process.
     let mut pairs = Vec::new();
     let (pair_failed, mut pair_failures) = tokio::sync::mpsc::unbounded_channel::<String>();
@@ -272,6 +274,7 @@ async fn run(request: &ServeRequest, deployment: Deployment) -> Result<(), Strin
             .map_err(|e| format!("site `{name}`: cannot listen on {}: {e}", definition.listen))?;
         tracing::info!(site = %name, listen = %definition.listen, "site node serving");
         let router = crate::site::api::router(&site);
+        in_process_sites.insert(name.clone(), router.clone());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(async move {
             // The site API has the same slow-client protection as central's.
@@ -297,6 +300,7 @@ async fn run(request: &ServeRequest, deployment: Deployment) -> Result<(), Strin
                 // where `scl failures` reads it.
                 data_dir: Some(data_dir.clone()),
                 env: Arc::clone(&env),
+                in_process_sites: std::mem::take(&mut in_process_sites),
                 ..CentralConfig::default()
             };
             let handle = central::start(Arc::new(deployment.clone()), listener, config).await?;

@@ -54,6 +54,7 @@ impl Routes {
     pub(crate) fn new(
         deployment: &Deployment,
         env: &dyn Fn(&str) -> Option<String>,
+        in_process: &HashMap<String, axum::Router>,
         handle: tokio::runtime::Handle,
     ) -> Result<Routes, String> {
         let mut sites: HashMap<String, Arc<SiteClient>> = HashMap::new();
@@ -71,6 +72,8 @@ impl Routes {
             let mut client = SiteClient::new(name, &site.url, &token, SITE_REQUEST_CEILING)?;
             if let Some(standby) = &site.standby {
                 client = client.with_standby(&standby.get_ref().url);
+            } else if let Some(router) = in_process.get(name) {
+                client = client.in_process(router.clone());
             }
             let client = Arc::new(client);
             ordered.push(Arc::clone(&client));

@@ -130,6 +130,30 @@ pub(crate) struct Shared {
 /// The on-disk format version in `meta`.
 const FORMAT_VERSION: &[u8] = b"1";
 
+/// Where this process maps `file` (start address and length), from /proc/self/maps; `None`
+/// when it is not mapped or the list cannot be read.
+fn data_file_mapping(file: &Path) -> Option<(usize, usize)> {
+    use std::os::unix::fs::MetadataExt as _;
+    let inode = std::fs::metadata(file).ok()?.ino();
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    maps.lines().find_map(|line| parse_mapping(line, inode))
+}
+
+/// A `/proc/self/maps` line's address range, when it maps the file with `inode`.
+fn parse_mapping(line: &str, inode: u64) -> Option<(usize, usize)> {
+    // "start-end perms offset dev inode pathname"
+    let mut fields = line.split_whitespace();
+    let range = fields.next()?;
+    let inode_field = fields.nth(3)?;
+    if inode_field.parse::<u64>().ok()? != inode {
+        return None;
+    }
+    let (start, end) = range.split_once('-')?;
+    let start = usize::from_str_radix(start, 16).ok()?;
+    let end = usize::from_str_radix(end, 16).ok()?;
+    (end > start).then(|| (start, end - start))
+}
+
 /// Round up to a multiple of 64 KiB, a multiple of every page size LMDB runs with.
 pub(crate) fn round_map_size(size: usize) -> usize {
     const UNIT: usize = 64 * 1024;
@@ -137,6 +161,36 @@ pub(crate) fn round_map_size(size: usize) -> usize {
 }
 
 impl Shared {
+    /// Drops this process's page-table entries for the data file's memory map, so pages that
+    /// lookups, scans and commits touched stop counting in the process's RSS. The pages stay
+    /// in the kernel's page cache (shared, reclaimable memory): the next read of one maps it
+    /// again from there, with the same bytes. Called by the writer thread about once a
+    /// second; see `docs/reliability.md` (memory).
+    pub(crate) fn trim_mapped_pages(&self) {
+        // LMDB reports its map's address only for a fixed map (`MDB_FIXEDMAP`), so the
+        // mapping of the data file is looked up in the process's own map list by inode.
+        let Some((start, length)) = data_file_mapping(&self.path.join("data.mdb")) else {
+            return;
+        };
+        // SAFETY: `start`/`length` are this process's current mapping of the buffer's data
+        // file (matched by inode in /proc/self/maps): page aligned, `MAP_SHARED` and
+        // read-only (the environment is opened without `WRITEMAP`, so LMDB writes with
+        // `pwrite`). `MADV_DONTNEED` on a shared file mapping only unmaps pages; a later
+        // access faults the same file page back in, so a reader on another thread sees the
+        // same bytes and no data is lost. The mapping cannot be replaced between the lookup
+        // and this call: LMDB remaps only in `grow_map`, which runs on the writer thread, the
+        // only caller of this function.
+        let result =
+            unsafe { libc::madvise(start as *mut libc::c_void, length, libc::MADV_DONTNEED) };
+        if result != 0 {
+            tracing::debug!(
+                path = %self.path.display(),
+                error = %std::io::Error::last_os_error(),
+                "trimming the buffer's mapped pages failed"
+            );
+        }
+    }
+
     /// Open (creating if needed) the environment in `path`.
     pub fn open(path: &Path, map_size: usize) -> Result<Shared, SafError> {
         std::fs::create_dir_all(path).map_err(|source| SafError::Io {
@@ -580,6 +634,69 @@ mod tests {
         let mut parked = Vec::new();
         time_key(&mut parked, 42, "xyz");
         assert_eq!(id_of_index_key(IndexTable::Parked, &parked), b"xyz");
+    }
+
+    /// Resident bytes of this process's mapping of `file` (from /proc/self/smaps).
+    fn resident_bytes_of(file: &Path) -> u64 {
+        use std::os::unix::fs::MetadataExt as _;
+        let inode = std::fs::metadata(file).expect("data file").ino();
+        let smaps = std::fs::read_to_string("/proc/self/smaps").expect("smaps");
+        let mut inside = false;
+        let mut total = 0;
+        for line in smaps.lines() {
+            if let Some(value) = line.strip_prefix("Rss:") {
+                if inside {
+                    let kib: u64 = value.trim().trim_end_matches("kB").trim().parse().unwrap();
+                    total += kib * 1024;
+                }
+            } else if line
+                .split_whitespace()
+                .next()
+                .is_some_and(|f| f.contains('-'))
+            {
+                inside = parse_mapping(line, inode).is_some();
+            }
+        }
+        total
+    }
+
+    #[test]
+    fn trimming_unmaps_the_data_files_pages_and_keeps_their_bytes() {
+        let dir = tempfile::tempdir().expect("dir");
+        let shared = Shared::open(dir.path(), 64 << 20).expect("open");
+        let data = dir.path().join("data.mdb");
+        let record = vec![7u8; 600];
+        let mut wtxn = shared.env.write_txn().expect("write txn");
+        for n in 0..20_000u32 {
+            let key = format!("{n:08}");
+            shared
+                .tables
+                .messages
+                .put(&mut wtxn, key.as_bytes(), &record)
+                .expect("put");
+        }
+        wtxn.commit().expect("commit");
+        let read_all = || {
+            let rtxn = shared.env.read_txn().expect("read txn");
+            let mut count = 0;
+            for entry in shared.tables.messages.iter(&rtxn).expect("iter") {
+                let (_, value) = entry.expect("entry");
+                assert_eq!(value, record.as_slice());
+                count += 1;
+            }
+            count
+        };
+        assert_eq!(read_all(), 20_000);
+        let before = resident_bytes_of(&data);
+        assert!(before > 8 << 20, "reading 12 MB maps it: {before} bytes");
+        shared.trim_mapped_pages();
+        let after = resident_bytes_of(&data);
+        assert!(
+            after < 1 << 20,
+            "{before} bytes before, {after} after the trim"
+        );
+        // The bytes are still there, read back through the same map.
+        assert_eq!(read_all(), 20_000);
     }
 
     #[test]

@@ -13,8 +13,8 @@
 //! nothing of it is written and every command of it gets the error.
 
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, TryRecvError};
-use std::time::Duration;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::time::{Duration, Instant};
 
 use heed::{PutFlags, RwTxn};
 use tokio::sync::oneshot;
@@ -105,13 +105,23 @@ pub(crate) struct WriterConfig {
     pub history_limit: usize,
 }
 
+/// How often the writer drops the process's mapped pages of the data file
+/// ([`Shared::trim_mapped_pages`]).
+const TRIM_INTERVAL: Duration = Duration::from_secs(1);
+
 /// The writer thread's main loop; returns when told to shut down or when every sender is gone.
 pub(crate) fn run(shared: Arc<Shared>, receiver: Receiver<Command>, config: WriterConfig) {
     let mut batch: Vec<Command> = Vec::with_capacity(config.max_batch);
+    let mut trimmed = Instant::now();
     loop {
-        let first = match receiver.recv() {
+        if trimmed.elapsed() >= TRIM_INTERVAL {
+            shared.trim_mapped_pages();
+            trimmed = Instant::now();
+        }
+        let first = match receiver.recv_timeout(TRIM_INTERVAL) {
             Ok(command) => command,
-            Err(_) => return,
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => return,
         };
         batch.push(first);
         while batch.len() < config.max_batch {

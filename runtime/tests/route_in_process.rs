@@ -1,0 +1,195 @@
+//! `Route.To` to a site running in central's process (`scl serve --role all`): central hands
+//! each request to the site's router instead of going over loopback HTTP. The site here is a
+//! real [`Site`] (its instances, attributes and scripts) and the deployment gives it a URL on
+//! which nothing listens, so every answer below can only have come through the in-process
+//! path. Errors, attribute writes, instance scripts and the method's deadline behave as over
+//! HTTP (`e2e.rs` and `central_api.rs` cover the HTTP transport).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use scl_runtime::central::{self, CentralConfig};
+use scl_runtime::deployment::Deployment;
+use scl_runtime::keys::sha256_hex;
+use scl_runtime::site::{EnvLookup, Site, SiteOptions};
+use serde_json::{Value, json};
+
+const KEY: &str = "scl_in_process_key";
+const TOKEN: &str = "in-process-site-token";
+
+fn closed_port() -> u16 {
+    // Bound and released: nothing listens there while the test runs.
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free port")
+}
+
+fn write(dir: &std::path::Path, name: &str, text: &str) {
+    let path = dir.join(name);
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    std::fs::write(path, text).expect("write");
+}
+
+struct Plant {
+    _dir: tempfile::TempDir,
+    site: Site,
+    central: central::CentralHandle,
+    http: reqwest::Client,
+}
+
+impl Plant {
+    async fn start() -> Plant {
+        let dir = tempfile::tempdir().expect("dir");
+        let port = closed_port();
+        write(
+            dir.path(),
+            "get.scl",
+            "fn main(code: string, names: list<string>) -> json {\n    return Route.To(code).GetAttributes(names);\n}\n",
+        );
+        write(
+            dir.path(),
+            "set.scl",
+            "fn main(code: string, speed: float) -> json {\n    Route.To(code).SetAttribute(\"Speed\", speed);\n    return Route.To(code).GetAttribute(\"Speed\");\n}\n",
+        );
+        write(
+            dir.path(),
+            "call.scl",
+            "fn main(code: string, script: string) -> json {\n    return Route.To(code).Call(script, { factor: 3 });\n}\n",
+        );
+        write(
+            dir.path(),
+            "scripts/scaled.scl",
+            "fn main(factor: int) -> json {\n    let speed = Attributes.Get(\"Speed\") as float;\n    return { scaled: speed * 3.0, factor: factor };\n}\n",
+        );
+        write(
+            dir.path(),
+            "scripts/spin.scl",
+            "fn main(factor: int) -> int {\n    var n = 0;\n    while true { n = n + 1; }\n    return n;\n}\n",
+        );
+        let text = format!(
+            "data_dir = \"./data\"\n[central]\nlisten = \"127.0.0.1:0\"\n\n\
+             [[site]]\nname = \"plant-a\"\nlisten = \"127.0.0.1:{port}\"\nurl = \"http://127.0.0.1:{port}\"\ntoken_env = \"IN_PROCESS_SITE_TOKEN\"\n\n\
+             [templates.Pump.attributes]\nSpeed = {{ type = \"float\", default = 1450.0 }}\nRunning = {{ type = \"bool\", default = true }}\n\n\
+             [templates.Pump.scripts]\nScaled = {{ file = \"scripts/scaled.scl\", kind = \"instance\" }}\nSpin = {{ file = \"scripts/spin.scl\", kind = \"instance\", timeout_s = 2 }}\n\n\
+             [[instance]]\ncode = \"PUMP-1\"\ntemplate = \"Pump\"\nsite = \"plant-a\"\n\n\
+             [api_keys.test]\nsha256 = \"{}\"\n\n\
+             [api_methods.Get]\nscript = \"get.scl\"\napproved_keys = [\"test\"]\n\n\
+             [api_methods.Set]\nscript = \"set.scl\"\napproved_keys = [\"test\"]\n\n\
+             [api_methods.Call]\nscript = \"call.scl\"\napproved_keys = [\"test\"]\ntimeout_s = 1\n",
+            sha256_hex(KEY)
+        );
+        write(dir.path(), "deploy.toml", &text);
+        let config = dir.path().join("deploy.toml");
+        let deployment = Deployment::load(&config).expect("the deployment loads");
+        let env: EnvLookup =
+            Arc::new(|name| (name == "IN_PROCESS_SITE_TOKEN").then(|| TOKEN.to_owned()));
+        let mut options = SiteOptions::new(
+            "plant-a",
+            config.clone(),
+            dir.path().join("data/site-plant-a"),
+            TOKEN.to_owned(),
+        );
+        options.env = Arc::clone(&env);
+        let site = Site::start(options, &deployment)
+            .await
+            .expect("the site starts");
+        let mut in_process_sites = HashMap::new();
+        in_process_sites.insert("plant-a".to_owned(), scl_runtime::site::api::router(&site));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let central = central::start(
+            Arc::new(deployment),
+            listener,
+            CentralConfig {
+                script_threads: 4,
+                env,
+                data_dir: Some(dir.path().join("data")),
+                in_process_sites,
+                ..CentralConfig::default()
+            },
+        )
+        .await
+        .expect("central starts");
+        Plant {
+            _dir: dir,
+            site,
+            central,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn call(&self, method: &str, body: Value) -> (u16, Value) {
+        let response = self
+            .http
+            .post(format!("http://{}/api/{method}", self.central.local_addr()))
+            .header("X-API-Key", KEY)
+            .json(&body)
+            .send()
+            .await
+            .expect("central answers");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("a JSON answer"))
+    }
+
+    async fn stop(self) {
+        let _ = self.central.shutdown().await;
+        self.site.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routed_calls_reach_an_in_process_site_without_a_socket() {
+    let plant = Plant::start().await;
+
+    // Attributes come from the site's instance (nothing listens on the site's URL).
+    let (status, body) = plant
+        .call(
+            "Get",
+            json!({ "code": "PUMP-1", "names": ["Speed", "Running"] }),
+        )
+        .await;
+    assert_eq!(
+        (status, &body),
+        (200, &json!({ "Speed": 1450.0, "Running": true }))
+    );
+
+    // The site's own errors arrive with the site's code, as over HTTP.
+    let (status, body) = plant
+        .call("Get", json!({ "code": "PUMP-1", "names": ["Pressure"] }))
+        .await;
+    assert_eq!(status, 500, "{body}");
+    assert_eq!(body["code"], "unknown_attribute", "{body}");
+
+    // A write goes to the site and is read back from it.
+    let (status, body) = plant
+        .call("Set", json!({ "code": "PUMP-1", "speed": 990.5 }))
+        .await;
+    assert_eq!((status, &body), (200, &json!(990.5)));
+
+    // An instance script runs on the site with the caller's parameters.
+    let (status, body) = plant
+        .call("Call", json!({ "code": "PUMP-1", "script": "Scaled" }))
+        .await;
+    assert_eq!(
+        (status, &body),
+        (200, &json!({ "scaled": 2971.5, "factor": 3 }))
+    );
+
+    // The method's deadline (timeout_s = 1) bounds an in-process call as it bounds an HTTP one.
+    let started = Instant::now();
+    let (status, body) = plant
+        .call("Call", json!({ "code": "PUMP-1", "script": "Spin" }))
+        .await;
+    assert_eq!(status, 500, "{body}");
+    assert_eq!(body["code"], "timeout", "{body}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the deadline did not end the call: {:?}",
+        started.elapsed()
+    );
+
+    plant.stop().await;
+}
