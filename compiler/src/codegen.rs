@@ -223,6 +223,8 @@ fn define(jit: &mut JITModule, id: FuncId, ctx: &mut Context, name: &str) -> Res
 fn function_signature(jit: &JITModule, function: &ir::Function) -> Signature {
     let mut sig = jit.make_signature();
     sig.params.push(AbiParam::new(pointer_type()));
+    // The hidden `depth_left`: how many more nested calls the run allows.
+    sig.params.push(AbiParam::new(types::I64));
     for param in &function.params {
         sig.params
             .push(AbiParam::new(cl_type(function.vars[param.0 as usize])));
@@ -245,7 +247,10 @@ fn build_entry(
     builder.seal_block(block);
     let params = builder.block_params(block).to_vec();
     let (ctx, argv, ret) = (params[0], params[1], params[2]);
-    let mut args = vec![ctx];
+    let depth = builder
+        .ins()
+        .load(types::I64, flags(), ctx, CTX_OFFSETS.max_depth);
+    let mut args = vec![ctx, depth];
     for (i, param) in function.params.iter().enumerate() {
         let bits = builder
             .ins()
@@ -314,6 +319,9 @@ struct Translator<'a, 'b> {
     runtime_refs: Vec<Option<FuncRef>>,
     function_refs: Vec<Option<FuncRef>>,
     ctx: Value,
+    /// The hidden `depth_left` argument, and that minus one for callees.
+    depth_left: Value,
+    callee_depth: Option<Value>,
     slots: Option<cranelift_codegen::ir::StackSlot>,
     slot_count: u32,
     ret: Option<Repr>,
@@ -357,6 +365,8 @@ impl<'a, 'b> Translator<'a, 'b> {
             runtime_refs,
             function_refs,
             ctx: placeholder,
+            depth_left: placeholder,
+            callee_depth: None,
             slots,
             slot_count: function.slots,
             ret: function.ret,
@@ -369,7 +379,16 @@ impl<'a, 'b> Translator<'a, 'b> {
         self.builder.switch_to_block(entry);
         let params = self.builder.block_params(entry).to_vec();
         self.ctx = params[0];
-        for (param, &value) in function.params.iter().zip(&params[1..]) {
+        self.depth_left = params[1];
+        let calls = function.blocks.iter().any(|b| {
+            b.insts
+                .iter()
+                .any(|i| matches!(i.kind, InstKind::Call { .. }))
+        });
+        if calls {
+            self.callee_depth = Some(self.builder.ins().iadd_imm_s(self.depth_left, -1));
+        }
+        for (param, &value) in function.params.iter().zip(&params[2..]) {
             self.builder.def_var(self.vars[param.0 as usize], value);
         }
         // Define every register at entry so no path reads an undefined one.
@@ -441,10 +460,6 @@ impl<'a, 'b> Translator<'a, 'b> {
         self.builder
             .ins()
             .load(types::I64, flags(), self.ctx, offset)
-    }
-
-    fn ctx_store(&mut self, value: Value, offset: i32) {
-        self.builder.ins().store(flags(), value, self.ctx, offset);
     }
 
     fn slot_addr(&mut self, slot: ir::SlotId) -> Value {
@@ -665,7 +680,10 @@ impl<'a, 'b> Translator<'a, 'b> {
                         r
                     }
                 };
-                let mut values = vec![self.ctx];
+                let depth = self
+                    .callee_depth
+                    .expect("a function with calls computes its callees' depth");
+                let mut values = vec![self.ctx, depth];
                 for arg in args {
                     values.push(self.var(*arg));
                 }
@@ -752,67 +770,70 @@ impl<'a, 'b> Translator<'a, 'b> {
         self.var_reprs[var.0 as usize]
     }
 
-    /// The inline check at function entries (`enter`) and loop heads: depth,
-    /// fuel and the epoch; the runtime is only called when one trips.
+    /// The inline check at function entries (`enter`) and loop heads: one
+    /// decrement of the run's budget (fuel, and the deadline the ticker
+    /// folds into it), and at entries the hidden depth argument and the
+    /// stack pointer against the stack budget. The runtime is only called
+    /// when one trips.
     fn limit_check(&mut self, enter: bool, site: Option<Site>) {
-        let mut tripped = None;
+        // The context's budget pointer and stack limit never change while a
+        // run goes on: read-only loads, which the optimizer may share.
+        let fixed = flags().with_readonly();
+        let budget = self
+            .builder
+            .ins()
+            .load(pointer_type(), fixed, self.ctx, CTX_OFFSETS.budget);
+        let fuel = self.builder.ins().load(types::I64, flags(), budget, 0);
+        let fuel = self.builder.ins().iadd_imm_s(fuel, -1);
+        self.builder.ins().store(flags(), fuel, budget, 0);
+        let out_of_budget = self
+            .builder
+            .ins()
+            .icmp_imm_s(IntCC::SignedLessThan, fuel, 0);
+        let slow = self.builder.create_block();
+        self.builder.set_cold_block(slow);
+        let next = self.builder.create_block();
+        // One compare-and-branch per condition: cheaper than combining
+        // the flags into one (no setcc/or chain on the hot path).
         if enter {
-            let depth = self.ctx_load(CTX_OFFSETS.depth);
-            let depth = self.builder.ins().iadd_imm_s(depth, 1);
-            self.ctx_store(depth, CTX_OFFSETS.depth);
-            let max = self.ctx_load(CTX_OFFSETS.max_depth);
+            let depth_ok = self.builder.create_block();
+            self.builder
+                .ins()
+                .brif(out_of_budget, slow, &[], depth_ok, &[]);
+            self.builder.switch_to_block(depth_ok);
             let too_deep = self
                 .builder
                 .ins()
-                .icmp(IntCC::UnsignedGreaterThan, depth, max);
+                .icmp_imm_s(IntCC::Equal, self.depth_left, 0);
+            let stack_ok = self.builder.create_block();
+            self.builder.ins().brif(too_deep, slow, &[], stack_ok, &[]);
+            self.builder.switch_to_block(stack_ok);
             let sp = self.builder.ins().get_stack_pointer(pointer_type());
-            let stack_limit = self.ctx_load(CTX_OFFSETS.stack_limit);
+            let stack_limit =
+                self.builder
+                    .ins()
+                    .load(types::I64, fixed, self.ctx, CTX_OFFSETS.stack_limit);
             let low = self
                 .builder
                 .ins()
                 .icmp(IntCC::UnsignedLessThan, sp, stack_limit);
-            tripped = Some(self.builder.ins().bor(too_deep, low));
+            self.builder.ins().brif(low, slow, &[], next, &[]);
+        } else {
+            self.builder.ins().brif(out_of_budget, slow, &[], next, &[]);
         }
-        let fuel = self.ctx_load(CTX_OFFSETS.fuel);
-        let fuel = self.builder.ins().iadd_imm_s(fuel, -1);
-        self.ctx_store(fuel, CTX_OFFSETS.fuel);
-        let out_of_fuel = self
-            .builder
-            .ins()
-            .icmp_imm_s(IntCC::SignedLessThan, fuel, 0);
-        let epoch_pointer = self.ctx_load(CTX_OFFSETS.epoch);
-        let epoch = self
-            .builder
-            .ins()
-            .load(types::I64, MemFlagsData::new(), epoch_pointer, 0);
-        let deadline = self.ctx_load(CTX_OFFSETS.deadline_epoch);
-        let late = self
-            .builder
-            .ins()
-            .icmp(IntCC::UnsignedGreaterThanOrEqual, epoch, deadline);
-        let mut cond = self.builder.ins().bor(out_of_fuel, late);
-        if let Some(tripped) = tripped {
-            cond = self.builder.ins().bor(cond, tripped);
-        }
-        let slow = self.builder.create_block();
-        self.builder.set_cold_block(slow);
-        let next = self.builder.create_block();
-        self.builder.ins().brif(cond, slow, &[], next, &[]);
         self.builder.switch_to_block(slow);
-        self.call_rt(
-            if enter {
-                RtFn::EnterSlow
-            } else {
-                RtFn::PollSlow
-            },
-            &[],
-        );
+        if enter {
+            let depth = self.depth_left;
+            self.call_rt(RtFn::EnterSlow, &[depth]);
+        } else {
+            self.call_rt(RtFn::PollSlow, &[]);
+        }
         self.check_status(site);
         self.builder.ins().jump(next, &[]);
         self.builder.switch_to_block(next);
     }
 
-    /// Releases every slot and leaves the frame (call depth -1).
+    /// Releases every slot before the frame is left.
     fn leave(&mut self) {
         if let Some(slots) = self.slots {
             let base = self.builder.ins().stack_addr(pointer_type(), slots, 0);
@@ -822,9 +843,6 @@ impl<'a, 'b> Translator<'a, 'b> {
                 .iconst(types::I64, self.slot_count as i64);
             self.call_rt(RtFn::ReleaseSlots, &[base, n]);
         }
-        let depth = self.ctx_load(CTX_OFFSETS.depth);
-        let depth = self.builder.ins().iadd_imm_s(depth, -1);
-        self.ctx_store(depth, CTX_OFFSETS.depth);
     }
 
     fn return_error(&mut self) {

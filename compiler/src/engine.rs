@@ -24,8 +24,8 @@ use scl_lang::types::Type;
 
 use crate::codegen::{NativeCode, Tier};
 use crate::exec::{
-    CpuMeter, ExecStats, HostContext, HostError, Limits, Outcome, ScriptError, Status,
-    TimedExecution, epoch_pointer,
+    Budget, CpuMeter, ExecStats, HostContext, HostError, Limits, Outcome, ScriptError, Status,
+    TimedExecution,
 };
 use crate::ir::{self, FuncIndex};
 use crate::runtime::convert::{repr_of, val_to_value, value_to_val};
@@ -742,18 +742,24 @@ impl Script {
         let arg_bits: Vec<i64> = arg_vals.iter().map(borrowed_bits).collect();
 
         let limits = &options.limits;
-        let timed = limits.timeout.map(|t| TimedExecution::start(start + t));
         let fuel = limits
             .fuel
             .map_or(i64::MAX, |f| f.min(i64::MAX as u64) as i64);
+        // A timed run shares its budget with the deadline ticker; others
+        // keep it on the stack.
+        let local_budget = Budget::new(fuel);
+        let shared_budget = limits.timeout.map(|_| Arc::new(Budget::new(fuel)));
+        let budget: &Budget = shared_budget.as_deref().unwrap_or(&local_budget);
+        let timed = limits
+            .timeout
+            .zip(shared_budget.clone())
+            .map(|(t, shared)| TimedExecution::start(start + t, shared));
         let mut ctx = ExecCtx {
             status: STATUS_OK,
-            fuel,
-            epoch: epoch_pointer(),
-            deadline_epoch: timed.as_ref().map_or(u64::MAX, |(_, epoch)| *epoch),
-            depth: 0,
-            max_depth: limits.max_call_depth as u64,
+            budget,
             stack_limit: crate::runtime::stack_address().saturating_sub(limits.stack_bytes as u64),
+            max_depth: limits.max_call_depth as u64,
+            depth: 0,
             inner: CtxInner {
                 tables: &inner.tables,
                 host_data: options.host_data,
@@ -815,7 +821,7 @@ impl Script {
             Ok(_) => Status::Success,
             Err(error) => error.exec_status(),
         };
-        let fuel_used = (fuel - ctx.fuel).max(0) as u64;
+        let fuel_used = (fuel - budget.remaining()).max(0) as u64;
         if ctx.inner.logs_dropped > 0 {
             ctx.inner
                 .logs

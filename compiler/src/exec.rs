@@ -2,20 +2,24 @@
 //! errors with source locations, and the host side of the host-call door.
 //!
 //! **How limits interrupt generated code.** Nothing ever preempts a script
-//! from outside. Generated code checks, inline, at every function entry and
-//! every loop head: `depth + 1 > max_depth`, `fuel - 1 < 0`, and
-//! `EPOCH >= deadline_epoch`, where `EPOCH` is a global counter of
-//! milliseconds a ticker thread keeps current while any execution with a
-//! timeout runs. Only when one of the three trips does it call into the
-//! runtime, which looks at the real clock and either sets a limit error
-//! (status 2, which no `catch` takes) or moves `deadline_epoch` on. A
-//! `while true {}` therefore stops within about one tick (1 ms, plus the
-//! scheduler's delay) of its deadline. Heap bytes are checked after each
-//! allocating runtime call; host-call counters when the host function runs.
+//! from outside. Generated code checks, inline, at every loop head
+//! `fuel - 1 < 0` on the run's [`Budget`], and at every function entry
+//! that as well as `depth_left == 0` (the remaining call depth travels as a
+//! hidden argument of every script function) and `sp < stack_limit`. The
+//! deadline is folded into the fuel: while an execution with a timeout runs,
+//! a ticker thread looks at its deadline every millisecond and, once it has
+//! passed, saves the budget and sets it to -1, so the next check trips. Only
+//! when a check trips does the code call into the runtime, which tells the
+//! causes apart (the ticker's flag and the real clock, the fuel limit, the
+//! depth and stack) and sets a limit error (status 2, which no `catch`
+//! takes) or refills the budget. A `while true {}` therefore stops within
+//! about one tick (1 ms, plus the scheduler's delay) of its deadline. Heap
+//! bytes are checked after each allocating runtime call; host-call counters
+//! when the host function runs.
 
 use std::any::Any;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use scl_lang::Span;
@@ -350,76 +354,132 @@ pub(crate) fn call_host(
     }
 }
 
-// ---------------------------------------------------------------- the epoch
+// ---------------------------------------------------------------- the budget and the deadline ticker
 
-static EPOCH: AtomicU64 = AtomicU64::new(0);
+/// The step budget of one execution, which generated code decrements at
+/// every function entry and loop head (`fuel - 1 < 0` calls the runtime).
+///
+/// It also carries the deadline: when a timed execution passes its
+/// deadline, the ticker thread saves the counter in `saved` and writes -1,
+/// so the next entry or loop head trips. The counter is an `AtomicI64` on
+/// its own allocation (not in [`ExecCtx`], which Rust code borrows `&mut`),
+/// because the ticker writes it while the execution runs; generated code
+/// reads and writes it with plain 8-byte loads and stores. A store of the
+/// running code can race with the ticker's and undo it; the ticker writes
+/// again at every tick until the execution ends, so a deadline is seen
+/// within a tick or two.
+pub(crate) struct Budget {
+    pub(crate) fuel: AtomicI64,
+    /// Set by the ticker once the deadline has passed.
+    pub(crate) interrupted: AtomicBool,
+    /// The counter the ticker replaced (the steps left when it tripped).
+    pub(crate) saved: AtomicI64,
+}
+
+impl Budget {
+    pub(crate) fn new(fuel: i64) -> Budget {
+        Budget {
+            fuel: AtomicI64::new(fuel),
+            interrupted: AtomicBool::new(false),
+            saved: AtomicI64::new(fuel),
+        }
+    }
+
+    /// The steps left, as the run would have them without the ticker's trip.
+    pub(crate) fn remaining(&self) -> i64 {
+        let fuel = self.fuel.load(Ordering::Relaxed);
+        if self.interrupted.load(Ordering::Relaxed) && fuel < 0 {
+            self.saved.load(Ordering::Relaxed)
+        } else {
+            fuel
+        }
+    }
+}
+
+struct Timed {
+    id: u64,
+    deadline: Instant,
+    budget: Arc<Budget>,
+}
 
 struct Ticker {
-    start: Instant,
-    active: Mutex<usize>,
+    timed: Mutex<(u64, Vec<Timed>)>,
     wake: Condvar,
 }
 
+/// How often the ticker looks at the deadlines of running executions.
+const TICK: Duration = Duration::from_millis(1);
+
 fn ticker() -> &'static Ticker {
     static TICKER: OnceLock<Ticker> = OnceLock::new();
-    TICKER.get_or_init(|| {
+    static STARTED: std::sync::Once = std::sync::Once::new();
+    let ticker = TICKER.get_or_init(|| Ticker {
+        timed: Mutex::new((0, Vec::new())),
+        wake: Condvar::new(),
+    });
+    STARTED.call_once(|| {
+        // Should the thread not start, no deadline trips the budget: the
+        // runtime still sees a passed deadline whenever it is called
+        // (fuel refills, host calls), and fuel and depth limits still hold.
         let spawned = std::thread::Builder::new()
-            .name("scl-epoch".into())
-            .spawn(|| {
-                let ticker = ticker();
-                loop {
-                    {
-                        let mut active = ticker.active.lock().unwrap_or_else(|e| e.into_inner());
-                        while *active == 0 {
-                            active = ticker.wake.wait(active).unwrap_or_else(|e| e.into_inner());
-                        }
-                    }
-                    std::thread::sleep(Duration::from_millis(1));
-                    EPOCH.store(ticker.start.elapsed().as_millis() as u64, Ordering::Relaxed);
-                }
-            });
-        // Should the thread not start, the epoch stands still and deadlines
-        // are not seen; fuel and depth limits still hold.
+            .name("scl-deadlines".into())
+            .spawn(tick_forever);
         drop(spawned);
-        Ticker {
-            start: Instant::now(),
-            active: Mutex::new(0),
-            wake: Condvar::new(),
+    });
+    ticker
+}
+
+fn tick_forever() {
+    let ticker = ticker();
+    let mut timed = ticker.timed.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        while timed.1.is_empty() {
+            timed = ticker.wake.wait(timed).unwrap_or_else(|e| e.into_inner());
         }
-    })
+        drop(timed);
+        std::thread::sleep(TICK);
+        timed = ticker.timed.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        for run in timed.1.iter().filter(|run| now >= run.deadline) {
+            let budget = &run.budget;
+            budget.interrupted.store(true, Ordering::Relaxed);
+            let fuel = budget.fuel.load(Ordering::Relaxed);
+            if fuel >= 0 {
+                budget.saved.store(fuel, Ordering::Relaxed);
+                budget.fuel.store(-1, Ordering::Relaxed);
+            }
+        }
+    }
 }
 
-pub(crate) fn epoch_pointer() -> *const AtomicU64 {
-    &EPOCH
+/// Registers a timed execution with the ticker while it is alive.
+pub(crate) struct TimedExecution {
+    id: u64,
 }
-
-pub(crate) fn current_epoch() -> u64 {
-    EPOCH.load(Ordering::Relaxed)
-}
-
-/// Keeps the ticker running while an execution with a deadline is alive.
-pub(crate) struct TimedExecution;
 
 impl TimedExecution {
-    /// Registers a deadline; returns it as an epoch value.
-    pub(crate) fn start(deadline: Instant) -> (TimedExecution, u64) {
+    /// Trips `budget` once `deadline` has passed, until this is dropped.
+    pub(crate) fn start(deadline: Instant, budget: Arc<Budget>) -> TimedExecution {
         let ticker = ticker();
-        {
-            let mut active = ticker.active.lock().unwrap_or_else(|e| e.into_inner());
-            *active += 1;
-        }
+        let mut timed = ticker.timed.lock().unwrap_or_else(|e| e.into_inner());
+        timed.0 += 1;
+        let id = timed.0;
+        timed.1.push(Timed {
+            id,
+            deadline,
+            budget,
+        });
+        drop(timed);
         ticker.wake.notify_all();
-        EPOCH.store(ticker.start.elapsed().as_millis() as u64, Ordering::Relaxed);
-        let epoch = deadline.saturating_duration_since(ticker.start).as_millis() as u64;
-        (TimedExecution, epoch)
+        TimedExecution { id }
     }
 }
 
 impl Drop for TimedExecution {
     fn drop(&mut self) {
         let ticker = ticker();
-        let mut active = ticker.active.lock().unwrap_or_else(|e| e.into_inner());
-        *active = active.saturating_sub(1);
+        let mut timed = ticker.timed.lock().unwrap_or_else(|e| e.into_inner());
+        timed.1.retain(|run| run.id != self.id);
     }
 }
 
