@@ -888,17 +888,23 @@ fn failed(error: ScriptError) -> Outcome {
 }
 
 /// The one call into generated code.
-fn call_entry(entry: *const u8, ctx: &mut ExecCtx<'_>, args: &[i64]) -> i64 {
-    type Entry = for<'a> unsafe extern "C" fn(*mut ExecCtx<'a>, *const i64, *mut i64);
+fn call_entry(
+    (entry, function): (*const u8, *const u8),
+    ctx: &mut ExecCtx<'_>,
+    args: &[i64],
+) -> i64 {
+    type Entry = for<'a> unsafe extern "C" fn(*mut ExecCtx<'a>, *const i64, *mut i64, *const u8);
     let mut result = 0i64;
     // SAFETY: `entry` is the entry trampoline `codegen::build_entry` made for
-    // this function, with exactly the `Entry` signature; the code it points
-    // into lives as long as the `Script` the caller borrows; `args` holds one
-    // `i64` per parameter (checked by the caller), borrowed values kept alive
-    // by `arg_vals`; `ctx` is exclusively ours for the duration of the call.
+    // the signature of `function` (both from the same `NativeCode` entry),
+    // with exactly the `Entry` signature; it calls `function` with the
+    // arguments it unpacks by that signature. The code both point into lives
+    // as long as the `Script` the caller borrows; `args` holds one `i64` per
+    // parameter (checked by the caller), borrowed values kept alive by
+    // `arg_vals`; `ctx` is exclusively ours for the duration of the call.
     unsafe {
-        let function: Entry = std::mem::transmute::<*const u8, Entry>(entry);
-        function(ctx, args.as_ptr(), &mut result);
+        let entry: Entry = std::mem::transmute::<*const u8, Entry>(entry);
+        entry(ctx, args.as_ptr(), &mut result, function);
     }
     result
 }
