@@ -275,11 +275,11 @@ fn step(
     false
 }
 
-/// One step off the run's budget, as generated code does it; true when it
-/// went below zero.
+/// One step off the run's budget, as generated code does it; true when the
+/// check trips (fuel used up, or the deadline's floor raised).
 fn spend_step(ctx: &mut ExecCtx<'_>) -> bool {
-    let fuel = &ctx.budget().fuel;
-    let left = fuel.load(Ordering::Relaxed).wrapping_sub(1);
-    fuel.store(left, Ordering::Relaxed);
-    left < 0
+    let budget = ctx.budget();
+    let left = budget.fuel.load(Ordering::Relaxed).wrapping_sub(1);
+    budget.fuel.store(left, Ordering::Relaxed);
+    left < budget.floor.load(Ordering::Relaxed)
 }

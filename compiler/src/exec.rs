@@ -3,22 +3,22 @@
 //!
 //! **How limits interrupt generated code.** Nothing ever preempts a script
 //! from outside. Generated code checks, inline, at every loop head
-//! `fuel - 1 < 0` on the run's [`Budget`], and at every function entry
+//! `fuel - 1 < floor` on the run's [`Budget`], and at every function entry
 //! that as well as `depth_left == 0` (the remaining call depth travels as a
 //! hidden argument of every script function) and `sp < stack_limit`. The
-//! deadline is folded into the fuel: while an execution with a timeout runs,
-//! a ticker thread looks at its deadline every millisecond and, once it has
-//! passed, saves the budget and sets it to -1, so the next check trips. Only
-//! when a check trips does the code call into the runtime, which tells the
-//! causes apart (the ticker's flag and the real clock, the fuel limit, the
-//! depth and stack) and sets a limit error (status 2, which no `catch`
-//! takes) or refills the budget. A `while true {}` therefore stops within
+//! deadline is folded into that compare: while an execution with a timeout
+//! runs, a ticker thread looks at its deadline every millisecond and, once
+//! it has passed, raises the budget's `floor` from 0 to `i64::MAX`, so the
+//! next check trips. Only when a check trips does the code call into the
+//! runtime, which tells the causes apart (the floor and the real clock, the
+//! fuel limit, the depth and stack) and sets a limit error (status 2, which
+//! no `catch` takes) or refills the budget. A `while true {}` therefore stops within
 //! about one tick (1 ms, plus the scheduler's delay) of its deadline. Heap
 //! bytes are checked after each allocating runtime call; host-call counters
 //! when the host function runs.
 
 use std::any::Any;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -357,42 +357,42 @@ pub(crate) fn call_host(
 // ---------------------------------------------------------------- the budget and the deadline ticker
 
 /// The step budget of one execution, which generated code decrements at
-/// every function entry and loop head (`fuel - 1 < 0` calls the runtime).
+/// every function entry and loop head: `fuel - 1 < floor` calls the runtime.
 ///
-/// It also carries the deadline: when a timed execution passes its
-/// deadline, the ticker thread saves the counter in `saved` and writes -1,
-/// so the next entry or loop head trips. The counter is an `AtomicI64` on
-/// its own allocation (not in [`ExecCtx`], which Rust code borrows `&mut`),
-/// because the ticker writes it while the execution runs; generated code
-/// reads and writes it with plain 8-byte loads and stores. A store of the
-/// running code can race with the ticker's and undo it; the ticker writes
-/// again at every tick until the execution ends, so a deadline is seen
-/// within a tick or two.
+/// `floor` carries the deadline: it is 0 until a timed execution passes its
+/// deadline, when the ticker thread sets it to `i64::MAX`, so the next check
+/// trips whatever fuel is left. Generated code only reads `floor` and only
+/// this execution's thread writes `fuel`, so no store of one side can undo
+/// the other's (a ticker writing into `fuel` itself would race with the
+/// running code's decrement, and in a tight loop lose nearly always). The
+/// budget is its own allocation, not part of [`ExecCtx`] (which Rust code
+/// borrows `&mut`), because the ticker writes it while the execution runs.
+#[repr(C)]
 pub(crate) struct Budget {
     pub(crate) fuel: AtomicI64,
-    /// Set by the ticker once the deadline has passed.
-    pub(crate) interrupted: AtomicBool,
-    /// The counter the ticker replaced (the steps left when it tripped).
-    pub(crate) saved: AtomicI64,
+    pub(crate) floor: AtomicI64,
 }
+
+/// Byte offsets of the [`Budget`] fields generated code reads.
+pub(crate) const BUDGET_FUEL: i32 = std::mem::offset_of!(Budget, fuel) as i32;
+pub(crate) const BUDGET_FLOOR: i32 = std::mem::offset_of!(Budget, floor) as i32;
 
 impl Budget {
     pub(crate) fn new(fuel: i64) -> Budget {
         Budget {
             fuel: AtomicI64::new(fuel),
-            interrupted: AtomicBool::new(false),
-            saved: AtomicI64::new(fuel),
+            floor: AtomicI64::new(0),
         }
     }
 
-    /// The steps left, as the run would have them without the ticker's trip.
+    /// The steps left.
     pub(crate) fn remaining(&self) -> i64 {
-        let fuel = self.fuel.load(Ordering::Relaxed);
-        if self.interrupted.load(Ordering::Relaxed) && fuel < 0 {
-            self.saved.load(Ordering::Relaxed)
-        } else {
-            fuel
-        }
+        self.fuel.load(Ordering::Relaxed)
+    }
+
+    /// Whether the ticker saw the deadline pass.
+    pub(crate) fn interrupted(&self) -> bool {
+        self.floor.load(Ordering::Relaxed) != 0
     }
 }
 
@@ -441,13 +441,7 @@ fn tick_forever() {
         timed = ticker.timed.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         for run in timed.1.iter().filter(|run| now >= run.deadline) {
-            let budget = &run.budget;
-            budget.interrupted.store(true, Ordering::Relaxed);
-            let fuel = budget.fuel.load(Ordering::Relaxed);
-            if fuel >= 0 {
-                budget.saved.store(fuel, Ordering::Relaxed);
-                budget.fuel.store(-1, Ordering::Relaxed);
-            }
+            run.budget.floor.store(i64::MAX, Ordering::Relaxed);
         }
     }
 }

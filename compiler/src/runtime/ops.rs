@@ -96,15 +96,11 @@ pub(crate) extern "C" fn rt_poll_slow(ctx: Ctx<'_>) -> i64 {
     })
 }
 
-/// The budget went below zero (or a depth check called): the deadline
-/// passed, the fuel is used up, or (without a fuel limit) it needs a refill.
+/// The budget check tripped (or a depth check called): the deadline passed,
+/// the fuel is used up, or (without a fuel limit) it needs a refill.
 fn poll(ctx: &mut ExecCtx<'_>) {
     let budget = ctx.budget();
-    let fuel = budget.fuel.load(AtomicOrdering::Relaxed);
-    if fuel >= 0 {
-        return;
-    }
-    if budget.interrupted.load(AtomicOrdering::Relaxed)
+    if budget.interrupted()
         && let Some(deadline) = ctx.inner.deadline
         && Instant::now() >= deadline
     {
@@ -114,6 +110,9 @@ fn poll(ctx: &mut ExecCtx<'_>) {
             "timeout",
             format!("the script ran longer than {ms} ms"),
         );
+        return;
+    }
+    if budget.fuel.load(AtomicOrdering::Relaxed) >= 0 {
         return;
     }
     match ctx.inner.fuel_limit {
