@@ -25,6 +25,7 @@
 //! (one level) before cranelift optimizes.
 
 use std::collections::HashMap;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use cranelift_codegen::control::ControlPlane;
@@ -106,7 +107,20 @@ pub enum Tier {
 }
 
 /// Compiles a lowered module to native code.
-pub(crate) fn compile(module: &ir::Module, tier: Tier) -> Result<NativeCode, String> {
+/// The target of one tier: the host's CPU features and the tier's settings,
+/// found once per process (detecting the features is a run of `cpuid`s,
+/// each a trap to the hypervisor on a virtual machine).
+fn target(tier: Tier) -> Result<isa::OwnedTargetIsa, String> {
+    static QUICK: OnceLock<Result<isa::OwnedTargetIsa, String>> = OnceLock::new();
+    static OPTIMIZED: OnceLock<Result<isa::OwnedTargetIsa, String>> = OnceLock::new();
+    let cell = match tier {
+        Tier::Quick => &QUICK,
+        Tier::Optimized => &OPTIMIZED,
+    };
+    cell.get_or_init(|| make_target(tier)).clone()
+}
+
+fn make_target(tier: Tier) -> Result<isa::OwnedTargetIsa, String> {
     let (opt_level, regalloc) = match tier {
         Tier::Quick => ("none", "single_pass"),
         Tier::Optimized => ("speed", "backtracking"),
@@ -138,9 +152,13 @@ pub(crate) fn compile(module: &ir::Module, tier: Tier) -> Result<NativeCode, Str
         .set("is_pic", "false")
         .map_err(|e| e.to_string())?;
     let isa_builder = cranelift_native::builder().map_err(|e| format!("unsupported host: {e}"))?;
-    let isa: isa::OwnedTargetIsa = isa_builder
+    isa_builder
         .finish(settings::Flags::new(flag_builder))
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())
+}
+
+pub(crate) fn compile(module: &ir::Module, tier: Tier) -> Result<NativeCode, String> {
+    let isa = target(tier)?;
     let mut builder = JITBuilder::with_isa(isa.clone(), default_libcall_names());
     for &func in RtFn::ALL {
         builder.symbol(format!("scl_rt_{}", func.name()), func.pointer().address());
@@ -248,9 +266,7 @@ pub(crate) fn compile(module: &ir::Module, tier: Tier) -> Result<NativeCode, Str
     };
     // Cranelift compiles each function independently: a second thread
     // does half the work once there is enough of it to pay for the thread.
-    let parallel = total >= PARALLEL_MIN_INSTS
-        && jobs.len() >= 2
-        && std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
+    let parallel = total >= PARALLEL_MIN_INSTS && jobs.len() >= 2 && cores() >= 2;
     let finished = if parallel {
         std::thread::scope(|scope| {
             let helper = std::thread::Builder::new()
@@ -290,6 +306,13 @@ pub(crate) fn compile(module: &ir::Module, tier: Tier) -> Result<NativeCode, Str
         module: Some(jit),
         entries,
     })
+}
+
+/// The number of cores this process may use, asked once (on Linux the
+/// answer reads cgroup files).
+fn cores() -> usize {
+    static CORES: OnceLock<usize> = OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 /// Below this many IR instructions a module is compiled on one thread.
