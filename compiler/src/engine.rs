@@ -713,6 +713,23 @@ impl Script {
                 ),
             ));
         }
+        // The code to run, chosen (and for `JitOptimized` compiled) before
+        // the clock starts: compiling is not the script's time.
+        let mut quick = false;
+        let code = match options.backend {
+            Backend::Jit => Some(match inner.optimized.get() {
+                Some(code) => code,
+                None => {
+                    quick = true;
+                    &inner.quick
+                }
+            }),
+            Backend::JitOptimized => match inner.optimized_now() {
+                Ok(code) => Some(code),
+                Err(message) => return failed(ScriptError::new("script", "internal", message)),
+            },
+            Backend::Eval => None,
+        };
         let meter = CpuMeter::start();
         let start = meter.wall_start();
         let outer_heap = heap_counters();
@@ -775,26 +792,6 @@ impl Script {
                 logs_dropped: 0,
                 dry_run: limits.dry_run,
             },
-        };
-        let mut quick = false;
-        let code = match options.backend {
-            Backend::Jit => Some(match inner.optimized.get() {
-                Some(code) => code,
-                None => {
-                    quick = true;
-                    &inner.quick
-                }
-            }),
-            Backend::JitOptimized => match inner.optimized_now() {
-                Ok(code) => Some(code),
-                Err(message) => {
-                    drop(timed);
-                    drop(arg_vals);
-                    restore_heap(outer_heap);
-                    return failed(ScriptError::new("script", "internal", message));
-                }
-            },
-            Backend::Eval => None,
         };
         let ret_bits = match code {
             Some(code) => call_entry(code.entries[index.0 as usize], &mut ctx, &arg_bits),
