@@ -108,8 +108,7 @@ pub enum Tier {
 
 /// Compiles a lowered module to native code.
 /// The target of one tier: the host's CPU features and the tier's settings,
-/// found once per process (detecting the features is a run of `cpuid`s,
-/// each a trap to the hypervisor on a virtual machine).
+/// found once per process instead of at every compile.
 fn target(tier: Tier) -> Result<isa::OwnedTargetIsa, String> {
     static QUICK: OnceLock<Result<isa::OwnedTargetIsa, String>> = OnceLock::new();
     static OPTIMIZED: OnceLock<Result<isa::OwnedTargetIsa, String>> = OnceLock::new();
