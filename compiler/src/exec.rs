@@ -1,4 +1,4 @@
-//! Running compiled code: limits, the epoch ticker, execution statistics,
+//! Running compiled code: limits, the deadline ticker, execution statistics,
 //! errors with source locations, and the host side of the host-call door.
 //!
 //! **How limits interrupt generated code.** Nothing ever preempts a script
