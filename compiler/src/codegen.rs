@@ -5,25 +5,45 @@
 //! functions imported symbols (all `(ctx, i64...) -> i64`). Per fallible
 //! instruction the code loads the context's status and branches to a cold
 //! block that records the source location and jumps to the error edge, so the
-//! fast path pays one load and one predictable branch.
+//! fast path pays one load and one predictable branch. In the quick tier
+//! every site with the same handler shares one such block (the site's span
+//! travels as a block argument), which keeps the function small to compile.
 //!
-//! Each script function `f` also gets an entry trampoline
-//! `extern "C" fn(ctx, argv: *const i64, ret: *mut i64)` that unpacks the
-//! arguments, calls `f` and stores its result as bits. That uniform
-//! signature is what lets [`exec`](crate::exec) call any function through one
-//! `unsafe` door, whatever its parameter types.
+//! Script functions take two hidden arguments, the context and
+//! `depth_left` (the call depth still allowed). Each distinct signature gets
+//! an entry trampoline `extern "C" fn(ctx, argv: *const i64, ret: *mut i64,
+//! function)` that unpacks the arguments, calls `function` and stores its
+//! result as bits. That uniform signature is what lets [`exec`](crate::exec)
+//! call any function through one `unsafe` door, whatever its parameter types.
+//!
+//! **Compile pipeline.** The functions of a module are declared in one
+//! `JITModule`; then each function (and trampoline) is translated and
+//! compiled by cranelift independently, on two threads when the module is
+//! big enough to pay for the second one; the finished machine code is placed
+//! in the module serially and finalized. The optimized tier first translates
+//! every function, so that direct calls of small functions can be inlined
+//! (one level) before cranelift optimizes.
 
+use std::collections::HashMap;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use cranelift_codegen::control::ControlPlane;
+use cranelift_codegen::inline::{Inline, InlineCommand};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{
-    AbiParam, Block, FuncRef, InstBuilder, MemFlagsData, Signature, StackSlotData, StackSlotKind,
-    UserFuncName, Value, types,
+    AbiParam, Block, BlockArg, ExtFuncData, ExternalName, FuncRef, Function, InstBuilder,
+    MemFlagsData, Signature, StackSlotData, StackSlotKind, UserExternalName, UserFuncName, Value,
+    types,
 };
+use cranelift_codegen::isa::{CallConv, TargetFrontendConfig};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_codegen::{Context, isa};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use cranelift_jit::{JITBuilder, JITModule};
-use cranelift_module::{FuncId, Linkage, Module as _, default_libcall_names};
+use cranelift_module::{FuncId, Linkage, Module as _, ModuleReloc, default_libcall_names};
 
+use crate::exec::{BUDGET_FLOOR, BUDGET_FUEL};
 use crate::ir::{
     self, BlockId, CmpOp, Const, FloatOp, InstKind, IntOp, Operand, Repr, Site, Terminator,
 };
@@ -33,8 +53,9 @@ use crate::runtime::{CTX_OFFSETS, RtFn, STATUS_ERROR};
 pub(crate) struct NativeCode {
     /// Owns the executable memory; freed when the code is dropped.
     module: Option<JITModule>,
-    /// The entry trampoline of each function, by `FuncIndex`.
-    pub(crate) entries: Vec<*const u8>,
+    /// Per function, by `FuncIndex`: the entry trampoline of its signature
+    /// and the function's own address, which the trampoline calls.
+    pub(crate) entries: Vec<(*const u8, *const u8)>,
 }
 
 // SAFETY: the JIT memory is immutable once finalised, the entry pointers are
@@ -76,16 +97,29 @@ fn flags() -> MemFlagsData {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Tier {
     /// Compiled when the script is: no e-graph optimisation, the single-pass
-    /// register allocator. About a third of the optimized compile time;
-    /// the code runs up to about 2x slower.
+    /// register allocator, shared error edges. Under half the optimized
+    /// compile time; the code runs up to about 2.5x slower.
     Quick,
-    /// `opt_level=speed` and the backtracking register allocator; compiled
-    /// in the background once a script has run long enough in quick code.
+    /// `opt_level=speed`, the backtracking register allocator and one level
+    /// of inlining of small functions; compiled in the background once a
+    /// script has run long enough in quick code.
     Optimized,
 }
 
 /// Compiles a lowered module to native code.
-pub(crate) fn compile(module: &ir::Module, tier: Tier) -> Result<NativeCode, String> {
+/// The target of one tier: the host's CPU features and the tier's settings,
+/// found once per process instead of at every compile.
+fn target(tier: Tier) -> Result<isa::OwnedTargetIsa, String> {
+    static QUICK: OnceLock<Result<isa::OwnedTargetIsa, String>> = OnceLock::new();
+    static OPTIMIZED: OnceLock<Result<isa::OwnedTargetIsa, String>> = OnceLock::new();
+    let cell = match tier {
+        Tier::Quick => &QUICK,
+        Tier::Optimized => &OPTIMIZED,
+    };
+    cell.get_or_init(|| make_target(tier)).clone()
+}
+
+fn make_target(tier: Tier) -> Result<isa::OwnedTargetIsa, String> {
     let (opt_level, regalloc) = match tier {
         Tier::Quick => ("none", "single_pass"),
         Tier::Optimized => ("speed", "backtracking"),
@@ -117,18 +151,23 @@ pub(crate) fn compile(module: &ir::Module, tier: Tier) -> Result<NativeCode, Str
         .set("is_pic", "false")
         .map_err(|e| e.to_string())?;
     let isa_builder = cranelift_native::builder().map_err(|e| format!("unsupported host: {e}"))?;
-    let isa: isa::OwnedTargetIsa = isa_builder
+    isa_builder
         .finish(settings::Flags::new(flag_builder))
-        .map_err(|e| e.to_string())?;
-    let mut builder = JITBuilder::with_isa(isa, default_libcall_names());
+        .map_err(|e| e.to_string())
+}
+
+pub(crate) fn compile(module: &ir::Module, tier: Tier) -> Result<NativeCode, String> {
+    let isa = target(tier)?;
+    let mut builder = JITBuilder::with_isa(isa.clone(), default_libcall_names());
     for &func in RtFn::ALL {
         builder.symbol(format!("scl_rt_{}", func.name()), func.pointer().address());
     }
     let mut jit = JITModule::new(builder);
+    let call_conv = isa.default_call_conv();
 
-    let mut runtime_ids = Vec::with_capacity(RtFn::ALL.len());
+    let mut runtime = Vec::with_capacity(RtFn::ALL.len());
     for &func in RtFn::ALL {
-        let mut sig = jit.make_signature();
+        let mut sig = Signature::new(call_conv);
         sig.params.push(AbiParam::new(pointer_type()));
         for _ in 0..func.arity() {
             sig.params.push(AbiParam::new(types::I64));
@@ -137,12 +176,11 @@ pub(crate) fn compile(module: &ir::Module, tier: Tier) -> Result<NativeCode, Str
         let id = jit
             .declare_function(&format!("scl_rt_{}", func.name()), Linkage::Import, &sig)
             .map_err(|e| e.to_string())?;
-        runtime_ids.push(id);
+        runtime.push((id, sig));
     }
-
-    let mut function_ids = Vec::with_capacity(module.functions.len());
+    let mut functions = Vec::with_capacity(module.functions.len());
     for (index, function) in module.functions.iter().enumerate() {
-        let sig = function_signature(&jit, function);
+        let sig = function_signature(call_conv, &param_reprs(function), function.ret);
         let id = jit
             .declare_function(
                 &format!("scl_{index}_{}", function.name),
@@ -150,61 +188,118 @@ pub(crate) fn compile(module: &ir::Module, tier: Tier) -> Result<NativeCode, Str
                 &sig,
             )
             .map_err(|e| e.to_string())?;
-        function_ids.push(id);
+        functions.push((id, sig));
     }
-    let mut entry_ids = Vec::with_capacity(module.functions.len());
-    for (index, function) in module.functions.iter().enumerate() {
-        let mut sig = jit.make_signature();
-        for _ in 0..3 {
-            sig.params.push(AbiParam::new(pointer_type()));
-        }
+    // One entry trampoline per distinct signature (a script's functions
+    // mostly share a few), which calls the function whose address it gets.
+    let mut shapes: Vec<Shape> = Vec::new();
+    let mut shape_of = Vec::with_capacity(module.functions.len());
+    for function in &module.functions {
+        let shape = (param_reprs(function), function.ret);
+        let index = match shapes.iter().position(|s| *s == shape) {
+            Some(index) => index,
+            None => {
+                shapes.push(shape);
+                shapes.len() - 1
+            }
+        };
+        shape_of.push(index);
+    }
+    let mut entry_ids = Vec::with_capacity(shapes.len());
+    for index in 0..shapes.len() {
         let id = jit
             .declare_function(
-                &format!("scl_entry_{index}_{}", function.name),
+                &format!("scl_entry_{index}"),
                 Linkage::Local,
-                &sig,
+                &entry_signature(call_conv),
             )
             .map_err(|e| e.to_string())?;
         entry_ids.push(id);
     }
+    let decls = Decls {
+        runtime,
+        functions,
+        call_conv,
+        frontend: isa.frontend_config(),
+        tier,
+    };
 
-    let mut ctx = jit.make_context();
-    let mut builder_ctx = FunctionBuilderContext::new();
-    for (index, function) in module.functions.iter().enumerate() {
-        ctx.func.signature = function_signature(&jit, function);
-        ctx.func.name = UserFuncName::user(0, index as u32);
-        {
-            let ids = Ids {
-                runtime: &runtime_ids,
-                functions: &function_ids,
+    // Largest first, so that two workers finish at about the same time.
+    let mut jobs: Vec<Job> = (0..module.functions.len())
+        .map(Job::Function)
+        .chain((0..shapes.len()).map(Job::Entry))
+        .collect();
+    let size = |job: &Job| match job {
+        Job::Function(index) => module.functions[*index]
+            .blocks
+            .iter()
+            .map(|b| b.insts.len() + 1)
+            .sum::<usize>(),
+        Job::Entry(_) => 1,
+    };
+    jobs.sort_by_key(|job| std::cmp::Reverse(size(job)));
+    let total: usize = jobs.iter().map(size).sum();
+    let mut bodies = Vec::new();
+    let mut by_id = HashMap::new();
+    if tier == Tier::Optimized {
+        let mut builder_ctx = FunctionBuilderContext::new();
+        for (index, function) in module.functions.iter().enumerate() {
+            let mut func = Function::new();
+            translate(&mut func, &mut builder_ctx, &decls, index, function);
+            bodies.push(func);
+            by_id.insert(decls.functions[index].0.as_u32(), index);
+        }
+    }
+    let work = Work {
+        inline: (tier == Tier::Optimized).then_some(Inliner {
+            bodies: &bodies,
+            by_id: &by_id,
+        }),
+        isa: &*isa,
+        module,
+        decls: &decls,
+        shapes: &shapes,
+        entry_ids: &entry_ids,
+        jobs: &jobs,
+        next: AtomicUsize::new(0),
+    };
+    // Cranelift compiles each function independently: a second thread
+    // does half the work once there is enough of it to pay for the thread.
+    let parallel = total >= PARALLEL_MIN_INSTS && jobs.len() >= 2 && cores() >= 2;
+    let finished = if parallel {
+        std::thread::scope(|scope| {
+            let helper = std::thread::Builder::new()
+                .name("scl-compile".into())
+                .spawn_scoped(scope, || work.run());
+            let mine = work.run();
+            let theirs = match helper {
+                Ok(handle) => handle
+                    .join()
+                    .unwrap_or_else(|_| Err("a compile thread panicked".to_string())),
+                // Without a second thread this one did every job.
+                Err(_) => Ok(Vec::new()),
             };
-            let builder = FunctionBuilder::new(&mut ctx.func, &mut builder_ctx);
-            let mut translator = Translator::new(builder, &mut jit, ids, function);
-            translator.translate(function);
-            translator.builder.seal_all_blocks();
-            let config = translator.jit.target_config();
-            translator.builder.finalize(config);
-        }
-        define(&mut jit, function_ids[index], &mut ctx, &function.name)?;
-
-        ctx.func.signature = {
-            let mut sig = jit.make_signature();
-            for _ in 0..3 {
-                sig.params.push(AbiParam::new(pointer_type()));
-            }
-            sig
-        };
-        ctx.func.name = UserFuncName::user(1, index as u32);
-        {
-            let builder = FunctionBuilder::new(&mut ctx.func, &mut builder_ctx);
-            build_entry(builder, &mut jit, function_ids[index], function);
-        }
-        define(&mut jit, entry_ids[index], &mut ctx, &function.name)?;
+            let mut all = mine?;
+            all.extend(theirs?);
+            Ok::<_, String>(all)
+        })?
+    } else {
+        work.run()?
+    };
+    for code in &finished {
+        jit.define_function_bytes(code.id, code.alignment, &code.bytes, &code.relocs)
+            .map_err(|e| format!("cranelift failed on `{}`: {e:?}", code.name))?;
     }
     jit.finalize_definitions().map_err(|e| e.to_string())?;
-    let entries = entry_ids
+    let entries = shape_of
         .iter()
-        .map(|&id| jit.get_finalized_function(id))
+        .zip(&decls.functions)
+        .map(|(&shape, (id, _))| {
+            (
+                jit.get_finalized_function(entry_ids[shape]),
+                jit.get_finalized_function(*id),
+            )
+        })
         .collect();
     Ok(NativeCode {
         module: Some(jit),
@@ -212,59 +307,500 @@ pub(crate) fn compile(module: &ir::Module, tier: Tier) -> Result<NativeCode, Str
     })
 }
 
-fn define(jit: &mut JITModule, id: FuncId, ctx: &mut Context, name: &str) -> Result<(), String> {
-    let result = jit
-        .define_function(id, ctx)
-        .map_err(|e| format!("cranelift failed on `{name}`: {e:?}"));
-    jit.clear_context(ctx);
-    result
+/// The number of cores this process may use, asked once (on Linux the
+/// answer reads cgroup files).
+fn cores() -> usize {
+    static CORES: OnceLock<usize> = OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
-fn function_signature(jit: &JITModule, function: &ir::Function) -> Signature {
-    let mut sig = jit.make_signature();
-    sig.params.push(AbiParam::new(pointer_type()));
-    for param in &function.params {
-        sig.params
-            .push(AbiParam::new(cl_type(function.vars[param.0 as usize])));
+/// Below this many IR instructions a module is compiled on one thread.
+const PARALLEL_MIN_INSTS: usize = 150;
+
+/// The parameter and return representations of an entry trampoline.
+type Shape = (Vec<Repr>, Option<Repr>);
+
+/// What translating a function needs of the module: the ids and signatures
+/// it imports, and the tier.
+struct Decls {
+    runtime: Vec<(FuncId, Signature)>,
+    functions: Vec<(FuncId, Signature)>,
+    call_conv: CallConv,
+    frontend: TargetFrontendConfig,
+    tier: Tier,
+}
+
+impl Decls {
+    /// What `Module::declare_func_in_func` does, without the module (so
+    /// that worker threads can translate).
+    fn import(&self, func: &mut Function, id: FuncId, sig: &Signature, local: bool) -> FuncRef {
+        let signature = func.import_signature(sig.clone());
+        let name = func.declare_imported_user_function(UserExternalName {
+            namespace: 0,
+            index: id.as_u32(),
+        });
+        func.import_function(ExtFuncData {
+            name: ExternalName::user(name),
+            signature,
+            colocated: local,
+            patchable: false,
+        })
     }
-    if let Some(ret) = function.ret {
+}
+
+enum Job {
+    Function(usize),
+    Entry(usize),
+}
+
+/// A function's machine code, to be placed in the JIT module.
+struct Finished {
+    id: FuncId,
+    name: String,
+    alignment: u64,
+    bytes: Vec<u8>,
+    relocs: Vec<ModuleReloc>,
+}
+
+/// The jobs of one compile, shared by the threads that take them in turn.
+struct Work<'a> {
+    isa: &'a dyn isa::TargetIsa,
+    module: &'a ir::Module,
+    decls: &'a Decls,
+    shapes: &'a [Shape],
+    entry_ids: &'a [FuncId],
+    jobs: &'a [Job],
+    next: AtomicUsize,
+    /// The optimized tier's inlining, over every function translated first.
+    inline: Option<Inliner<'a>>,
+}
+
+/// Translates function `index` into `func`.
+fn translate(
+    func: &mut Function,
+    builder_ctx: &mut FunctionBuilderContext,
+    decls: &Decls,
+    index: usize,
+    function: &ir::Function,
+) {
+    let (id, sig) = &decls.functions[index];
+    func.signature = sig.clone();
+    func.name = UserFuncName::user(0, id.as_u32());
+    let builder = FunctionBuilder::new(func, builder_ctx);
+    let mut translator = Translator::new(builder, decls, function);
+    translator.translate(function);
+    translator.builder.seal_all_blocks();
+    translator.builder.finalize(decls.frontend);
+}
+
+/// Functions of at most this many CLIF instructions are inlined into
+/// their callers in the optimized tier (a small recursive function such as
+/// `fib` gets one level of its recursion inlined, as LLVM does).
+const INLINE_MAX_INSTS: usize = 80;
+
+/// The optimized tier's inlining decisions: direct calls of small script
+/// functions, one level deep. An inlined body keeps every check of the
+/// function it came from (fuel, the depth argument, the stack, the status
+/// after each call), so limits and errors behave as without inlining.
+#[derive(Clone, Copy)]
+struct Inliner<'a> {
+    bodies: &'a [Function],
+    /// Script functions by their `FuncId`.
+    by_id: &'a HashMap<u32, usize>,
+}
+
+impl Inline for Inliner<'_> {
+    fn inline(
+        &mut self,
+        caller: &Function,
+        _call: cranelift_codegen::ir::Inst,
+        _opcode: cranelift_codegen::ir::Opcode,
+        callee: FuncRef,
+        _args: &[Value],
+    ) -> InlineCommand<'_> {
+        let ExternalName::User(name) = &caller.dfg.ext_funcs[callee].name else {
+            return InlineCommand::KeepCall;
+        };
+        let target = &caller.params.user_named_funcs()[*name];
+        match self.by_id.get(&target.index) {
+            Some(&index) if self.bodies[index].dfg.num_insts() <= INLINE_MAX_INSTS => {
+                InlineCommand::Inline {
+                    callee: std::borrow::Cow::Borrowed(&self.bodies[index]),
+                    visit_callee: false,
+                }
+            }
+            _ => InlineCommand::KeepCall,
+        }
+    }
+}
+
+impl Work<'_> {
+    /// Translates and compiles jobs until none are left.
+    fn run(&self) -> Result<Vec<Finished>, String> {
+        let mut ctx = Context::new();
+        let mut builder_ctx = FunctionBuilderContext::new();
+        let mut done = Vec::new();
+        loop {
+            let Some(job) = self.jobs.get(self.next.fetch_add(1, Ordering::Relaxed)) else {
+                return Ok(done);
+            };
+            ctx.clear();
+            let (id, name) = match *job {
+                Job::Function(index) => {
+                    let function = &self.module.functions[index];
+                    let (id, _) = &self.decls.functions[index];
+                    match self.inline {
+                        // The optimized tier: the translation made up front,
+                        // with calls of small functions inlined (one level).
+                        Some(inliner) => {
+                            ctx.func = inliner.bodies[index].clone();
+                            let mut inliner = inliner;
+                            ctx.inline(&mut inliner).map_err(|e| {
+                                format!(
+                                    "cranelift failed to inline into `{}`: {e:?}",
+                                    function.name
+                                )
+                            })?;
+                        }
+                        None => {
+                            translate(&mut ctx.func, &mut builder_ctx, self.decls, index, function)
+                        }
+                    }
+                    (*id, function.name.clone())
+                }
+                Job::Entry(shape) => {
+                    let id = self.entry_ids[shape];
+                    ctx.func.signature = entry_signature(self.decls.call_conv);
+                    ctx.func.name = UserFuncName::user(0, id.as_u32());
+                    let builder = FunctionBuilder::new(&mut ctx.func, &mut builder_ctx);
+                    build_entry(builder, self.decls, &self.shapes[shape]);
+                    (id, format!("entry {shape}"))
+                }
+            };
+            let alignment = match ctx.compile(self.isa, &mut ControlPlane::default()) {
+                Ok(code) => code.buffer.alignment as u64,
+                Err(e) => return Err(format!("cranelift failed on `{name}`: {:?}", e.inner)),
+            };
+            let code = ctx
+                .compiled_code()
+                .ok_or_else(|| format!("cranelift kept no code for `{name}`"))?;
+            let relocs = code
+                .buffer
+                .relocs()
+                .iter()
+                .map(|reloc| ModuleReloc::from_mach_reloc(reloc, &ctx.func, id))
+                .collect();
+            done.push(Finished {
+                id,
+                name,
+                alignment,
+                bytes: code.code_buffer().to_vec(),
+                relocs,
+            });
+        }
+    }
+}
+
+fn param_reprs(function: &ir::Function) -> Vec<Repr> {
+    function
+        .params
+        .iter()
+        .map(|param| function.vars[param.0 as usize])
+        .collect()
+}
+
+fn function_signature(call_conv: CallConv, params: &[Repr], ret: Option<Repr>) -> Signature {
+    let mut sig = Signature::new(call_conv);
+    sig.params.push(AbiParam::new(pointer_type()));
+    // The hidden `depth_left`: how many more nested calls the run allows.
+    sig.params.push(AbiParam::new(types::I64));
+    for &repr in params {
+        sig.params.push(AbiParam::new(cl_type(repr)));
+    }
+    if let Some(ret) = ret {
         sig.returns.push(AbiParam::new(cl_type(ret)));
     }
     sig
 }
 
-fn build_entry(
-    mut builder: FunctionBuilder<'_>,
-    jit: &mut JITModule,
-    callee: FuncId,
-    function: &ir::Function,
-) {
+/// `extern "C" fn(ctx, argv: *const i64, ret: *mut i64, function: *const u8)`.
+fn entry_signature(call_conv: CallConv) -> Signature {
+    let mut sig = Signature::new(call_conv);
+    for _ in 0..4 {
+        sig.params.push(AbiParam::new(pointer_type()));
+    }
+    sig
+}
+
+/// The entry trampoline of one signature: unpacks `argv`, calls the
+/// function at the address it is given with the run's call depth, and
+/// stores the result as bits.
+fn build_entry(mut builder: FunctionBuilder<'_>, decls: &Decls, shape: &Shape) {
+    let (params, ret) = shape;
     let block = builder.create_block();
     builder.append_block_params_for_function_params(block);
     builder.switch_to_block(block);
     builder.seal_block(block);
-    let params = builder.block_params(block).to_vec();
-    let (ctx, argv, ret) = (params[0], params[1], params[2]);
-    let mut args = vec![ctx];
-    for (i, param) in function.params.iter().enumerate() {
+    let values = builder.block_params(block).to_vec();
+    let (ctx, argv, ret_ptr, callee) = (values[0], values[1], values[2], values[3]);
+    let depth = builder
+        .ins()
+        .load(types::I64, flags(), ctx, CTX_OFFSETS.max_depth);
+    let mut args = vec![ctx, depth];
+    for (i, &repr) in params.iter().enumerate() {
         let bits = builder
             .ins()
             .load(types::I64, flags(), argv, (i * 8) as i32);
-        args.push(from_bits(
-            &mut builder,
-            bits,
-            function.vars[param.0 as usize],
-        ));
+        args.push(from_bits(&mut builder, bits, repr));
     }
-    let callee = jit.declare_func_in_func(callee, builder.func);
-    let call = builder.ins().call(callee, &args);
-    if let Some(repr) = function.ret {
+    let sig = builder.import_signature(function_signature(decls.call_conv, params, *ret));
+    let call = builder.ins().call_indirect(sig, callee, &args);
+    if let Some(repr) = *ret {
         let result = builder.inst_results(call)[0];
         let bits = to_bits(&mut builder, result, repr);
-        builder.ins().store(flags(), bits, ret, 0);
+        builder.ins().store(flags(), bits, ret_ptr, 0);
     }
     builder.ins().return_(&[]);
-    builder.finalize(jit.target_config());
+    builder.finalize(decls.frontend);
+}
+
+/// The register an instruction defines, if any.
+fn defined_var(kind: &InstKind) -> Option<ir::Var> {
+    match kind {
+        InstKind::Const { dst, .. }
+        | InstKind::Copy { dst, .. }
+        | InstKind::IntArith { dst, .. }
+        | InstKind::IntNeg { dst, .. }
+        | InstKind::FloatArith { dst, .. }
+        | InstKind::FloatNeg { dst, .. }
+        | InstKind::Cmp { dst, .. }
+        | InstKind::Not { dst, .. }
+        | InstKind::IsNull { dst, .. }
+        | InstKind::IntToFloat { dst, .. }
+        | InstKind::LoadSlot { dst, .. } => Some(*dst),
+        InstKind::Call { dst, .. } | InstKind::Rt { dst, .. } => *dst,
+        InstKind::StoreSlot { .. }
+        | InstKind::Retain { .. }
+        | InstKind::Enter
+        | InstKind::Poll
+        | InstKind::TakeError { .. } => None,
+    }
+}
+
+/// Per block, a lower bound of one `int` register at the block's start:
+/// for a block whose only (reachable) way in is one edge of a branch on
+/// `x < c`, `x <= c`, `x > c` or `x >= c` with a constant `c`, where `x`
+/// does not change between the comparison and the branch.
+fn entry_bounds(function: &ir::Function) -> Vec<Option<(ir::Var, i64)>> {
+    let n = function.blocks.len();
+    let mut reachable = vec![false; n];
+    let mut work = vec![0usize];
+    while let Some(block) = work.pop() {
+        if std::mem::replace(&mut reachable[block], true) {
+            continue;
+        }
+        let body = &function.blocks[block];
+        work.extend(successors(&body.term));
+        work.extend(
+            body.insts
+                .iter()
+                .filter_map(|inst| inst.site.map(|site| site.on_error.0 as usize)),
+        );
+    }
+    let mut preds = vec![0u32; n];
+    let mut only_pred = vec![0usize; n];
+    for (index, block) in function.blocks.iter().enumerate() {
+        if !reachable[index] {
+            continue;
+        }
+        for target in successors(&block.term) {
+            preds[target] += 1;
+            only_pred[target] = index;
+        }
+        for inst in &block.insts {
+            if let Some(site) = inst.site {
+                // Reached by an error edge too: no single way in.
+                preds[site.on_error.0 as usize] += 2;
+            }
+        }
+    }
+    (0..n)
+        .map(|block| {
+            if block == 0 || preds[block] != 1 {
+                return None;
+            }
+            let pred = &function.blocks[only_pred[block]];
+            let Terminator::Branch {
+                cond, then_block, ..
+            } = pred.term
+            else {
+                return None;
+            };
+            let taken = then_block.0 as usize == block;
+            let defining = pred
+                .insts
+                .iter()
+                .rposition(|inst| defined_var(&inst.kind) == Some(cond))?;
+            let InstKind::Cmp {
+                op,
+                repr: Repr::Int,
+                lhs,
+                rhs,
+                ..
+            } = pred.insts[defining].kind
+            else {
+                return None;
+            };
+            let after = &pred.insts[defining + 1..];
+            if after
+                .iter()
+                .any(|inst| defined_var(&inst.kind) == Some(lhs))
+            {
+                return None;
+            }
+            let before = &pred.insts[..defining];
+            let constant = before
+                .iter()
+                .rposition(|inst| defined_var(&inst.kind) == Some(rhs))?;
+            let InstKind::Const {
+                value: Const::Int(c),
+                ..
+            } = before[constant].kind
+            else {
+                return None;
+            };
+            let min = match (op, taken) {
+                (CmpOp::Lt, false) | (CmpOp::Ge, true) => Some(c),
+                (CmpOp::Le, false) | (CmpOp::Gt, true) => c.checked_add(1),
+                _ => None,
+            }?;
+            Some((lhs, min))
+        })
+        .collect()
+}
+
+/// A site's span in one `i64` (start in the high half, end in the low),
+/// the block argument of the quick tier's shared error edges.
+fn pack_span(site: Site) -> i64 {
+    (((site.span.start as u64) << 32) | site.span.end as u64) as i64
+}
+
+/// Per slot: true when the slot is written at exactly one place, in a block
+/// on no cycle of the control-flow graph. That write runs at most once per
+/// call, so the slot still holds the null it was given at entry and the
+/// store needs no release of an old value.
+fn fresh_slots(function: &ir::Function) -> Vec<bool> {
+    let mut writes = vec![(0u32, 0usize); function.slots as usize];
+    for (index, block) in function.blocks.iter().enumerate() {
+        for inst in &block.insts {
+            let slot = match &inst.kind {
+                InstKind::StoreSlot { slot, .. } | InstKind::TakeError { slot, .. } => slot,
+                _ => continue,
+            };
+            let entry = &mut writes[slot.0 as usize];
+            entry.0 += 1;
+            entry.1 = index;
+        }
+    }
+    let cyclic = blocks_on_cycles(function);
+    writes
+        .iter()
+        .map(|&(count, block)| count == 1 && !cyclic[block])
+        .collect()
+}
+
+fn successors(term: &Terminator) -> Vec<usize> {
+    match term {
+        Terminator::Jump(target) => vec![target.0 as usize],
+        Terminator::Branch {
+            then_block,
+            else_block,
+            ..
+        } => vec![then_block.0 as usize, else_block.0 as usize],
+        Terminator::IfCatchable {
+            catch_block,
+            propagate,
+        } => vec![catch_block.0 as usize, propagate.0 as usize],
+        Terminator::Return(_) | Terminator::ReturnError | Terminator::Unreachable => Vec::new(),
+    }
+}
+
+/// Which blocks lie on a cycle, counting the error edges of sites (a
+/// fallible instruction may continue at its handler): Tarjan's strongly
+/// connected components, iteratively.
+fn blocks_on_cycles(function: &ir::Function) -> Vec<bool> {
+    let n = function.blocks.len();
+    let edges: Vec<Vec<usize>> = function
+        .blocks
+        .iter()
+        .map(|block| {
+            let mut out = successors(&block.term);
+            for inst in &block.insts {
+                if let Some(site) = inst.site {
+                    out.push(site.on_error.0 as usize);
+                }
+            }
+            out.sort_unstable();
+            out.dedup();
+            out
+        })
+        .collect();
+    const UNSEEN: usize = usize::MAX;
+    let mut index = vec![UNSEEN; n];
+    let mut low = vec![0; n];
+    let mut on_stack = vec![false; n];
+    let mut stack = Vec::new();
+    let mut cyclic = vec![false; n];
+    let mut counter = 0;
+    for root in 0..n {
+        if index[root] != UNSEEN {
+            continue;
+        }
+        // (block, next edge to look at)
+        let mut calls = vec![(root, 0)];
+        index[root] = counter;
+        low[root] = counter;
+        counter += 1;
+        stack.push(root);
+        on_stack[root] = true;
+        while let Some(&mut (v, ref mut edge)) = calls.last_mut() {
+            if let Some(&w) = edges[v].get(*edge) {
+                *edge += 1;
+                if index[w] == UNSEEN {
+                    index[w] = counter;
+                    low[w] = counter;
+                    counter += 1;
+                    stack.push(w);
+                    on_stack[w] = true;
+                    calls.push((w, 0));
+                } else if on_stack[w] {
+                    low[v] = low[v].min(index[w]);
+                }
+                continue;
+            }
+            calls.pop();
+            if let Some(&(parent, _)) = calls.last() {
+                low[parent] = low[parent].min(low[v]);
+            }
+            if low[v] == index[v] {
+                let mut component = Vec::new();
+                while let Some(w) = stack.pop() {
+                    on_stack[w] = false;
+                    component.push(w);
+                    if w == v {
+                        break;
+                    }
+                }
+                let looped = component.len() > 1 || edges[v].contains(&v);
+                if looped {
+                    for w in component {
+                        cyclic[w] = true;
+                    }
+                }
+            }
+        }
+    }
+    cyclic
 }
 
 fn to_bits(builder: &mut FunctionBuilder<'_>, value: Value, repr: Repr) -> Value {
@@ -285,18 +821,21 @@ fn from_bits(builder: &mut FunctionBuilder<'_>, bits: Value, repr: Repr) -> Valu
     }
 }
 
-struct Ids<'a> {
-    runtime: &'a [FuncId],
-    functions: &'a [FuncId],
-}
-
-/// Cold blocks made while translating a block, emitted after it.
+/// Cold blocks made while translating, emitted at the end.
 enum Pending {
-    Locate {
-        block: Block,
-        site: Site,
-    },
+    /// The optimized tier's error edge of one site: locate, then jump.
+    Locate { block: Block, site: Site },
+    /// The optimized tier's raise of one site, then its `Locate` block.
     Raise {
+        block: Block,
+        raise: RtFn,
+        then: Block,
+    },
+    /// The quick tier's error edge shared by every site with the same
+    /// handler: the site arrives as a block argument (its span, packed).
+    SharedLocate { block: Block, on_error: BlockId },
+    /// The quick tier's shared raise: `raise`, then the shared `Locate`.
+    SharedRaise {
         block: Block,
         raise: RtFn,
         then: Block,
@@ -305,16 +844,35 @@ enum Pending {
 
 struct Translator<'a, 'b> {
     pending: Vec<Pending>,
+    /// The quick tier's shared error edges, by handler block.
+    shared_locate: HashMap<BlockId, Block>,
+    /// The quick tier's shared raises, by raise function and handler block.
+    shared_raise: HashMap<(RtFn, BlockId), Block>,
     builder: FunctionBuilder<'b>,
-    jit: &'a mut JITModule,
-    ids: Ids<'a>,
+    decls: &'a Decls,
     blocks: Vec<Block>,
+    /// Per slot: its only write is reached once per call at most, so the
+    /// slot still holds null there (no old value to release).
+    fresh_slots: Vec<bool>,
+    /// One zero constant per type, made at entry.
+    zeros: Option<[Value; 3]>,
+    /// Per block, a lower bound one `int` register has at its start.
+    entry_bounds: Vec<Option<(ir::Var, i64)>>,
+    /// That bound while the block is translated, until the register changes.
+    bound: Option<(ir::Var, i64)>,
+    /// Registers holding a known `int` constant in the current block.
+    constants: HashMap<ir::Var, i64>,
     vars: Vec<Variable>,
     var_reprs: Vec<Repr>,
     runtime_refs: Vec<Option<FuncRef>>,
     function_refs: Vec<Option<FuncRef>>,
     ctx: Value,
+    /// The hidden `depth_left` argument, and that minus one for callees.
+    depth_left: Value,
+    callee_depth: Option<Value>,
     slots: Option<cranelift_codegen::ir::StackSlot>,
+    /// The address of the slot area, made at entry.
+    slot_base: Option<Value>,
     slot_count: u32,
     ret: Option<Repr>,
 }
@@ -322,8 +880,7 @@ struct Translator<'a, 'b> {
 impl<'a, 'b> Translator<'a, 'b> {
     fn new(
         mut builder: FunctionBuilder<'b>,
-        jit: &'a mut JITModule,
-        ids: Ids<'a>,
+        decls: &'a Decls,
         function: &ir::Function,
     ) -> Translator<'a, 'b> {
         let blocks: Vec<Block> = function
@@ -340,24 +897,33 @@ impl<'a, 'b> Translator<'a, 'b> {
             builder.create_sized_stack_slot(StackSlotData::new(
                 StackSlotKind::ExplicitSlot,
                 function.slots * 8,
-                3,
+                4,
             ))
         });
-        let runtime_refs = vec![None; ids.runtime.len()];
-        let function_refs = vec![None; ids.functions.len()];
+        let runtime_refs = vec![None; decls.runtime.len()];
+        let function_refs = vec![None; decls.functions.len()];
         let placeholder = Value::from_u32(0);
         Translator {
             pending: Vec::new(),
+            shared_locate: HashMap::new(),
+            shared_raise: HashMap::new(),
             builder,
-            jit,
-            ids,
+            decls,
             blocks,
+            fresh_slots: fresh_slots(function),
+            zeros: None,
+            entry_bounds: entry_bounds(function),
+            bound: None,
+            constants: HashMap::new(),
             vars,
             var_reprs: function.vars.clone(),
             runtime_refs,
             function_refs,
             ctx: placeholder,
+            depth_left: placeholder,
+            callee_depth: None,
             slots,
+            slot_base: None,
             slot_count: function.slots,
             ret: function.ret,
         }
@@ -369,10 +935,21 @@ impl<'a, 'b> Translator<'a, 'b> {
         self.builder.switch_to_block(entry);
         let params = self.builder.block_params(entry).to_vec();
         self.ctx = params[0];
-        for (param, &value) in function.params.iter().zip(&params[1..]) {
+        self.depth_left = params[1];
+        let calls = function.blocks.iter().any(|b| {
+            b.insts
+                .iter()
+                .any(|i| matches!(i.kind, InstKind::Call { .. }))
+        });
+        if calls {
+            self.callee_depth = Some(self.builder.ins().iadd_imm_s(self.depth_left, -1));
+        }
+        for (param, &value) in function.params.iter().zip(&params[2..]) {
             self.builder.def_var(self.vars[param.0 as usize], value);
         }
         // Define every register at entry so no path reads an undefined one.
+        let zeros = [Repr::Int, Repr::Bool, Repr::Float].map(|repr| self.zero(repr));
+        self.zeros = Some(zeros);
         for (index, &repr) in function.vars.iter().enumerate() {
             if function.params.iter().any(|p| p.0 as usize == index) {
                 continue;
@@ -381,26 +958,87 @@ impl<'a, 'b> Translator<'a, 'b> {
             self.builder.def_var(self.vars[index], zero);
         }
         if let Some(slots) = self.slots {
-            let zero = self.builder.ins().iconst(types::I64, 0);
-            for i in 0..self.slot_count {
+            // One base address for every slot access (`base + 8 * slot`),
+            // and the slots zeroed 16 bytes at a time.
+            let base = self.builder.ins().stack_addr(pointer_type(), slots, 0);
+            self.slot_base = Some(base);
+            let pairs = self.slot_count / 2;
+            if pairs > 0 {
+                let bytes = self.builder.func.dfg.constants.insert(vec![0u8; 16].into());
+                let wide = self.builder.ins().vconst(types::I64X2, bytes);
+                // The slot area is 16-byte aligned, but say nothing about
+                // alignment: an unaligned vector store is as fast here.
+                let unaligned = MemFlagsData::new().with_notrap();
+                for pair in 0..pairs {
+                    self.builder
+                        .ins()
+                        .store(unaligned, wide, base, (pair * 16) as i32);
+                }
+            }
+            if self.slot_count % 2 == 1 {
+                let last = (self.slot_count - 1) * 8;
                 self.builder
                     .ins()
-                    .stack_store(pointer_type(), zero, slots, (i * 8) as i32);
+                    .store(flags(), zeros[0], base, last as i32);
             }
         }
+        // A block can be sealed (no predecessor will be added) once every
+        // block jumping to it is translated: blocks reached only forward.
+        // Handlers (reached through error edges, made at the end) and loop
+        // heads are sealed at the end. Sealing early spares the SSA builder
+        // the block parameters it would add for each variable in doubt.
+        let mut last_pred = vec![0usize; function.blocks.len()];
+        for (index, block) in function.blocks.iter().enumerate() {
+            for target in successors(&block.term) {
+                last_pred[target] = last_pred[target].max(index);
+            }
+            for inst in &block.insts {
+                if let Some(site) = inst.site {
+                    last_pred[site.on_error.0 as usize] = usize::MAX;
+                }
+            }
+        }
+        self.builder.seal_block(entry);
         for (index, block) in function.blocks.iter().enumerate() {
             if index > 0 {
                 self.builder.switch_to_block(self.blocks[index]);
+                if last_pred[index] < index {
+                    self.builder.seal_block(self.blocks[index]);
+                }
             }
+            self.bound = self.entry_bounds[index];
+            self.constants.clear();
             for inst in &block.insts {
                 self.inst(&inst.kind, inst.site);
+                if let Some(var) = defined_var(&inst.kind) {
+                    if self.bound.is_some_and(|(bounded, _)| bounded == var) {
+                        self.bound = None;
+                    }
+                    match inst.kind {
+                        InstKind::Const {
+                            value: Const::Int(value),
+                            ..
+                        } => self.constants.insert(var, value),
+                        _ => self.constants.remove(&var),
+                    };
+                }
             }
             self.terminator(&block.term);
         }
         self.emit_pending();
     }
 
+    /// A zero of `repr`: the constants made once at entry (which dominates
+    /// every use), or new ones before they exist.
     fn zero(&mut self, repr: Repr) -> Value {
+        let index = match repr {
+            Repr::Int | Repr::Ptr => 0,
+            Repr::Bool => 1,
+            Repr::Float => 2,
+        };
+        if let Some(zeros) = self.zeros {
+            return zeros[index];
+        }
         match repr {
             Repr::Int | Repr::Ptr => self.builder.ins().iconst(types::I64, 0),
             Repr::Bool => self.builder.ins().iconst(types::I8, 0),
@@ -421,9 +1059,8 @@ impl<'a, 'b> Translator<'a, 'b> {
         if let Some(r) = self.runtime_refs[index] {
             return r;
         }
-        let r = self
-            .jit
-            .declare_func_in_func(self.ids.runtime[index], self.builder.func);
+        let (id, sig) = &self.decls.runtime[index];
+        let r = self.decls.import(self.builder.func, *id, sig, false);
         self.runtime_refs[index] = Some(r);
         r
     }
@@ -443,17 +1080,12 @@ impl<'a, 'b> Translator<'a, 'b> {
             .load(types::I64, flags(), self.ctx, offset)
     }
 
-    fn ctx_store(&mut self, value: Value, offset: i32) {
-        self.builder.ins().store(flags(), value, self.ctx, offset);
-    }
-
-    fn slot_addr(&mut self, slot: ir::SlotId) -> Value {
-        let slots = self
-            .slots
+    /// The slot area's base (made at entry) and the slot's offset from it.
+    fn slot_addr(&mut self, slot: ir::SlotId) -> (Value, i32) {
+        let base = self
+            .slot_base
             .expect("a function that names a slot has a slot area");
-        self.builder
-            .ins()
-            .stack_addr(pointer_type(), slots, (slot.0 * 8) as i32)
+        (base, (slot.0 * 8) as i32)
     }
 
     /// A cold block that records the location and jumps to the error edge
@@ -465,36 +1097,96 @@ impl<'a, 'b> Translator<'a, 'b> {
         block
     }
 
+    /// The quick tier's error edge of every site with this handler: a
+    /// block taking the site's packed span (see [`pack_span`]).
+    fn shared_locate(&mut self, on_error: BlockId) -> Block {
+        if let Some(&block) = self.shared_locate.get(&on_error) {
+            return block;
+        }
+        let block = self.builder.create_block();
+        self.builder.set_cold_block(block);
+        self.builder.append_block_param(block, types::I64);
+        self.pending.push(Pending::SharedLocate { block, on_error });
+        self.shared_locate.insert(on_error, block);
+        block
+    }
+
+    fn shared_raise(&mut self, raise: RtFn, on_error: BlockId) -> Block {
+        if let Some(&block) = self.shared_raise.get(&(raise, on_error)) {
+            return block;
+        }
+        let then = self.shared_locate(on_error);
+        let block = self.builder.create_block();
+        self.builder.set_cold_block(block);
+        self.builder.append_block_param(block, types::I64);
+        self.pending
+            .push(Pending::SharedRaise { block, raise, then });
+        self.shared_raise.insert((raise, on_error), block);
+        block
+    }
+
+    /// Branches to `fail` (the optimized tier's per-site block, or the
+    /// quick tier's shared one with the site's span) when `cond` holds.
+    fn branch_to_error(&mut self, cond: Value, fail: Block, site: Site) {
+        let next = self.builder.create_block();
+        self.branch_to_error_then(cond, fail, site, next);
+        self.builder.seal_block(next);
+        self.builder.switch_to_block(next);
+    }
+
+    fn branch_to_error_then(&mut self, cond: Value, fail: Block, site: Site, next: Block) {
+        if self.decls.tier == Tier::Quick {
+            let span = self.builder.ins().iconst(types::I64, pack_span(site));
+            self.builder
+                .ins()
+                .brif(cond, fail, &[BlockArg::Value(span)], next, &[]);
+        } else {
+            self.builder.ins().brif(cond, fail, &[], next, &[]);
+        }
+    }
+
+    /// The block a failed site continues at: the quick tier's shared error
+    /// edge of its handler, or the optimized tier's own locate block.
+    fn error_edge(&mut self, site: Site) -> Block {
+        match self.decls.tier {
+            Tier::Quick => self.shared_locate(site.on_error),
+            Tier::Optimized => self.error_block(site),
+        }
+    }
+
     /// After a call that may have failed: branch on the context's status.
     fn check_status(&mut self, site: Option<Site>) {
         let Some(site) = site else { return };
         let status = self.ctx_load(CTX_OFFSETS.status);
-        let error = self.error_block(site);
-        let next = self.builder.create_block();
-        self.builder.ins().brif(status, error, &[], next, &[]);
-        self.builder.switch_to_block(next);
+        let error = self.error_edge(site);
+        self.branch_to_error(status, error, site);
     }
 
     /// Branches to a cold block calling `raise` (then the error edge) when `cond` holds.
     fn fail_if(&mut self, cond: Value, raise: RtFn, site: Option<Site>) {
         let Some(site) = site else { return };
-        let error = self.error_block(site);
-        let fail = self.builder.create_block();
-        self.builder.set_cold_block(fail);
-        self.pending.push(Pending::Raise {
-            block: fail,
-            raise,
-            then: error,
-        });
-        let next = self.builder.create_block();
-        self.builder.ins().brif(cond, fail, &[], next, &[]);
-        self.builder.switch_to_block(next);
+        let fail = match self.decls.tier {
+            Tier::Quick => self.shared_raise(raise, site.on_error),
+            Tier::Optimized => {
+                let error = self.error_block(site);
+                let fail = self.builder.create_block();
+                self.builder.set_cold_block(fail);
+                self.pending.push(Pending::Raise {
+                    block: fail,
+                    raise,
+                    then: error,
+                });
+                fail
+            }
+        };
+        self.branch_to_error(cond, fail, site);
     }
 
     fn emit_pending(&mut self) {
         while let Some(pending) = self.pending.pop() {
             match pending {
                 Pending::Locate { block, site } => {
+                    self.builder.seal_block(block);
                     self.builder.switch_to_block(block);
                     let start = self
                         .builder
@@ -506,9 +1198,25 @@ impl<'a, 'b> Translator<'a, 'b> {
                     self.builder.ins().jump(target, &[]);
                 }
                 Pending::Raise { block, raise, then } => {
+                    self.builder.seal_block(block);
                     self.builder.switch_to_block(block);
                     self.call_rt(raise, &[]);
                     self.builder.ins().jump(then, &[]);
+                }
+                Pending::SharedLocate { block, on_error } => {
+                    self.builder.switch_to_block(block);
+                    let span = self.builder.block_params(block)[0];
+                    let start = self.builder.ins().ushr_imm_u(span, 32);
+                    let end = self.builder.ins().band_imm_u(span, 0xffff_ffff);
+                    self.call_rt(RtFn::Locate, &[start, end]);
+                    let target = self.blocks[on_error.0 as usize];
+                    self.builder.ins().jump(target, &[]);
+                }
+                Pending::SharedRaise { block, raise, then } => {
+                    self.builder.switch_to_block(block);
+                    let span = self.builder.block_params(block)[0];
+                    self.call_rt(raise, &[]);
+                    self.builder.ins().jump(then, &[BlockArg::Value(span)]);
                 }
             }
         }
@@ -537,6 +1245,13 @@ impl<'a, 'b> Translator<'a, 'b> {
             InstKind::IntArith { op, dst, lhs, rhs } => {
                 let (a, b) = (self.var(*lhs), self.var(*rhs));
                 let result = match op {
+                    IntOp::Add | IntOp::Sub if self.cannot_overflow(*op, *lhs, *rhs) => {
+                        if *op == IntOp::Add {
+                            self.builder.ins().iadd(a, b)
+                        } else {
+                            self.builder.ins().isub(a, b)
+                        }
+                    }
                     IntOp::Add | IntOp::Sub | IntOp::Mul => {
                         let (value, overflow) = match op {
                             IntOp::Add => self.builder.ins().sadd_overflow(a, b),
@@ -635,8 +1350,8 @@ impl<'a, 'b> Translator<'a, 'b> {
                 self.set(*dst, result);
             }
             InstKind::LoadSlot { dst, slot } => {
-                let addr = self.slot_addr(*slot);
-                let v = self.builder.ins().load(types::I64, flags(), addr, 0);
+                let (base, offset) = self.slot_addr(*slot);
+                let v = self.builder.ins().load(types::I64, flags(), base, offset);
                 self.set(*dst, v);
             }
             InstKind::StoreSlot { slot, src, owned } => {
@@ -644,10 +1359,7 @@ impl<'a, 'b> Translator<'a, 'b> {
                 if !owned {
                     self.call_rt(RtFn::Retain, &[v]);
                 }
-                let addr = self.slot_addr(*slot);
-                let old = self.builder.ins().load(types::I64, flags(), addr, 0);
-                self.builder.ins().store(flags(), v, addr, 0);
-                self.release_if_set(old);
+                self.store_slot(*slot, v);
             }
             InstKind::Retain { src } => {
                 let v = self.var(*src);
@@ -658,14 +1370,16 @@ impl<'a, 'b> Translator<'a, 'b> {
                 let callee = match self.function_refs[index] {
                     Some(r) => r,
                     None => {
-                        let r = self
-                            .jit
-                            .declare_func_in_func(self.ids.functions[index], self.builder.func);
+                        let (id, sig) = &self.decls.functions[index];
+                        let r = self.decls.import(self.builder.func, *id, sig, true);
                         self.function_refs[index] = Some(r);
                         r
                     }
                 };
-                let mut values = vec![self.ctx];
+                let depth = self
+                    .callee_depth
+                    .expect("a function with calls computes its callees' depth");
+                let mut values = vec![self.ctx, depth];
                 for arg in args {
                     values.push(self.var(*arg));
                 }
@@ -730,101 +1444,182 @@ impl<'a, 'b> Translator<'a, 'b> {
             InstKind::TakeError { slot, ty } => {
                 let ty = self.builder.ins().iconst(types::I64, ty.0 as i64);
                 let record = self.call_rt(RtFn::TakeError, &[ty]);
-                let addr = self.slot_addr(*slot);
-                let old = self.builder.ins().load(types::I64, flags(), addr, 0);
-                self.builder.ins().store(flags(), record, addr, 0);
-                self.release_if_set(old);
+                self.store_slot(*slot, record);
             }
         }
     }
 
+    /// Stores a new reference into a slot, releasing the slot's old value
+    /// unless the slot is known to hold null there.
+    fn store_slot(&mut self, slot: ir::SlotId, value: Value) {
+        let (base, offset) = self.slot_addr(slot);
+        if self.fresh_slots[slot.0 as usize] {
+            self.builder.ins().store(flags(), value, base, offset);
+            return;
+        }
+        let old = self.builder.ins().load(types::I64, flags(), base, offset);
+        self.builder.ins().store(flags(), value, base, offset);
+        self.release_if_set(old);
+    }
+
     fn release_if_set(&mut self, old: Value) {
+        if self.decls.tier == Tier::Quick {
+            // `rt_release` ignores null: two blocks fewer to compile.
+            self.call_rt(RtFn::Release, &[old]);
+            return;
+        }
         let release = self.builder.create_block();
         let next = self.builder.create_block();
         self.builder.ins().brif(old, release, &[], next, &[]);
+        self.builder.seal_block(release);
         self.builder.switch_to_block(release);
         self.call_rt(RtFn::Release, &[old]);
         self.builder.ins().jump(next, &[]);
+        self.builder.seal_block(next);
         self.builder.switch_to_block(next);
+    }
+
+    /// Whether `lhs op rhs` is known not to overflow: `lhs` has a lower
+    /// bound here (from the comparison that led to this block) and `rhs` is
+    /// a constant that moves it down by no more than that bound allows (so
+    /// `n - 1` after `if n < 2 { return ...; }` needs no check).
+    fn cannot_overflow(&self, op: IntOp, lhs: ir::Var, rhs: ir::Var) -> bool {
+        let Some((bounded, min)) = self.bound else {
+            return false;
+        };
+        let Some(&constant) = self.constants.get(&rhs) else {
+            return false;
+        };
+        if bounded != lhs {
+            return false;
+        }
+        let down = match op {
+            IntOp::Sub => constant,
+            IntOp::Add => match constant.checked_neg() {
+                Some(down) => down,
+                None => return false,
+            },
+            _ => return false,
+        };
+        // lhs >= min and 0 <= down: min - down <= lhs - down <= lhs.
+        down >= 0 && min.checked_sub(down).is_some()
     }
 
     fn repr_of_var(&self, var: ir::Var) -> Repr {
         self.var_reprs[var.0 as usize]
     }
 
-    /// The inline check at function entries (`enter`) and loop heads: depth,
-    /// fuel and the epoch; the runtime is only called when one trips.
+    /// The inline check at function entries (`enter`) and loop heads: one
+    /// decrement of the run's budget compared with its floor (fuel, and the
+    /// deadline the ticker folds into the floor), and at entries the hidden depth argument and the
+    /// stack pointer against the stack budget. The runtime is only called
+    /// when one trips.
     fn limit_check(&mut self, enter: bool, site: Option<Site>) {
-        let mut tripped = None;
-        if enter {
-            let depth = self.ctx_load(CTX_OFFSETS.depth);
-            let depth = self.builder.ins().iadd_imm_s(depth, 1);
-            self.ctx_store(depth, CTX_OFFSETS.depth);
-            let max = self.ctx_load(CTX_OFFSETS.max_depth);
-            let too_deep = self
-                .builder
-                .ins()
-                .icmp(IntCC::UnsignedGreaterThan, depth, max);
-            let sp = self.builder.ins().get_stack_pointer(pointer_type());
-            let stack_limit = self.ctx_load(CTX_OFFSETS.stack_limit);
-            let low = self
-                .builder
-                .ins()
-                .icmp(IntCC::UnsignedLessThan, sp, stack_limit);
-            tripped = Some(self.builder.ins().bor(too_deep, low));
-        }
-        let fuel = self.ctx_load(CTX_OFFSETS.fuel);
+        // The context's budget pointer and stack limit never change while a
+        // run goes on, and the context pointer is valid throughout: read-only
+        // loads the optimizer may share and move.
+        let fixed = flags().with_readonly().with_can_move();
+        let budget = self
+            .builder
+            .ins()
+            .load(pointer_type(), fixed, self.ctx, CTX_OFFSETS.budget);
+        let fuel = self
+            .builder
+            .ins()
+            .load(types::I64, flags(), budget, BUDGET_FUEL);
         let fuel = self.builder.ins().iadd_imm_s(fuel, -1);
-        self.ctx_store(fuel, CTX_OFFSETS.fuel);
-        let out_of_fuel = self
+        self.builder.ins().store(flags(), fuel, budget, BUDGET_FUEL);
+        // The ticker raises the floor at the deadline: a plain load each
+        // time (never shared or hoisted), which the compare can fold in.
+        let floor = self
             .builder
             .ins()
-            .icmp_imm_s(IntCC::SignedLessThan, fuel, 0);
-        let epoch_pointer = self.ctx_load(CTX_OFFSETS.epoch);
-        let epoch = self
-            .builder
-            .ins()
-            .load(types::I64, MemFlagsData::new(), epoch_pointer, 0);
-        let deadline = self.ctx_load(CTX_OFFSETS.deadline_epoch);
-        let late = self
-            .builder
-            .ins()
-            .icmp(IntCC::UnsignedGreaterThanOrEqual, epoch, deadline);
-        let mut cond = self.builder.ins().bor(out_of_fuel, late);
-        if let Some(tripped) = tripped {
-            cond = self.builder.ins().bor(cond, tripped);
-        }
+            .load(types::I64, flags(), budget, BUDGET_FLOOR);
+        let out_of_budget = self.builder.ins().icmp(IntCC::SignedLessThan, fuel, floor);
         let slow = self.builder.create_block();
         self.builder.set_cold_block(slow);
         let next = self.builder.create_block();
-        self.builder.ins().brif(cond, slow, &[], next, &[]);
+        if !enter {
+            self.builder.ins().brif(out_of_budget, slow, &[], next, &[]);
+        } else if self.decls.tier == Tier::Quick {
+            // One branch on the three conditions: fewer blocks to compile.
+            let too_deep = self
+                .builder
+                .ins()
+                .icmp_imm_s(IntCC::Equal, self.depth_left, 0);
+            let low = self.stack_low(fixed);
+            let tripped = self.builder.ins().bor(too_deep, low);
+            let cond = self.builder.ins().bor(out_of_budget, tripped);
+            self.builder.ins().brif(cond, slow, &[], next, &[]);
+        } else {
+            // One compare-and-branch per condition: cheaper to run than
+            // combining the flags (no setcc/or chain on the hot path).
+            let depth_ok = self.builder.create_block();
+            self.builder
+                .ins()
+                .brif(out_of_budget, slow, &[], depth_ok, &[]);
+            self.builder.seal_block(depth_ok);
+            self.builder.switch_to_block(depth_ok);
+            let too_deep = self
+                .builder
+                .ins()
+                .icmp_imm_s(IntCC::Equal, self.depth_left, 0);
+            let stack_ok = self.builder.create_block();
+            self.builder.ins().brif(too_deep, slow, &[], stack_ok, &[]);
+            self.builder.seal_block(stack_ok);
+            self.builder.switch_to_block(stack_ok);
+            let low = self.stack_low(fixed);
+            self.builder.ins().brif(low, slow, &[], next, &[]);
+        }
+        self.builder.seal_block(slow);
         self.builder.switch_to_block(slow);
-        self.call_rt(
-            if enter {
-                RtFn::EnterSlow
-            } else {
-                RtFn::PollSlow
-            },
-            &[],
-        );
-        self.check_status(site);
-        self.builder.ins().jump(next, &[]);
+        if enter {
+            let depth = self.depth_left;
+            self.call_rt(RtFn::EnterSlow, &[depth]);
+        } else {
+            self.call_rt(RtFn::PollSlow, &[]);
+        }
+        // A limit error goes to the error edge, otherwise on to `next`
+        // through a cold block of its own: `next` then has one edge from the
+        // hot path and one from cold code, and the edge cranelift splits for
+        // the slow path is laid out with the cold code, not on the hot path.
+        if let Some(site) = site {
+            let status = self.ctx_load(CTX_OFFSETS.status);
+            let error = self.error_edge(site);
+            let resume = self.builder.create_block();
+            self.builder.set_cold_block(resume);
+            self.branch_to_error_then(status, error, site, resume);
+            self.builder.seal_block(resume);
+            self.builder.switch_to_block(resume);
+            self.builder.ins().jump(next, &[]);
+        } else {
+            self.builder.ins().jump(next, &[]);
+        }
+        self.builder.seal_block(next);
         self.builder.switch_to_block(next);
     }
 
-    /// Releases every slot and leaves the frame (call depth -1).
+    /// Whether the stack pointer is below the run's stack budget.
+    fn stack_low(&mut self, fixed: MemFlagsData) -> Value {
+        let sp = self.builder.ins().get_stack_pointer(pointer_type());
+        let stack_limit =
+            self.builder
+                .ins()
+                .load(types::I64, fixed, self.ctx, CTX_OFFSETS.stack_limit);
+        self.builder
+            .ins()
+            .icmp(IntCC::UnsignedLessThan, sp, stack_limit)
+    }
+
+    /// Releases every slot before the frame is left.
     fn leave(&mut self) {
-        if let Some(slots) = self.slots {
-            let base = self.builder.ins().stack_addr(pointer_type(), slots, 0);
+        if let Some(base) = self.slot_base {
             let n = self
                 .builder
                 .ins()
                 .iconst(types::I64, self.slot_count as i64);
             self.call_rt(RtFn::ReleaseSlots, &[base, n]);
         }
-        let depth = self.ctx_load(CTX_OFFSETS.depth);
-        let depth = self.builder.ins().iadd_imm_s(depth, -1);
-        self.ctx_store(depth, CTX_OFFSETS.depth);
     }
 
     fn return_error(&mut self) {

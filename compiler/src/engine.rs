@@ -24,8 +24,8 @@ use scl_lang::types::Type;
 
 use crate::codegen::{NativeCode, Tier};
 use crate::exec::{
-    CpuMeter, ExecStats, HostContext, HostError, Limits, Outcome, ScriptError, Status,
-    TimedExecution, epoch_pointer,
+    Budget, CpuMeter, ExecStats, HostContext, HostError, Limits, Outcome, ScriptError, Status,
+    TimedExecution,
 };
 use crate::ir::{self, FuncIndex};
 use crate::runtime::convert::{repr_of, val_to_value, value_to_val};
@@ -713,6 +713,23 @@ impl Script {
                 ),
             ));
         }
+        // The code to run, chosen (and for `JitOptimized` compiled) before
+        // the clock starts: compiling is not the script's time.
+        let mut quick = false;
+        let code = match options.backend {
+            Backend::Jit => Some(match inner.optimized.get() {
+                Some(code) => code,
+                None => {
+                    quick = true;
+                    &inner.quick
+                }
+            }),
+            Backend::JitOptimized => match inner.optimized_now() {
+                Ok(code) => Some(code),
+                Err(message) => return failed(ScriptError::new("script", "internal", message)),
+            },
+            Backend::Eval => None,
+        };
         let meter = CpuMeter::start();
         let start = meter.wall_start();
         let outer_heap = heap_counters();
@@ -742,18 +759,24 @@ impl Script {
         let arg_bits: Vec<i64> = arg_vals.iter().map(borrowed_bits).collect();
 
         let limits = &options.limits;
-        let timed = limits.timeout.map(|t| TimedExecution::start(start + t));
         let fuel = limits
             .fuel
             .map_or(i64::MAX, |f| f.min(i64::MAX as u64) as i64);
+        // A timed run shares its budget with the deadline ticker; others
+        // keep it on the stack.
+        let local_budget = Budget::new(fuel);
+        let shared_budget = limits.timeout.map(|_| Arc::new(Budget::new(fuel)));
+        let budget: &Budget = shared_budget.as_deref().unwrap_or(&local_budget);
+        let timed = limits
+            .timeout
+            .zip(shared_budget.clone())
+            .map(|(t, shared)| TimedExecution::start(start + t, shared));
         let mut ctx = ExecCtx {
             status: STATUS_OK,
-            fuel,
-            epoch: epoch_pointer(),
-            deadline_epoch: timed.as_ref().map_or(u64::MAX, |(_, epoch)| *epoch),
-            depth: 0,
-            max_depth: limits.max_call_depth as u64,
+            budget,
             stack_limit: crate::runtime::stack_address().saturating_sub(limits.stack_bytes as u64),
+            max_depth: limits.max_call_depth as u64,
+            depth: 0,
             inner: CtxInner {
                 tables: &inner.tables,
                 host_data: options.host_data,
@@ -769,26 +792,6 @@ impl Script {
                 logs_dropped: 0,
                 dry_run: limits.dry_run,
             },
-        };
-        let mut quick = false;
-        let code = match options.backend {
-            Backend::Jit => Some(match inner.optimized.get() {
-                Some(code) => code,
-                None => {
-                    quick = true;
-                    &inner.quick
-                }
-            }),
-            Backend::JitOptimized => match inner.optimized_now() {
-                Ok(code) => Some(code),
-                Err(message) => {
-                    drop(timed);
-                    drop(arg_vals);
-                    restore_heap(outer_heap);
-                    return failed(ScriptError::new("script", "internal", message));
-                }
-            },
-            Backend::Eval => None,
         };
         let ret_bits = match code {
             Some(code) => call_entry(code.entries[index.0 as usize], &mut ctx, &arg_bits),
@@ -815,7 +818,7 @@ impl Script {
             Ok(_) => Status::Success,
             Err(error) => error.exec_status(),
         };
-        let fuel_used = (fuel - ctx.fuel).max(0) as u64;
+        let fuel_used = (fuel - budget.remaining()).max(0) as u64;
         if ctx.inner.logs_dropped > 0 {
             ctx.inner
                 .logs
@@ -882,17 +885,23 @@ fn failed(error: ScriptError) -> Outcome {
 }
 
 /// The one call into generated code.
-fn call_entry(entry: *const u8, ctx: &mut ExecCtx<'_>, args: &[i64]) -> i64 {
-    type Entry = for<'a> unsafe extern "C" fn(*mut ExecCtx<'a>, *const i64, *mut i64);
+fn call_entry(
+    (entry, function): (*const u8, *const u8),
+    ctx: &mut ExecCtx<'_>,
+    args: &[i64],
+) -> i64 {
+    type Entry = for<'a> unsafe extern "C" fn(*mut ExecCtx<'a>, *const i64, *mut i64, *const u8);
     let mut result = 0i64;
     // SAFETY: `entry` is the entry trampoline `codegen::build_entry` made for
-    // this function, with exactly the `Entry` signature; the code it points
-    // into lives as long as the `Script` the caller borrows; `args` holds one
-    // `i64` per parameter (checked by the caller), borrowed values kept alive
-    // by `arg_vals`; `ctx` is exclusively ours for the duration of the call.
+    // the signature of `function` (both from the same `NativeCode` entry),
+    // with exactly the `Entry` signature; it calls `function` with the
+    // arguments it unpacks by that signature. The code both point into lives
+    // as long as the `Script` the caller borrows; `args` holds one `i64` per
+    // parameter (checked by the caller), borrowed values kept alive by
+    // `arg_vals`; `ctx` is exclusively ours for the duration of the call.
     unsafe {
-        let function: Entry = std::mem::transmute::<*const u8, Entry>(entry);
-        function(ctx, args.as_ptr(), &mut result);
+        let entry: Entry = std::mem::transmute::<*const u8, Entry>(entry);
+        entry(ctx, args.as_ptr(), &mut result, function);
     }
     result
 }

@@ -7,6 +7,8 @@
 //! code generator — which is what the cross-checking tests do. It is not
 //! meant to be fast.
 
+use std::sync::atomic::Ordering;
+
 use crate::ir::{
     CmpOp, Const, FloatOp, FuncIndex, InstKind, IntOp, Module, Operand, Repr, Site, Terminator,
 };
@@ -244,24 +246,23 @@ fn step(
             }
         }
         InstKind::Enter => {
-            let trips = with_ctx(ctx, |c| {
+            let (trips, depth_left) = with_ctx(ctx, |c| {
                 c.depth += 1;
-                c.fuel -= 1;
-                c.depth > c.max_depth
-                    || c.fuel < 0
-                    || epoch_reached(c)
-                    || crate::runtime::stack_address() < c.stack_limit
+                let depth_left = c.max_depth as i64 + 1 - c.depth as i64;
+                let out_of_budget = spend_step(c);
+                (
+                    depth_left <= 0
+                        || out_of_budget
+                        || crate::runtime::stack_address() < c.stack_limit,
+                    depth_left,
+                )
             });
             if trips {
-                RtFn::EnterSlow.pointer().call(ctx, &[]);
+                RtFn::EnterSlow.pointer().call(ctx, &[depth_left]);
             }
         }
         InstKind::Poll => {
-            let trips = with_ctx(ctx, |c| {
-                c.fuel -= 1;
-                c.fuel < 0 || epoch_reached(c)
-            });
-            if trips {
+            if with_ctx(ctx, spend_step) {
                 RtFn::PollSlow.pointer().call(ctx, &[]);
             }
         }
@@ -274,6 +275,11 @@ fn step(
     false
 }
 
-fn epoch_reached(ctx: &ExecCtx<'_>) -> bool {
-    crate::exec::current_epoch() >= ctx.deadline_epoch
+/// One step off the run's budget, as generated code does it; true when the
+/// check trips (fuel used up, or the deadline's floor raised).
+fn spend_step(ctx: &mut ExecCtx<'_>) -> bool {
+    let budget = ctx.budget();
+    let left = budget.fuel.load(Ordering::Relaxed).wrapping_sub(1);
+    budget.fuel.store(left, Ordering::Relaxed);
+    left < budget.floor.load(Ordering::Relaxed)
 }

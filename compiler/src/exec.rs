@@ -1,21 +1,25 @@
-//! Running compiled code: limits, the epoch ticker, execution statistics,
+//! Running compiled code: limits, the deadline ticker, execution statistics,
 //! errors with source locations, and the host side of the host-call door.
 //!
 //! **How limits interrupt generated code.** Nothing ever preempts a script
-//! from outside. Generated code checks, inline, at every function entry and
-//! every loop head: `depth + 1 > max_depth`, `fuel - 1 < 0`, and
-//! `EPOCH >= deadline_epoch`, where `EPOCH` is a global counter of
-//! milliseconds a ticker thread keeps current while any execution with a
-//! timeout runs. Only when one of the three trips does it call into the
-//! runtime, which looks at the real clock and either sets a limit error
-//! (status 2, which no `catch` takes) or moves `deadline_epoch` on. A
-//! `while true {}` therefore stops within about one tick (1 ms, plus the
-//! scheduler's delay) of its deadline. Heap bytes are checked after each
-//! allocating runtime call; host-call counters when the host function runs.
+//! from outside. Generated code checks, inline, at every loop head
+//! `fuel - 1 < floor` on the run's [`Budget`], and at every function entry
+//! that as well as `depth_left == 0` (the remaining call depth travels as a
+//! hidden argument of every script function) and `sp < stack_limit`. The
+//! deadline is folded into that compare: while an execution with a timeout
+//! runs, a ticker thread looks at its deadline every millisecond and, once
+//! it has passed, raises the budget's `floor` from 0 to `i64::MAX`, so the
+//! next check trips. Only when a check trips does the code call into the
+//! runtime, which tells the causes apart (the floor and the real clock, the
+//! fuel limit, the depth and stack) and sets a limit error (status 2, which
+//! no `catch` takes) or refills the budget. A `while true {}` therefore stops within
+//! about one tick (1 ms, plus the scheduler's delay) of its deadline. Heap
+//! bytes are checked after each allocating runtime call; host-call counters
+//! when the host function runs.
 
 use std::any::Any;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, OnceLock};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use scl_lang::Span;
@@ -350,76 +354,126 @@ pub(crate) fn call_host(
     }
 }
 
-// ---------------------------------------------------------------- the epoch
+// ---------------------------------------------------------------- the budget and the deadline ticker
 
-static EPOCH: AtomicU64 = AtomicU64::new(0);
+/// The step budget of one execution, which generated code decrements at
+/// every function entry and loop head: `fuel - 1 < floor` calls the runtime.
+///
+/// `floor` carries the deadline: it is 0 until a timed execution passes its
+/// deadline, when the ticker thread sets it to `i64::MAX`, so the next check
+/// trips whatever fuel is left. Generated code only reads `floor` and only
+/// this execution's thread writes `fuel`, so no store of one side can undo
+/// the other's (a ticker writing into `fuel` itself would race with the
+/// running code's decrement, and in a tight loop lose nearly always). The
+/// budget is its own allocation, not part of [`ExecCtx`] (which Rust code
+/// borrows `&mut`), because the ticker writes it while the execution runs.
+#[repr(C)]
+pub(crate) struct Budget {
+    pub(crate) fuel: AtomicI64,
+    pub(crate) floor: AtomicI64,
+}
+
+/// Byte offsets of the [`Budget`] fields generated code reads.
+pub(crate) const BUDGET_FUEL: i32 = std::mem::offset_of!(Budget, fuel) as i32;
+pub(crate) const BUDGET_FLOOR: i32 = std::mem::offset_of!(Budget, floor) as i32;
+
+impl Budget {
+    pub(crate) fn new(fuel: i64) -> Budget {
+        Budget {
+            fuel: AtomicI64::new(fuel),
+            floor: AtomicI64::new(0),
+        }
+    }
+
+    /// The steps left.
+    pub(crate) fn remaining(&self) -> i64 {
+        self.fuel.load(Ordering::Relaxed)
+    }
+
+    /// Whether the ticker saw the deadline pass.
+    pub(crate) fn interrupted(&self) -> bool {
+        self.floor.load(Ordering::Relaxed) != 0
+    }
+}
+
+struct Timed {
+    id: u64,
+    deadline: Instant,
+    budget: Arc<Budget>,
+}
 
 struct Ticker {
-    start: Instant,
-    active: Mutex<usize>,
+    timed: Mutex<(u64, Vec<Timed>)>,
     wake: Condvar,
 }
 
+/// How often the ticker looks at the deadlines of running executions.
+const TICK: Duration = Duration::from_millis(1);
+
 fn ticker() -> &'static Ticker {
     static TICKER: OnceLock<Ticker> = OnceLock::new();
-    TICKER.get_or_init(|| {
+    static STARTED: std::sync::Once = std::sync::Once::new();
+    let ticker = TICKER.get_or_init(|| Ticker {
+        timed: Mutex::new((0, Vec::new())),
+        wake: Condvar::new(),
+    });
+    STARTED.call_once(|| {
+        // Should the thread not start, no deadline trips the budget: the
+        // runtime still sees a passed deadline whenever it is called
+        // (fuel refills, host calls), and fuel and depth limits still hold.
         let spawned = std::thread::Builder::new()
-            .name("scl-epoch".into())
-            .spawn(|| {
-                let ticker = ticker();
-                loop {
-                    {
-                        let mut active = ticker.active.lock().unwrap_or_else(|e| e.into_inner());
-                        while *active == 0 {
-                            active = ticker.wake.wait(active).unwrap_or_else(|e| e.into_inner());
-                        }
-                    }
-                    std::thread::sleep(Duration::from_millis(1));
-                    EPOCH.store(ticker.start.elapsed().as_millis() as u64, Ordering::Relaxed);
-                }
-            });
-        // Should the thread not start, the epoch stands still and deadlines
-        // are not seen; fuel and depth limits still hold.
+            .name("scl-deadlines".into())
+            .spawn(tick_forever);
         drop(spawned);
-        Ticker {
-            start: Instant::now(),
-            active: Mutex::new(0),
-            wake: Condvar::new(),
+    });
+    ticker
+}
+
+fn tick_forever() {
+    let ticker = ticker();
+    let mut timed = ticker.timed.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        while timed.1.is_empty() {
+            timed = ticker.wake.wait(timed).unwrap_or_else(|e| e.into_inner());
         }
-    })
+        drop(timed);
+        std::thread::sleep(TICK);
+        timed = ticker.timed.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        for run in timed.1.iter().filter(|run| now >= run.deadline) {
+            run.budget.floor.store(i64::MAX, Ordering::Relaxed);
+        }
+    }
 }
 
-pub(crate) fn epoch_pointer() -> *const AtomicU64 {
-    &EPOCH
+/// Registers a timed execution with the ticker while it is alive.
+pub(crate) struct TimedExecution {
+    id: u64,
 }
-
-pub(crate) fn current_epoch() -> u64 {
-    EPOCH.load(Ordering::Relaxed)
-}
-
-/// Keeps the ticker running while an execution with a deadline is alive.
-pub(crate) struct TimedExecution;
 
 impl TimedExecution {
-    /// Registers a deadline; returns it as an epoch value.
-    pub(crate) fn start(deadline: Instant) -> (TimedExecution, u64) {
+    /// Trips `budget` once `deadline` has passed, until this is dropped.
+    pub(crate) fn start(deadline: Instant, budget: Arc<Budget>) -> TimedExecution {
         let ticker = ticker();
-        {
-            let mut active = ticker.active.lock().unwrap_or_else(|e| e.into_inner());
-            *active += 1;
-        }
+        let mut timed = ticker.timed.lock().unwrap_or_else(|e| e.into_inner());
+        timed.0 += 1;
+        let id = timed.0;
+        timed.1.push(Timed {
+            id,
+            deadline,
+            budget,
+        });
+        drop(timed);
         ticker.wake.notify_all();
-        EPOCH.store(ticker.start.elapsed().as_millis() as u64, Ordering::Relaxed);
-        let epoch = deadline.saturating_duration_since(ticker.start).as_millis() as u64;
-        (TimedExecution, epoch)
+        TimedExecution { id }
     }
 }
 
 impl Drop for TimedExecution {
     fn drop(&mut self) {
         let ticker = ticker();
-        let mut active = ticker.active.lock().unwrap_or_else(|e| e.into_inner());
-        *active = active.saturating_sub(1);
+        let mut timed = ticker.timed.lock().unwrap_or_else(|e| e.into_inner());
+        timed.1.retain(|run| run.id != self.id);
     }
 }
 

@@ -30,7 +30,6 @@ use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
 use indexmap::IndexMap;
@@ -290,16 +289,19 @@ pub struct ExecCtx<'s> {
     /// 0 = running, 1 = a catchable error is pending, 2 = a limit error
     /// (timeout, fuel, heap, depth) is pending: no `catch` may take it.
     pub(crate) status: u64,
-    /// Decremented at every function entry and loop head; below zero ends the run.
-    pub(crate) fuel: i64,
-    /// The global epoch counter (milliseconds), bumped by the ticker thread.
-    pub(crate) epoch: *const AtomicU64,
-    /// The epoch at which to look at the clock; `u64::MAX` without a deadline.
-    pub(crate) deadline_epoch: u64,
-    pub(crate) depth: u64,
-    pub(crate) max_depth: u64,
+    /// The run's step budget ([`Budget`](crate::exec::Budget)): generated
+    /// code decrements `(*budget).fuel` at every function entry and loop
+    /// head and calls the runtime when it goes below zero (fuel used up, or
+    /// the deadline passed and the ticker tripped it).
+    pub(crate) budget: *const crate::exec::Budget,
     /// The lowest stack address calls may reach (the stack budget).
     pub(crate) stack_limit: u64,
+    /// The call depth a run starts with: the entry trampoline passes it as
+    /// the hidden `depth_left` argument; each call passes one less.
+    pub(crate) max_depth: u64,
+    /// Nested calls of the reference evaluator (generated code keeps its
+    /// depth in the hidden argument instead).
+    pub(crate) depth: u64,
     pub(crate) inner: CtxInner<'s>,
 }
 
@@ -325,20 +327,14 @@ pub(crate) struct CtxInner<'s> {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct CtxOffsets {
     pub(crate) status: i32,
-    pub(crate) fuel: i32,
-    pub(crate) epoch: i32,
-    pub(crate) deadline_epoch: i32,
-    pub(crate) depth: i32,
+    pub(crate) budget: i32,
     pub(crate) max_depth: i32,
     pub(crate) stack_limit: i32,
 }
 
 pub(crate) const CTX_OFFSETS: CtxOffsets = CtxOffsets {
     status: std::mem::offset_of!(ExecCtx<'static>, status) as i32,
-    fuel: std::mem::offset_of!(ExecCtx<'static>, fuel) as i32,
-    epoch: std::mem::offset_of!(ExecCtx<'static>, epoch) as i32,
-    deadline_epoch: std::mem::offset_of!(ExecCtx<'static>, deadline_epoch) as i32,
-    depth: std::mem::offset_of!(ExecCtx<'static>, depth) as i32,
+    budget: std::mem::offset_of!(ExecCtx<'static>, budget) as i32,
     max_depth: std::mem::offset_of!(ExecCtx<'static>, max_depth) as i32,
     stack_limit: std::mem::offset_of!(ExecCtx<'static>, stack_limit) as i32,
 };
@@ -364,6 +360,14 @@ pub(crate) fn with_ctx<R>(ctx: *mut ExecCtx<'_>, f: impl FnOnce(&mut ExecCtx<'_>
 }
 
 impl ExecCtx<'_> {
+    /// The run's step budget.
+    pub(crate) fn budget(&self) -> &crate::exec::Budget {
+        // SAFETY: `engine::Script::call_index` points `budget` at a `Budget`
+        // (a local or an `Arc` it holds) that outlives the whole execution,
+        // and the context never outlives that call.
+        unsafe { &*self.budget }
+    }
+
     /// Sets a catchable error (unless one is already pending).
     pub(crate) fn raise(&mut self, kind: &str, code: &str, message: impl Into<String>) {
         if self.status != STATUS_OK {
@@ -536,7 +540,7 @@ runtime_functions! {
     Release = A1(ops::rt_release), false;
     ReleaseSlots = A2(ops::rt_release_slots), false;
     // Limits and errors.
-    EnterSlow = A0(ops::rt_enter_slow), true;
+    EnterSlow = A1(ops::rt_enter_slow), true;
     PollSlow = A0(ops::rt_poll_slow), true;
     RaiseOverflow = A0(ops::rt_raise_overflow), true;
     RaiseDivisionByZero = A0(ops::rt_raise_division_by_zero), true;

@@ -31,6 +31,42 @@ fn infinite_loop_stops_at_its_deadline() {
     }
 }
 
+/// The deadline must be seen within a tick or two, not eventually: a ticker
+/// writing into the counter the loop itself decrements loses its store to the
+/// loop's next one nearly every time (a tight loop overshot its deadline by
+/// 80 ms at the median that way). Medians of 9 runs, so one descheduled run
+/// on a busy machine does not decide.
+#[test]
+fn tight_loop_sees_its_deadline_within_a_few_ticks() {
+    let script = compile("fn main() -> void { while true { } }");
+    script.optimize().unwrap();
+    let timeout = Duration::from_millis(20);
+    for backend in [Backend::Jit, Backend::JitOptimized] {
+        let mut overshoot: Vec<Duration> = (0..9)
+            .map(|_| {
+                let options = CallOptions {
+                    limits: Limits {
+                        timeout: Some(timeout),
+                        ..Limits::default()
+                    },
+                    backend,
+                    ..CallOptions::default()
+                };
+                let started = Instant::now();
+                let outcome = script.call_main(vec![], &options);
+                assert_eq!(outcome.stats.status, Status::Timeout);
+                started.elapsed().saturating_sub(timeout)
+            })
+            .collect();
+        overshoot.sort();
+        assert!(
+            overshoot[4] < Duration::from_millis(25),
+            "{backend:?}: median overshoot {:?} ({overshoot:?})",
+            overshoot[4]
+        );
+    }
+}
+
 #[test]
 fn timeout_in_a_recursion_without_loops() {
     let src = "fn spin(n: int) -> int { if n <= 0 { return 0; } return spin(n - 1) + spin(n - 1); }\nfn main() -> int { return spin(60); }";

@@ -8,6 +8,7 @@
 
 use std::cmp::Ordering;
 use std::fmt::Write as _;
+use std::sync::atomic::Ordering as AtomicOrdering;
 use std::time::Instant;
 
 use indexmap::IndexMap;
@@ -67,11 +68,12 @@ pub(crate) extern "C" fn rt_release_slots(_ctx: Ctx<'_>, base: i64, n: i64) -> i
 
 // ---------------------------------------------------------------- limits and errors
 
-/// Called when the inline check at a function entry saw the depth, fuel or
-/// epoch cross its limit.
-pub(crate) extern "C" fn rt_enter_slow(ctx: Ctx<'_>) -> i64 {
+/// Called when the inline check at a function entry tripped: `depth_left`
+/// is the entering function's hidden depth argument (0: one call too deep),
+/// or the stack reached its budget, or the budget went below zero.
+pub(crate) extern "C" fn rt_enter_slow(ctx: Ctx<'_>, depth_left: i64) -> i64 {
     with_ctx(ctx, |ctx| {
-        if ctx.depth > ctx.max_depth || super::stack_address() < ctx.stack_limit {
+        if depth_left <= 0 || super::stack_address() < ctx.stack_limit {
             let max = ctx.max_depth;
             ctx.raise_limit(
                 Status::Limit,
@@ -94,33 +96,32 @@ pub(crate) extern "C" fn rt_poll_slow(ctx: Ctx<'_>) -> i64 {
     })
 }
 
+/// The budget check tripped (or a depth check called): the deadline passed,
+/// the fuel is used up, or (without a fuel limit) it needs a refill.
 fn poll(ctx: &mut ExecCtx<'_>) {
-    if ctx.fuel < 0 {
-        match ctx.inner.fuel_limit {
-            Some(limit) => {
-                ctx.raise_limit(
-                    Status::Limit,
-                    "fuel",
-                    format!("the script used up its fuel ({limit} steps)"),
-                );
-                return;
-            }
-            None => ctx.fuel = i64::MAX,
-        }
+    let budget = ctx.budget();
+    if budget.interrupted()
+        && let Some(deadline) = ctx.inner.deadline
+        && Instant::now() >= deadline
+    {
+        let ms = ctx.inner.timeout_ms;
+        ctx.raise_limit(
+            Status::Timeout,
+            "timeout",
+            format!("the script ran longer than {ms} ms"),
+        );
+        return;
     }
-    if let Some(deadline) = ctx.inner.deadline {
-        if Instant::now() >= deadline {
-            let ms = ctx.inner.timeout_ms;
-            ctx.raise_limit(
-                Status::Timeout,
-                "timeout",
-                format!("the script ran longer than {ms} ms"),
-            );
-        } else {
-            ctx.deadline_epoch = crate::exec::current_epoch() + 1;
-        }
-    } else {
-        ctx.deadline_epoch = u64::MAX;
+    if budget.fuel.load(AtomicOrdering::Relaxed) >= 0 {
+        return;
+    }
+    match ctx.inner.fuel_limit {
+        Some(limit) => ctx.raise_limit(
+            Status::Limit,
+            "fuel",
+            format!("the script used up its fuel ({limit} steps)"),
+        ),
+        None => budget.fuel.store(i64::MAX, AtomicOrdering::Relaxed),
     }
 }
 

@@ -1,0 +1,109 @@
+//! Where compile time goes: parse, check, lower and JIT of the benchmark's
+//! 200-line script, each timed (median of 21). `cargo run --release -p
+//! scl-compiler --example compile_profile`.
+
+use std::time::{Duration, Instant};
+
+use scl_compiler::{CompileOptions, Engine};
+
+fn two_hundred_lines() -> String {
+    let mut source =
+        String::from("type Reading = { asset: string, value: float, tags: list<string> }\n");
+    let mut i = 0;
+    while source.lines().count() < 190 {
+        source.push_str(&format!(
+            "fn helper{i}(n: int, label: string) -> Reading {{\n\
+             \x20   var total = 0;\n\
+             \x20   var names: map<int> = {{}};\n\
+             \x20   for k in 0..n {{\n\
+             \x20       total += k * {i};\n\
+             \x20       names[\"k${{k}}\"] = k;\n\
+             \x20   }}\n\
+             \x20   try {{\n\
+             \x20       total = total / (n - {i});\n\
+             \x20   }} catch e {{\n\
+             \x20       total = -1;\n\
+             \x20   }}\n\
+             \x20   return {{ asset: label + string(total), value: float(total) * 0.5, tags: names.keys() }};\n\
+             }}\n"
+        ));
+        i += 1;
+    }
+    source.push_str("fn main(n: int) -> float {\n    var sum = 0.0;\n");
+    for j in 0..i {
+        source.push_str(&format!("    sum += helper{j}(n, \"a\").value;\n"));
+    }
+    source.push_str("    return sum;\n}\n");
+    source
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn process_cpu() -> Duration {
+    let mut time = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `clock_gettime` writes one `timespec` into the live local.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut time) };
+    Duration::new(time.tv_sec as u64, time.tv_nsec as u32)
+}
+
+fn main() {
+    let engine = Engine::default();
+    let source = if let Some(path) = std::env::args().nth(1) {
+        std::fs::read_to_string(path).unwrap()
+    } else {
+        two_hundred_lines()
+    };
+    let table = engine.module_table();
+    let (mut p, mut c, mut l, mut j, mut all) = (vec![], vec![], vec![], vec![], vec![]);
+    let mut cpu = vec![];
+    for _ in 0..21 {
+        let t = Instant::now();
+        let parsed = scl_lang::parse(&source);
+        p.push(t.elapsed());
+        let t = Instant::now();
+        let options = scl_lang::CheckOptions::new(&table);
+        let checked = scl_lang::checker::check(&parsed, &options);
+        let program = checked.into_program().unwrap();
+        c.push(t.elapsed());
+        let t = Instant::now();
+        let lowered = scl_compiler::lower(&program, &source);
+        l.push(t.elapsed());
+        let t = Instant::now();
+        let compiled = lowered.compile().unwrap();
+        j.push(t.elapsed());
+        drop(compiled);
+        let t = Instant::now();
+        let c0 = process_cpu();
+        let script = engine.compile(&source, &CompileOptions::default()).unwrap();
+        all.push(t.elapsed());
+        cpu.push(process_cpu() - c0);
+        drop(script);
+    }
+    println!(
+        "parse {:?} check {:?} lower {:?} jit {:?} | engine.compile {:?} wall, {:?} process cpu",
+        median(p),
+        median(c),
+        median(l),
+        median(j),
+        median(all),
+        median(cpu)
+    );
+    if std::env::var_os("SCL_OPTIMIZE").is_some() {
+        let script = engine.compile(&source, &CompileOptions::default()).unwrap();
+        script.optimize().unwrap();
+    }
+    if std::env::var_os("SCL_PRINT_IR").is_some() {
+        let parsed = scl_lang::parse(&source);
+        let options = scl_lang::CheckOptions::new(&table);
+        let program = scl_lang::checker::check(&parsed, &options)
+            .into_program()
+            .unwrap();
+        println!("{}", scl_compiler::lower(&program, &source));
+    }
+}
