@@ -46,7 +46,7 @@ impl Plant {
         write(
             dir.path(),
             "get.scl",
-            "fn main(code: string, names: list<string>) -> json {\n    return Route.To(code).GetAttributes(names);\n}\n",
+            "fn main(code: string, names: list<string>) -> json {\n    try {\n        return Route.To(code).GetAttributes(names);\n    } catch e {\n        return { kind: e.kind, code: e.code, status: e.status };\n    }\n}\n",
         );
         write(
             dir.path(),
@@ -156,12 +156,18 @@ async fn routed_calls_reach_an_in_process_site_without_a_socket() {
         (200, &json!({ "Speed": 1450.0, "Running": true }))
     );
 
-    // The site's own errors arrive with the site's code, as over HTTP.
+    // The site's own errors reach the script with the site's kind, code and status, as over
+    // HTTP.
     let (status, body) = plant
         .call("Get", json!({ "code": "PUMP-1", "names": ["Pressure"] }))
         .await;
-    assert_eq!(status, 500, "{body}");
-    assert_eq!(body["code"], "unknown_attribute", "{body}");
+    assert_eq!(
+        (status, &body),
+        (
+            200,
+            &json!({ "kind": "not_found", "code": "unknown_attribute", "status": 404 })
+        )
+    );
 
     // A write goes to the site and is read back from it.
     let (status, body) = plant
