@@ -15,12 +15,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use scl_compiler::{HostObject, Value};
 use scl_runtime::database::ConnectionSettings;
 use scl_runtime::database::mssql::MssqlConnector;
 use scl_runtime::database::postgres::PostgresConnector;
 use scl_runtime::database::sqlite::SqliteConnector;
 use scl_runtime::deployment::{DatabaseDef, DatabaseDriver};
-use scl_compiler::{HostObject, Value};
 use scl_stdlib::database::host::CONNECTION_TYPE;
 use scl_stdlib::database::{Database, DatabaseLimits, QueryCall, SqlConnector};
 

@@ -175,8 +175,7 @@ impl DatabaseExecution {
         sql: &str,
         params: &[Value],
     ) -> Result<Vec<Map<String, Value>>, DatabaseError> {
-        self.query_rows(handle, sql, params)
-            .map(RowSet::into_maps)
+        self.query_rows(handle, sql, params).map(RowSet::into_maps)
     }
 
     /// `Connection.Query(sql, params)` as column names (already made unique, see

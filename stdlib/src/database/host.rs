@@ -252,20 +252,23 @@ fn json_list(
 /// Rows as the script's `list<map<json>>`, columns in the order the server gave them (the
 /// names already made unique by [`DatabaseExecution::query_rows`]).
 fn rows_value(rows: RowSet) -> Value {
-    let RowSet { columns, rows } = rows;
-    Value::List(
-        rows.into_iter()
-            .map(|row| {
-                Value::Map(
-                    columns
-                        .iter()
-                        .cloned()
-                        .zip(row.into_iter().map(Value::Json))
-                        .collect(),
-                )
-            })
-            .collect(),
-    )
+    let RowSet { mut columns, rows } = rows;
+    let count = rows.len();
+    let mut out = Vec::with_capacity(count);
+    for (index, row) in rows.into_iter().enumerate() {
+        let values = row.into_iter().map(Value::Json);
+        let entries = if index + 1 < count {
+            columns.iter().cloned().zip(values).collect()
+        } else {
+            // The last row takes the names themselves instead of copies.
+            std::mem::take(&mut columns)
+                .into_iter()
+                .zip(values)
+                .collect()
+        };
+        out.push(Value::Map(entries));
+    }
+    Value::List(out)
 }
 
 /// Rows already made into JSON objects as the script's `list<map<json>>`.
@@ -310,4 +313,56 @@ fn argument_error(function: &str, parameter: &str) -> HostError {
         "host_argument",
         format!("{function}: bad `{parameter}` argument"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn entries(value: &Value) -> Vec<Vec<(String, serde_json::Value)>> {
+        match value {
+            Value::List(rows) => rows
+                .iter()
+                .map(|row| match row {
+                    Value::Map(entries) => entries
+                        .iter()
+                        .map(|(name, value)| (name.clone(), value.to_json()))
+                        .collect(),
+                    _ => Vec::new(),
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    #[test]
+    fn every_row_gets_every_column_name_in_order() {
+        let rows = RowSet {
+            columns: vec!["b".into(), "a".into()],
+            rows: vec![
+                vec![json!(1), json!("x")],
+                vec![json!(2), json!(null)],
+                vec![json!(3), json!(true)],
+            ],
+        };
+        let expected: Vec<Vec<(String, serde_json::Value)>> = [
+            (json!(1), json!("x")),
+            (json!(2), json!(null)),
+            (json!(3), json!(true)),
+        ]
+        .into_iter()
+        .map(|(b, a)| vec![("b".to_owned(), b), ("a".to_owned(), a)])
+        .collect();
+        assert_eq!(entries(&rows_value(rows)), expected);
+        let one = RowSet {
+            columns: vec!["id".into()],
+            rows: vec![vec![json!(7)]],
+        };
+        assert_eq!(entries(&rows_value(one)), [[("id".to_owned(), json!(7))]]);
+        assert_eq!(
+            entries(&rows_value(RowSet::default())),
+            Vec::<Vec<_>>::new()
+        );
+    }
 }
