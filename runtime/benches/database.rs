@@ -2,8 +2,9 @@
 //! query written with the plain driver, on the same pool, per driver.
 //!
 //! Both sides borrow a connection from the same deadpool pool on every iteration and use the
-//! driver's statement cache; the module adds placeholder rewriting, parameter conversion, JSON
-//! values and the row map. Rounds of the two alternate so that a machine that changes speed
+//! driver's statement cache; the module side is a script's `Query` host call (reading its
+//! arguments, placeholder rewriting, parameter conversion, the governor count, JSON values and
+//! the script's `list<map<json>>`), the plain side reads the row into a tuple. Rounds of the two alternate so that a machine that changes speed
 //! affects both alike. Prints medians and the module's overhead per driver.
 //!
 //! `cargo bench -p scl-runtime --bench database` — SQLite always; PostgreSQL and MS SQL when
@@ -14,13 +15,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use scl_compiler::{HostObject, Value};
 use scl_runtime::database::ConnectionSettings;
 use scl_runtime::database::mssql::MssqlConnector;
 use scl_runtime::database::postgres::PostgresConnector;
 use scl_runtime::database::sqlite::SqliteConnector;
 use scl_runtime::deployment::{DatabaseDef, DatabaseDriver};
-use scl_stdlib::database::{Database, DatabaseLimits, SqlConnector};
-use serde_json::json;
+use scl_stdlib::database::host::CONNECTION_TYPE;
+use scl_stdlib::database::{Database, DatabaseLimits, QueryCall, SqlConnector};
 
 const ROUNDS: usize = 20;
 
@@ -73,17 +75,24 @@ fn compare(name: &str, per_round: usize, mut module: impl FnMut(), mut plain: im
     );
 }
 
+/// The module side: what the host function of a script's `connection.Query(sql, [1])` does
+/// with the arguments the engine hands it (reading them, the query, the `list<map<json>>`
+/// result); only the engine's own call machinery and its counter are left out.
 fn module_query(database: &Database, sql: &str) -> impl FnMut() {
     let execution = database.execution(DatabaseLimits::default());
     let handle = execution
         .connection("Bench")
         .unwrap_or_else(|error| panic!("connection: {error}"));
-    let sql = sql.to_owned();
+    let args = vec![
+        Value::Host(HostObject::new(CONNECTION_TYPE, handle)),
+        Value::String(sql.to_owned()),
+        Value::List(vec![Value::Int(1)]),
+    ];
     move || {
-        let rows = execution
-            .query(&handle, &sql, &[json!(1)])
-            .unwrap_or_else(|error| panic!("query: {error}"));
-        assert_eq!(rows.len(), 1);
+        let rows = QueryCall::from_args(&args)
+            .and_then(|call| call.run(&execution))
+            .unwrap_or_else(|error| panic!("query: {error:?}"));
+        assert!(matches!(&rows, Value::List(rows) if rows.len() == 1));
     }
 }
 

@@ -40,7 +40,7 @@ pub use execution::{
     ConnectionHandle, DML_ROWS_COUNTER, DatabaseCounters, DatabaseExecution, DatabaseLimits,
     Delivery, DeliveryStatus, EndReport, QUERY_COUNTER,
 };
-pub use host::{DatabaseScope, register_database};
+pub use host::{DatabaseScope, QueryCall, register_database};
 pub use placeholders::Driver;
 pub use value::{RowSet, SqlValue, Statement};
 

@@ -257,11 +257,14 @@ pub fn query_rows(
 ) -> Result<RowSet, rusqlite::Error> {
     let mut prepared = connection.prepare_cached(&statement.sql)?;
     bind(&mut prepared, &statement.params)?;
-    let columns: Vec<String> = prepared.column_names().map(str::to_owned).collect();
-    let booleans: Vec<bool> = prepared
-        .columns()
-        .map(|column| is_boolean_declaration(column.decl_type()))
-        .collect();
+    // Names and declared types in one pass over the columns.
+    let count = prepared.column_count();
+    let mut columns = Vec::with_capacity(count);
+    let mut booleans = Vec::with_capacity(count);
+    for column in prepared.columns() {
+        columns.push(column.name().to_owned());
+        booleans.push(is_boolean_declaration(column.decl_type()));
+    }
     let mut rows = prepared.raw_query();
     let mut out = Vec::new();
     while let Some(row) = rows.next()? {

@@ -32,7 +32,7 @@ use super::backend::{CachedWriteEntry, FailedAttempt, SqlConnector, SqlSession};
 use super::error::{DatabaseError, DatabaseErrorKind};
 use super::placeholders::translate;
 use super::procedure::procedure_statement;
-use super::value::{SqlValue, Statement};
+use super::value::{RowSet, SqlValue, Statement};
 
 /// Name of the governor counter of queries (for the engine's limit table).
 pub const QUERY_COUNTER: &str = "database.queries";
@@ -175,11 +175,23 @@ impl DatabaseExecution {
         sql: &str,
         params: &[Value],
     ) -> Result<Vec<Map<String, Value>>, DatabaseError> {
+        self.query_rows(handle, sql, params).map(RowSet::into_maps)
+    }
+
+    /// `Connection.Query(sql, params)` as column names (already made unique, see
+    /// [`RowSet::into_maps`]) and rows of values, without building a JSON object per row:
+    /// what the script host call uses to make the script's `list<map<json>>` directly.
+    pub fn query_rows(
+        &self,
+        handle: &ConnectionHandle,
+        sql: &str,
+        params: &[Value],
+    ) -> Result<RowSet, DatabaseError> {
         let connector = self.database.connector(handle.name())?;
         let statement = prepare(connector.as_ref(), sql, params)
             .map_err(|e| e.for_connection(handle.name()))?;
-        self.run(handle, |session| session.query(&statement))
-            .map(|rows| rows.into_maps())
+        self.run(connector, handle, |session| session.query(&statement))
+            .map(RowSet::with_unique_columns)
     }
 
     /// `Connection.Scalar(sql, params)`: the first column of the first row, `null` without rows.
@@ -192,7 +204,7 @@ impl DatabaseExecution {
         let connector = self.database.connector(handle.name())?;
         let statement = prepare(connector.as_ref(), sql, params)
             .map_err(|e| e.for_connection(handle.name()))?;
-        self.run(handle, |session| session.query(&statement))
+        self.run(connector, handle, |session| session.query(&statement))
             .map(|rows| rows.into_scalar())
     }
 
@@ -206,7 +218,7 @@ impl DatabaseExecution {
         let connector = self.database.connector(handle.name())?;
         let statement = prepare(connector.as_ref(), sql, params)
             .map_err(|e| e.for_connection(handle.name()))?;
-        let rows = self.run(handle, |session| session.execute(&statement))?;
+        let rows = self.run(connector, handle, |session| session.execute(&statement))?;
         self.charge_rows(rows)?;
         Ok(i64::try_from(rows).unwrap_or(i64::MAX))
     }
@@ -221,7 +233,7 @@ impl DatabaseExecution {
         let connector = self.database.connector(handle.name())?;
         let statement = procedure_statement(connector.driver(), name, params)
             .map_err(|e| e.for_connection(handle.name()))?;
-        self.run(handle, |session| session.query(&statement))
+        self.run(connector, handle, |session| session.query(&statement))
             .map(|rows| rows.into_maps())
     }
 
@@ -359,14 +371,23 @@ impl DatabaseExecution {
     }
 
     /// Count one query, then run `operation` on the handle's transaction connection or on a
-    /// connection borrowed for just this operation.
+    /// connection borrowed from `connector` (the handle's) for just this operation.
     fn run<T>(
         &self,
+        connector: &Arc<dyn SqlConnector>,
         handle: &ConnectionHandle,
         operation: impl FnOnce(&mut dyn SqlSession) -> Result<T, DatabaseError>,
     ) -> Result<T, DatabaseError> {
-        self.charge_query()?;
-        let pinned = self.state().transactions.remove(&handle.id);
+        // One lock for the count and the transaction lookup (most executions have none open).
+        let pinned = {
+            let mut state = self.state();
+            charge_query(&mut state, self.limits)?;
+            if state.transactions.is_empty() {
+                None
+            } else {
+                state.transactions.remove(&handle.id)
+            }
+        };
         match pinned {
             Some((name, mut session)) => {
                 let result = operation(session.as_mut());
@@ -374,7 +395,6 @@ impl DatabaseExecution {
                 result.map_err(|e| e.for_connection(handle.name()))
             }
             None => {
-                let connector = self.database.connector(handle.name())?;
                 let mut session = connector
                     .checkout()
                     .map_err(|e| e.for_connection(handle.name()))?;
@@ -384,18 +404,7 @@ impl DatabaseExecution {
     }
 
     fn charge_query(&self) -> Result<(), DatabaseError> {
-        let mut state = self.state();
-        if let Some(limit) = self.limits.max_queries
-            && state.counters.queries >= limit
-        {
-            return Err(DatabaseError::new(
-                DatabaseErrorKind::Limit,
-                "query_limit",
-                format!("the execution reached its limit of {limit} database queries"),
-            ));
-        }
-        state.counters.queries += 1;
-        Ok(())
+        charge_query(&mut self.state(), self.limits)
     }
 
     fn charge_rows(&self, rows: u64) -> Result<(), DatabaseError> {
@@ -419,6 +428,21 @@ impl Drop for DatabaseExecution {
     fn drop(&mut self) {
         let _ = self.end();
     }
+}
+
+/// Count one query in `state`, unless the execution already sent its limit.
+fn charge_query(state: &mut State, limits: DatabaseLimits) -> Result<(), DatabaseError> {
+    if let Some(limit) = limits.max_queries
+        && state.counters.queries >= limit
+    {
+        return Err(DatabaseError::new(
+            DatabaseErrorKind::Limit,
+            "query_limit",
+            format!("the execution reached its limit of {limit} database queries"),
+        ));
+    }
+    state.counters.queries += 1;
+    Ok(())
 }
 
 /// Rewrite placeholders and convert parameters for the connector's driver.

@@ -27,6 +27,7 @@ use serde_json::Map;
 
 use super::{
     ConnectionHandle, DML_ROWS_COUNTER, DatabaseError, DatabaseExecution, Delivery, QUERY_COUNTER,
+    RowSet,
 };
 
 /// The script-side name of a connection handle.
@@ -84,14 +85,9 @@ pub fn register_database<T: DatabaseScope>(engine: &mut Engine) -> Result<(), St
                 result.map(delivery_value).map_err(host_error)
             }),
             (false, "Query") => engine.register_raw(signature, |context, args| {
-                let handle = receiver(&args, "Connection.Query")?;
-                let sql = text(&args, 1, "Connection.Query", "sql")?;
-                let params = json_list(&args, 2, "Connection.Query")?;
+                let call = QueryCall::from_args(&args)?;
                 context.count(QUERY_COUNTER, 1)?;
-                execution::<T>(context)?
-                    .query(handle, sql, &params)
-                    .map(rows_value)
-                    .map_err(host_error)
+                call.run(execution::<T>(context)?)
             }),
             (false, "Scalar") => engine.register_raw(signature, |context, args| {
                 let handle = receiver(&args, "Connection.Scalar")?;
@@ -127,7 +123,7 @@ pub fn register_database<T: DatabaseScope>(engine: &mut Engine) -> Result<(), St
                 context.count(QUERY_COUNTER, 1)?;
                 execution::<T>(context)?
                     .procedure(handle, name, &params)
-                    .map(rows_value)
+                    .map(maps_value)
                     .map_err(host_error)
             }),
             (false, "Begin") => engine.register_raw(signature, |context, args| {
@@ -157,6 +153,35 @@ pub fn register_database<T: DatabaseScope>(engine: &mut Engine) -> Result<(), St
         registered.map_err(|error| format!("`{qualified}`: {error}"))?;
     }
     Ok(())
+}
+
+/// A script's `connection.Query(sql, params)` as the host function receives it: the
+/// `Connection` receiver, the SQL and the parameter list. The registered host function reads
+/// it, counts one query in the run's [`QUERY_COUNTER`], then [`QueryCall::run`]s it; the
+/// database benchmark calls the same two steps (without the engine's counter).
+pub struct QueryCall<'a> {
+    handle: &'a ConnectionHandle,
+    sql: &'a str,
+    params: Vec<serde_json::Value>,
+}
+
+impl<'a> QueryCall<'a> {
+    /// Read the host call's arguments: `[connection, sql, params]`.
+    pub fn from_args(args: &'a [Value]) -> Result<QueryCall<'a>, HostError> {
+        Ok(QueryCall {
+            handle: receiver(args, "Connection.Query")?,
+            sql: text(args, 1, "Connection.Query", "sql")?,
+            params: json_list(args, 2, "Connection.Query")?,
+        })
+    }
+
+    /// Run the query on the run's execution; the rows as the script's `list<map<json>>`.
+    pub fn run(&self, execution: &DatabaseExecution) -> Result<Value, HostError> {
+        execution
+            .query_rows(self.handle, self.sql, &self.params)
+            .map(rows_value)
+            .map_err(host_error)
+    }
 }
 
 /// The run's execution, from its host data.
@@ -224,8 +249,30 @@ fn json_list(
     }
 }
 
-/// Rows as the script's `list<map<json>>`, columns in the order the server gave them.
-fn rows_value(rows: Vec<Map<String, serde_json::Value>>) -> Value {
+/// Rows as the script's `list<map<json>>`, columns in the order the server gave them (the
+/// names already made unique by [`DatabaseExecution::query_rows`]).
+fn rows_value(rows: RowSet) -> Value {
+    let RowSet { mut columns, rows } = rows;
+    let count = rows.len();
+    let mut out = Vec::with_capacity(count);
+    for (index, row) in rows.into_iter().enumerate() {
+        let values = row.into_iter().map(Value::Json);
+        let entries = if index + 1 < count {
+            columns.iter().cloned().zip(values).collect()
+        } else {
+            // The last row takes the names themselves instead of copies.
+            std::mem::take(&mut columns)
+                .into_iter()
+                .zip(values)
+                .collect()
+        };
+        out.push(Value::Map(entries));
+    }
+    Value::List(out)
+}
+
+/// Rows already made into JSON objects as the script's `list<map<json>>`.
+fn maps_value(rows: Vec<Map<String, serde_json::Value>>) -> Value {
     Value::List(
         rows.into_iter()
             .map(|row| {
@@ -266,4 +313,56 @@ fn argument_error(function: &str, parameter: &str) -> HostError {
         "host_argument",
         format!("{function}: bad `{parameter}` argument"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn entries(value: &Value) -> Vec<Vec<(String, serde_json::Value)>> {
+        match value {
+            Value::List(rows) => rows
+                .iter()
+                .map(|row| match row {
+                    Value::Map(entries) => entries
+                        .iter()
+                        .map(|(name, value)| (name.clone(), value.to_json()))
+                        .collect(),
+                    _ => Vec::new(),
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    #[test]
+    fn every_row_gets_every_column_name_in_order() {
+        let rows = RowSet {
+            columns: vec!["b".into(), "a".into()],
+            rows: vec![
+                vec![json!(1), json!("x")],
+                vec![json!(2), json!(null)],
+                vec![json!(3), json!(true)],
+            ],
+        };
+        let expected: Vec<Vec<(String, serde_json::Value)>> = [
+            (json!(1), json!("x")),
+            (json!(2), json!(null)),
+            (json!(3), json!(true)),
+        ]
+        .into_iter()
+        .map(|(b, a)| vec![("b".to_owned(), b), ("a".to_owned(), a)])
+        .collect();
+        assert_eq!(entries(&rows_value(rows)), expected);
+        let one = RowSet {
+            columns: vec!["id".into()],
+            rows: vec![vec![json!(7)]],
+        };
+        assert_eq!(entries(&rows_value(one)), [[("id".to_owned(), json!(7))]]);
+        assert_eq!(
+            entries(&rows_value(RowSet::default())),
+            Vec::<Vec<_>>::new()
+        );
+    }
 }

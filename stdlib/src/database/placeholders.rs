@@ -42,12 +42,26 @@ impl Driver {
     }
 
     fn write_parameter(self, index: usize, out: &mut String) {
-        use std::fmt::Write;
-        let _ = match self {
-            Driver::Sqlite => write!(out, "?{index}"),
-            Driver::Postgres => write!(out, "${index}"),
-            Driver::Mssql => write!(out, "@P{index}"),
-        };
+        out.push_str(match self {
+            Driver::Sqlite => "?",
+            Driver::Postgres => "$",
+            Driver::Mssql => "@P",
+        });
+        // The decimal digits without the formatting machinery (this runs for every statement).
+        let mut digits = [0u8; 20];
+        let mut start = digits.len();
+        let mut rest = index;
+        loop {
+            start -= 1;
+            digits[start] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        for &digit in &digits[start..] {
+            out.push(char::from(digit));
+        }
     }
 }
 
@@ -63,7 +77,7 @@ pub fn translate(
     }
     let bytes = sql.as_bytes();
     let mut out = String::with_capacity(sql.len() + 8);
-    let mut used = vec![false; parameter_count];
+    let mut used = Used::new(parameter_count);
     // `copied_to` is where the next verbatim copy starts; placeholders are the only edits.
     let mut copied_to = 0;
     let mut position = 0;
@@ -87,7 +101,7 @@ pub fn translate(
             b'@' => match placeholder_at(bytes, position) {
                 Some((index_text, end)) => {
                     let index = parse_index(index_text, parameter_count)?;
-                    used[index - 1] = true;
+                    used.mark(index - 1);
                     out.push_str(&sql[copied_to..position]);
                     driver.write_parameter(index, &mut out);
                     copied_to = end;
@@ -99,7 +113,7 @@ pub fn translate(
         };
     }
     out.push_str(&sql[copied_to..]);
-    if let Some(unused) = used.iter().position(|used| !used) {
+    if let Some(unused) = used.first_unused() {
         return Err(DatabaseError::parameter(format!(
             "{parameter_count} parameter value(s) were given but the SQL never uses @p{} \
              (every value must be referenced as @p1..@p{parameter_count})",
@@ -107,6 +121,39 @@ pub fn translate(
         )));
     }
     Ok(out)
+}
+
+/// Which parameters the SQL used: bits for up to 64 (no allocation per statement), else a list.
+enum Used {
+    Bits { mask: u64, count: usize },
+    List(Vec<bool>),
+}
+
+impl Used {
+    fn new(count: usize) -> Used {
+        if count <= 64 {
+            Used::Bits { mask: 0, count }
+        } else {
+            Used::List(vec![false; count])
+        }
+    }
+
+    fn mark(&mut self, index: usize) {
+        match self {
+            Used::Bits { mask, .. } => *mask |= 1 << index,
+            Used::List(used) => used[index] = true,
+        }
+    }
+
+    fn first_unused(&self) -> Option<usize> {
+        match self {
+            Used::Bits { mask, count } => {
+                let unused = (!*mask).trailing_zeros() as usize;
+                (unused < *count).then_some(unused)
+            }
+            Used::List(used) => used.iter().position(|used| !used),
+        }
+    }
 }
 
 fn is_identifier_byte(byte: u8) -> bool {
@@ -300,6 +347,31 @@ mod tests {
         assert!(pg("SELECT @p0", 1).contains("uses @p0"));
         assert!(pg("SELECT @p1", 2).contains("never uses @p2"));
         assert_eq!(pg("SELECT @p1, @p1", 1), "SELECT $1, $1");
+    }
+
+    #[test]
+    fn long_parameter_lists_are_numbered_and_checked() {
+        // 64 values are tracked in a bit mask, more in a list: both ways must agree.
+        for count in [63, 64, 65, 130] {
+            let placeholders: Vec<String> = (1..=count).map(|n| format!("@p{n}")).collect();
+            let expected: Vec<String> = (1..=count).map(|n| format!("${n}")).collect();
+            let sql = format!("SELECT {}", placeholders.join(", "));
+            assert_eq!(pg(&sql, count), format!("SELECT {}", expected.join(", ")));
+            let missing_last = format!("SELECT {}", placeholders[..count - 1].join(", "));
+            assert!(
+                pg(&missing_last, count).contains(&format!("never uses @p{count}")),
+                "{count}"
+            );
+            let missing_first = format!("SELECT {}", placeholders[1..].join(", "));
+            assert!(
+                pg(&missing_first, count).contains("never uses @p1 "),
+                "{count}"
+            );
+        }
+        assert_eq!(
+            translate("SELECT @p1", Driver::Mssql, 1).ok().as_deref(),
+            Some("SELECT @P1")
+        );
     }
 
     #[test]

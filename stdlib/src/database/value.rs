@@ -128,11 +128,24 @@ impl RowSet {
     /// `SELECT 1`) is called `column1`, `column2`, … by its 1-based position; a repeated name
     /// gets `_2`, `_3`, … (`SELECT a.id, b.id` gives `id` and `id_2`), so no value is lost.
     pub fn into_maps(self) -> Vec<Map<String, Value>> {
-        let names = unique_column_names(&self.columns);
-        self.rows
-            .into_iter()
-            .map(|row| names.iter().cloned().zip(row).collect())
+        let RowSet { columns, rows } = self.with_unique_columns();
+        rows.into_iter()
+            .map(|row| columns.iter().cloned().zip(row).collect())
             .collect()
+    }
+
+    /// The same rows with the column names [`RowSet::into_maps`] would use as keys (unnamed
+    /// and repeated columns renamed); names that are already unique are kept as they are.
+    pub fn with_unique_columns(mut self) -> RowSet {
+        let renaming_needed = self
+            .columns
+            .iter()
+            .enumerate()
+            .any(|(index, column)| column.is_empty() || self.columns[..index].contains(column));
+        if renaming_needed {
+            self.columns = unique_column_names(&self.columns);
+        }
+        self
     }
 
     /// The first column of the first row, or `null` when there is no row.
@@ -214,6 +227,23 @@ mod tests {
         );
         let keys: Vec<&String> = maps[0].keys().collect();
         assert_eq!(keys, ["id", "id_2", "column3"]);
+    }
+
+    #[test]
+    fn unique_columns_rename_only_when_needed() {
+        let rows = RowSet {
+            columns: vec!["id_2".into(), "id".into(), "id".into(), String::new()],
+            rows: vec![vec![json!(1), json!(2), json!(3), json!(4)]],
+        };
+        assert_eq!(
+            rows.with_unique_columns().columns,
+            ["id_2", "id", "id_3", "column4"]
+        );
+        let rows = RowSet {
+            columns: vec!["b".into(), "a".into()],
+            rows: vec![],
+        };
+        assert_eq!(rows.with_unique_columns().columns, ["b", "a"]);
     }
 
     #[test]
