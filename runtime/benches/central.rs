@@ -9,6 +9,12 @@
 //! --role all` does, `routed_http` goes over loopback HTTP as separate central
 //! and site processes do.
 //!
+//! The load comes from `wrk` (one thread, its own process; Debian package
+//! `wrk`, installed by `tests/bench/run.sh`) when it is on the PATH, else from a
+//! reqwest client inside this process, which takes a large share of the two
+//! cores and so flatters the slower server; `SCL_BENCH_LOADGEN=reqwest`
+//! forces the latter.
+//!
 //! `cargo bench -p scl-runtime --bench central [-- SECONDS ROUNDS]`; prints
 //! requests/s, p50 and p99 per round and the medians with their ratios. Never
 //! asserts on time: the machine is shared.
@@ -32,6 +38,109 @@ struct Round {
     p50: Duration,
     p99: Duration,
     errors: usize,
+}
+
+/// Where the load comes from: `wrk` in its own process when it is on the PATH
+/// (one thread, so the servers keep most of the two cores), else a reqwest
+/// client in this process. `SCL_BENCH_LOADGEN=reqwest` forces the latter.
+#[derive(Clone)]
+enum Loader {
+    Wrk,
+    Reqwest(reqwest::Client),
+}
+
+impl Loader {
+    fn pick(client: reqwest::Client) -> Loader {
+        let forced = std::env::var("SCL_BENCH_LOADGEN").is_ok_and(|v| v == "reqwest");
+        let wrk_works = std::process::Command::new("wrk")
+            .arg("--version")
+            .output()
+            .is_ok();
+        if wrk_works && !forced {
+            Loader::Wrk
+        } else {
+            Loader::Reqwest(client)
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Loader::Wrk => "wrk -t1 (own process)",
+            Loader::Reqwest(_) => "reqwest (in this process)",
+        }
+    }
+
+    async fn load(&self, url: &str, key: &str, seconds: f64, body: String) -> Round {
+        match self {
+            Loader::Wrk => wrk(url, key, seconds, body).await,
+            Loader::Reqwest(client) => load(client, url, key, seconds, body).await,
+        }
+    }
+}
+
+/// One `wrk` run of `seconds` at [`CONNECTIONS`] connections, POSTing `body`.
+async fn wrk(url: &str, key: &str, seconds: f64, body: String) -> Round {
+    let script = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(
+        script.path(),
+        format!(
+            "wrk.method = \"POST\"\nwrk.body = [[{body}]]\n\
+             wrk.headers[\"Content-Type\"] = \"application/json\"\n\
+             wrk.headers[\"X-API-Key\"] = \"{key}\"\n"
+        ),
+    )
+    .expect("wrk script");
+    let args = vec![
+        "-t1".to_owned(),
+        format!("-c{CONNECTIONS}"),
+        format!("-d{}s", seconds.ceil().max(1.0)),
+        "--latency".to_owned(),
+        "-s".to_owned(),
+        script.path().display().to_string(),
+        url.to_owned(),
+    ];
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("wrk").args(&args).output()
+    })
+    .await
+    .expect("wrk thread")
+    .expect("wrk runs");
+    drop(script);
+    let text = String::from_utf8_lossy(&output.stdout);
+    let field = |prefix: &str| {
+        text.lines()
+            .map(str::trim)
+            .find_map(|line| line.strip_prefix(prefix))
+            .map(str::trim)
+    };
+    let latency = |p: &str| field(p).and_then(wrk_duration).unwrap_or_default();
+    let errors = field("Non-2xx or 3xx responses:")
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or(0)
+        + usize::from(field("Socket errors:").is_some());
+    Round {
+        requests_per_second: field("Requests/sec:")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0.0),
+        p50: latency("50%"),
+        p99: latency("99%"),
+        errors,
+    }
+}
+
+/// `812.00us`, `1.23ms`, `2.01s` as wrk prints them.
+fn wrk_duration(text: &str) -> Option<Duration> {
+    let split = text.find(|c: char| c.is_ascii_alphabetic())?;
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let seconds = match unit {
+        "us" => number / 1e6,
+        "ms" => number / 1e3,
+        "s" => number,
+        "m" => number * 60.0,
+        _ => return None,
+    };
+    Some(Duration::from_secs_f64(seconds))
 }
 
 async fn load(client: &reqwest::Client, url: &str, key: &str, seconds: f64, body: String) -> Round {
@@ -154,9 +263,11 @@ fn main() {
             .build()
             .expect("client");
         let body = json!({ "name": "pump", "count": 3 }).to_string();
-        compare(&client, "central", &central_url, &bare_url, &body, seconds, rounds).await;
+        let loader = Loader::pick(client.clone());
+        println!("load generator: {}", loader.name());
+        compare(&loader, "central", &central_url, &bare_url, &body, seconds, rounds).await;
         let _ = central.shutdown().await;
-        routed(&client, seconds, rounds).await;
+        routed(&client, &loader, seconds, rounds).await;
     });
 }
 
@@ -164,7 +275,7 @@ fn main() {
 /// handler and prints each round, the medians (also as `BENCH` lines, rows
 /// `{name}_throughput`, `{name}_p50`, `{name}_p99`) and the ratios.
 async fn compare(
-    client: &reqwest::Client,
+    loader: &Loader,
     name: &str,
     central_url: &str,
     bare_url: &str,
@@ -173,14 +284,14 @@ async fn compare(
     rounds: usize,
 ) {
     // Warm up both (connections, JIT'd code paths, allocator).
-    load(client, central_url, KEY, 0.5, body.to_owned()).await;
-    load(client, bare_url, KEY, 0.5, body.to_owned()).await;
+    loader.load(central_url, KEY, 0.5, body.to_owned()).await;
+    loader.load(bare_url, KEY, 0.5, body.to_owned()).await;
     println!("{name} vs bare axum, {CONNECTIONS} connections, {seconds} s x {rounds} rounds");
     let mut central_rounds = Vec::new();
     let mut bare_rounds = Vec::new();
     for round in 1..=rounds {
-        let c = load(client, central_url, KEY, seconds, body.to_owned()).await;
-        let b = load(client, bare_url, KEY, seconds, body.to_owned()).await;
+        let c = loader.load(central_url, KEY, seconds, body.to_owned()).await;
+        let b = loader.load(bare_url, KEY, seconds, body.to_owned()).await;
         println!(
             "round {round}: {name} {:>8.0} req/s p50 {:>7.3} ms p99 {:>7.3} ms (errors {}) | bare {:>8.0} req/s p50 {:>7.3} ms p99 {:>7.3} ms (errors {})",
             c.requests_per_second,
@@ -226,7 +337,7 @@ async fn compare(
 
 /// `Route.To(code).GetAttributes(["Speed", "Running"])` through central to a
 /// site in this process, against a bare axum handler with the same answer.
-async fn routed(client: &reqwest::Client, seconds: f64, rounds: usize) {
+async fn routed(client: &reqwest::Client, loader: &Loader, seconds: f64, rounds: usize) {
     const TOKEN: &str = "bench-site-token";
     let dir = tempfile::tempdir().expect("temp dir");
     let site_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -324,7 +435,7 @@ async fn routed(client: &reqwest::Client, seconds: f64, rounds: usize) {
         let answer: Value = check.json().await.expect("json");
         assert_eq!(answer, json!({ "Speed": 1450.0, "Running": true }));
         compare(
-            client,
+            loader,
             name,
             &central_url,
             &bare_url,

@@ -62,6 +62,11 @@ engines "lua 5.4" "lua54" --no-default-features --features lua54
 engines "luau" "luau" --no-default-features --features luau
 
 if [ "${SCL_BENCH_SKIP_SERVICES:-0}" != 1 ]; then
+    # The central benchmark's load generator (it falls back to an in-process client).
+    if ! command -v wrk >/dev/null 2>&1; then
+        say "installing wrk"
+        (apt-get install -y wrk || sudo apt-get install -y wrk) >>"$log" 2>&1 || true
+    fi
     for name in saf central external site; do
         service "$name"
     done
