@@ -33,8 +33,8 @@ use cranelift_codegen::inline::{Inline, InlineCommand};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{
     AbiParam, Block, BlockArg, ExtFuncData, ExternalName, FuncRef, Function, InstBuilder,
-    MemFlagsData, Signature, StackSlotData, StackSlotKind, UserExternalName, UserFuncName, Value,
-    types,
+    MemFlagsData, SigRef, Signature, StackSlotData, StackSlotKind, UserExternalName, UserFuncName,
+    Value, types,
 };
 use cranelift_codegen::isa::{CallConv, TargetFrontendConfig};
 use cranelift_codegen::settings::{self, Configurable};
@@ -158,26 +158,22 @@ fn make_target(tier: Tier) -> Result<isa::OwnedTargetIsa, String> {
 
 pub(crate) fn compile(module: &ir::Module, tier: Tier) -> Result<NativeCode, String> {
     let isa = target(tier)?;
-    let mut builder = JITBuilder::with_isa(isa.clone(), default_libcall_names());
-    for &func in RtFn::ALL {
-        builder.symbol(format!("scl_rt_{}", func.name()), func.pointer().address());
-    }
+    // Runtime functions are called at their address (a constant in the
+    // code), so the module declares, links and relocates only the script's
+    // own functions.
+    let builder = JITBuilder::with_isa(isa.clone(), default_libcall_names());
     let mut jit = JITModule::new(builder);
     let call_conv = isa.default_call_conv();
 
-    let mut runtime = Vec::with_capacity(RtFn::ALL.len());
-    for &func in RtFn::ALL {
+    let runtime_sigs = std::array::from_fn(|arity| {
         let mut sig = Signature::new(call_conv);
         sig.params.push(AbiParam::new(pointer_type()));
-        for _ in 0..func.arity() {
+        for _ in 0..arity {
             sig.params.push(AbiParam::new(types::I64));
         }
         sig.returns.push(AbiParam::new(types::I64));
-        let id = jit
-            .declare_function(&format!("scl_rt_{}", func.name()), Linkage::Import, &sig)
-            .map_err(|e| e.to_string())?;
-        runtime.push((id, sig));
-    }
+        sig
+    });
     let mut functions = Vec::with_capacity(module.functions.len());
     for (index, function) in module.functions.iter().enumerate() {
         let sig = function_signature(call_conv, &param_reprs(function), function.ret);
@@ -217,7 +213,7 @@ pub(crate) fn compile(module: &ir::Module, tier: Tier) -> Result<NativeCode, Str
         entry_ids.push(id);
     }
     let decls = Decls {
-        runtime,
+        runtime_sigs,
         functions,
         call_conv,
         frontend: isa.frontend_config(),
@@ -314,6 +310,9 @@ fn cores() -> usize {
     *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
+/// Runtime functions take the context and 0 to 4 more arguments.
+const RUNTIME_ARITIES: usize = 5;
+
 /// Below this many IR instructions a module is compiled on one thread.
 const PARALLEL_MIN_INSTS: usize = 150;
 
@@ -323,7 +322,8 @@ type Shape = (Vec<Repr>, Option<Repr>);
 /// What translating a function needs of the module: the ids and signatures
 /// it imports, and the tier.
 struct Decls {
-    runtime: Vec<(FuncId, Signature)>,
+    /// The signature of the runtime functions of each arity (context first).
+    runtime_sigs: [Signature; RUNTIME_ARITIES],
     functions: Vec<(FuncId, Signature)>,
     call_conv: CallConv,
     frontend: TargetFrontendConfig,
@@ -331,9 +331,9 @@ struct Decls {
 }
 
 impl Decls {
-    /// What `Module::declare_func_in_func` does, without the module (so
-    /// that worker threads can translate).
-    fn import(&self, func: &mut Function, id: FuncId, sig: &Signature, local: bool) -> FuncRef {
+    /// What `Module::declare_func_in_func` does for one of the script's
+    /// functions, without the module (so that worker threads can translate).
+    fn import(&self, func: &mut Function, id: FuncId, sig: &Signature) -> FuncRef {
         let signature = func.import_signature(sig.clone());
         let name = func.declare_imported_user_function(UserExternalName {
             namespace: 0,
@@ -342,7 +342,7 @@ impl Decls {
         func.import_function(ExtFuncData {
             name: ExternalName::user(name),
             signature,
-            colocated: local,
+            colocated: true,
             patchable: false,
         })
     }
@@ -587,11 +587,18 @@ fn defined_var(kind: &InstKind) -> Option<ir::Var> {
     }
 }
 
-/// Per block, a lower bound of one `int` register at the block's start:
-/// for a block whose only (reachable) way in is one edge of a branch on
-/// `x < c`, `x <= c`, `x > c` or `x >= c` with a constant `c`, where `x`
-/// does not change between the comparison and the branch.
-fn entry_bounds(function: &ir::Function) -> Vec<Option<(ir::Var, i64)>> {
+/// A range one `int` register is known to be in: `(register, min, max)`,
+/// both inclusive.
+type Bound = (ir::Var, i64, i64);
+
+/// Per block, a range of one `int` register at the block's start: for a
+/// block whose only (reachable) way in is one edge of a branch on `x < y`,
+/// `x <= y`, `x > y` or `x >= y`, where `x` does not change between the
+/// comparison and the branch. With a constant `y` the range follows from
+/// it; otherwise `x < y` and `x > y` still keep `x` off `i64::MAX` and
+/// `i64::MIN` (so the counter of `for k in a..b` can be incremented
+/// without an overflow check).
+fn entry_bounds(function: &ir::Function) -> Vec<Option<Bound>> {
     let n = function.blocks.len();
     let mut reachable = vec![false; n];
     let mut work = vec![0usize];
@@ -661,20 +668,33 @@ fn entry_bounds(function: &ir::Function) -> Vec<Option<(ir::Var, i64)>> {
             let before = &pred.insts[..defining];
             let constant = before
                 .iter()
-                .rposition(|inst| defined_var(&inst.kind) == Some(rhs))?;
-            let InstKind::Const {
-                value: Const::Int(c),
-                ..
-            } = before[constant].kind
-            else {
-                return None;
+                .rposition(|inst| defined_var(&inst.kind) == Some(rhs))
+                .and_then(|constant| match before[constant].kind {
+                    InstKind::Const {
+                        value: Const::Int(c),
+                        ..
+                    } => Some(c),
+                    _ => None,
+                });
+            // Normalise to the comparison that holds on this edge.
+            let holds = match (op, taken) {
+                (op, true) => op,
+                (CmpOp::Lt, false) => CmpOp::Ge,
+                (CmpOp::Le, false) => CmpOp::Gt,
+                (CmpOp::Gt, false) => CmpOp::Le,
+                (CmpOp::Ge, false) => CmpOp::Lt,
+                _ => return None,
             };
-            let min = match (op, taken) {
-                (CmpOp::Lt, false) | (CmpOp::Ge, true) => Some(c),
-                (CmpOp::Le, false) | (CmpOp::Gt, true) => c.checked_add(1),
-                _ => None,
-            }?;
-            Some((lhs, min))
+            let (min, max) = match (holds, constant) {
+                (CmpOp::Lt, Some(c)) => (i64::MIN, c.checked_sub(1)?),
+                (CmpOp::Le, Some(c)) => (i64::MIN, c),
+                (CmpOp::Gt, Some(c)) => (c.checked_add(1)?, i64::MAX),
+                (CmpOp::Ge, Some(c)) => (c, i64::MAX),
+                (CmpOp::Lt, None) => (i64::MIN, i64::MAX - 1),
+                (CmpOp::Gt, None) => (i64::MIN + 1, i64::MAX),
+                _ => return None,
+            };
+            Some((lhs, min, max))
         })
         .collect()
 }
@@ -856,15 +876,16 @@ struct Translator<'a, 'b> {
     fresh_slots: Vec<bool>,
     /// One zero constant per type, made at entry.
     zeros: Option<[Value; 3]>,
-    /// Per block, a lower bound one `int` register has at its start.
-    entry_bounds: Vec<Option<(ir::Var, i64)>>,
-    /// That bound while the block is translated, until the register changes.
-    bound: Option<(ir::Var, i64)>,
+    /// Per block, a range one `int` register has at its start.
+    entry_bounds: Vec<Option<Bound>>,
+    /// That range while the block is translated, until the register changes.
+    bound: Option<Bound>,
     /// Registers holding a known `int` constant in the current block.
     constants: HashMap<ir::Var, i64>,
     vars: Vec<Variable>,
     var_reprs: Vec<Repr>,
-    runtime_refs: Vec<Option<FuncRef>>,
+    /// The imported runtime signature of each arity, made on first use.
+    runtime_sigs: [Option<SigRef>; RUNTIME_ARITIES],
     function_refs: Vec<Option<FuncRef>>,
     ctx: Value,
     /// The hidden `depth_left` argument, and that minus one for callees.
@@ -900,7 +921,6 @@ impl<'a, 'b> Translator<'a, 'b> {
                 4,
             ))
         });
-        let runtime_refs = vec![None; decls.runtime.len()];
         let function_refs = vec![None; decls.functions.len()];
         let placeholder = Value::from_u32(0);
         Translator {
@@ -917,7 +937,7 @@ impl<'a, 'b> Translator<'a, 'b> {
             constants: HashMap::new(),
             vars,
             var_reprs: function.vars.clone(),
-            runtime_refs,
+            runtime_sigs: [None; RUNTIME_ARITIES],
             function_refs,
             ctx: placeholder,
             depth_left: placeholder,
@@ -998,20 +1018,43 @@ impl<'a, 'b> Translator<'a, 'b> {
                 }
             }
         }
-        self.builder.seal_block(entry);
-        for (index, block) in function.blocks.iter().enumerate() {
-            if index > 0 {
-                self.builder.switch_to_block(self.blocks[index]);
-                if last_pred[index] < index {
-                    self.builder.seal_block(self.blocks[index]);
+        // A block whose only way in is a jump from the block before it is
+        // translated as the rest of that block: one CLIF block fewer (each
+        // costs cranelift far more than a few instructions), and what is
+        // known at the jump (constants, a register's range) still holds.
+        let mut preds = vec![0u32; function.blocks.len()];
+        for block in &function.blocks {
+            for target in successors(&block.term) {
+                preds[target] += 1;
+            }
+            for inst in &block.insts {
+                if let Some(site) = inst.site {
+                    preds[site.on_error.0 as usize] += 2;
                 }
             }
-            self.bound = self.entry_bounds[index];
-            self.constants.clear();
+        }
+        let continues = |index: usize| {
+            index > 0
+                && index < preds.len()
+                && preds[index] == 1
+                && matches!(function.blocks[index - 1].term, Terminator::Jump(t) if t.0 as usize == index)
+        };
+        self.builder.seal_block(entry);
+        for (index, block) in function.blocks.iter().enumerate() {
+            if !continues(index) {
+                if index > 0 {
+                    self.builder.switch_to_block(self.blocks[index]);
+                    if last_pred[index] < index {
+                        self.builder.seal_block(self.blocks[index]);
+                    }
+                }
+                self.bound = self.entry_bounds[index];
+                self.constants.clear();
+            }
             for inst in &block.insts {
                 self.inst(&inst.kind, inst.site);
                 if let Some(var) = defined_var(&inst.kind) {
-                    if self.bound.is_some_and(|(bounded, _)| bounded == var) {
+                    if self.bound.is_some_and(|(bounded, _, _)| bounded == var) {
                         self.bound = None;
                     }
                     match inst.kind {
@@ -1023,7 +1066,9 @@ impl<'a, 'b> Translator<'a, 'b> {
                     };
                 }
             }
-            self.terminator(&block.term);
+            if !continues(index + 1) {
+                self.terminator(&block.term);
+            }
         }
         self.emit_pending();
     }
@@ -1054,23 +1099,31 @@ impl<'a, 'b> Translator<'a, 'b> {
         self.builder.def_var(self.vars[var.0 as usize], value);
     }
 
-    fn runtime_ref(&mut self, func: RtFn) -> FuncRef {
-        let index = RtFn::ALL.iter().position(|&f| f == func).unwrap_or(0);
-        if let Some(r) = self.runtime_refs[index] {
-            return r;
-        }
-        let (id, sig) = &self.decls.runtime[index];
-        let r = self.decls.import(self.builder.func, *id, sig, false);
-        self.runtime_refs[index] = Some(r);
-        r
-    }
-
+    /// Calls runtime function `func` at its address, which is fixed for the
+    /// life of the process (as `call` of an imported symbol would: a 64-bit
+    /// constant and an indirect call, without a symbol to declare and
+    /// resolve for every compile).
     fn call_rt(&mut self, func: RtFn, args: &[Value]) -> Value {
-        let callee = self.runtime_ref(func);
+        let pointer = func.pointer();
+        let arity = pointer.arity();
+        let sig = match self.runtime_sigs[arity] {
+            Some(sig) => sig,
+            None => {
+                let sig = self
+                    .builder
+                    .import_signature(self.decls.runtime_sigs[arity].clone());
+                self.runtime_sigs[arity] = Some(sig);
+                sig
+            }
+        };
+        let address = self
+            .builder
+            .ins()
+            .iconst(pointer_type(), pointer.address() as i64);
         let mut all = Vec::with_capacity(args.len() + 1);
         all.push(self.ctx);
         all.extend_from_slice(args);
-        let call = self.builder.ins().call(callee, &all);
+        let call = self.builder.ins().call_indirect(sig, address, &all);
         self.builder.inst_results(call)[0]
     }
 
@@ -1245,11 +1298,13 @@ impl<'a, 'b> Translator<'a, 'b> {
             InstKind::IntArith { op, dst, lhs, rhs } => {
                 let (a, b) = (self.var(*lhs), self.var(*rhs));
                 let result = match op {
-                    IntOp::Add | IntOp::Sub if self.cannot_overflow(*op, *lhs, *rhs) => {
-                        if *op == IntOp::Add {
-                            self.builder.ins().iadd(a, b)
-                        } else {
-                            self.builder.ins().isub(a, b)
+                    IntOp::Add | IntOp::Sub | IntOp::Mul
+                        if self.cannot_overflow(*op, *lhs, *rhs) =>
+                    {
+                        match op {
+                            IntOp::Add => self.builder.ins().iadd(a, b),
+                            IntOp::Sub => self.builder.ins().isub(a, b),
+                            _ => self.builder.ins().imul(a, b),
                         }
                     }
                     IntOp::Add | IntOp::Sub | IntOp::Mul => {
@@ -1282,6 +1337,11 @@ impl<'a, 'b> Translator<'a, 'b> {
                 self.set(*dst, result);
             }
             InstKind::IntNeg { dst, src } => {
+                if let Some(negated) = self.constants.get(src).and_then(|c| c.checked_neg()) {
+                    let result = self.builder.ins().iconst(types::I64, negated);
+                    self.set(*dst, result);
+                    return;
+                }
                 let v = self.var(*src);
                 let min = self.builder.ins().icmp_imm_s(IntCC::Equal, v, i64::MIN);
                 self.fail_if(min, RtFn::RaiseOverflow, site);
@@ -1371,7 +1431,7 @@ impl<'a, 'b> Translator<'a, 'b> {
                     Some(r) => r,
                     None => {
                         let (id, sig) = &self.decls.functions[index];
-                        let r = self.decls.import(self.builder.func, *id, sig, true);
+                        let r = self.decls.import(self.builder.func, *id, sig);
                         self.function_refs[index] = Some(r);
                         r
                     }
@@ -1479,30 +1539,33 @@ impl<'a, 'b> Translator<'a, 'b> {
         self.builder.switch_to_block(next);
     }
 
-    /// Whether `lhs op rhs` is known not to overflow: `lhs` has a lower
-    /// bound here (from the comparison that led to this block) and `rhs` is
-    /// a constant that moves it down by no more than that bound allows (so
-    /// `n - 1` after `if n < 2 { return ...; }` needs no check).
+    /// Whether `lhs op rhs` is known not to overflow: `rhs` is a constant
+    /// and either cannot overflow whatever `lhs` is (adding or subtracting
+    /// 0, multiplying by 0 or 1), or `lhs` has a range here (from the
+    /// comparison that led to this block) that the constant keeps within
+    /// `i64` (so `n - 1` after `if n < 2 { return ...; }` and `k + 1` in
+    /// the body of `for k in 0..n` need no check).
     fn cannot_overflow(&self, op: IntOp, lhs: ir::Var, rhs: ir::Var) -> bool {
-        let Some((bounded, min)) = self.bound else {
+        let Some(&constant) = self.constants.get(&rhs) else {
             return false;
         };
-        let Some(&constant) = self.constants.get(&rhs) else {
+        match (op, constant) {
+            (IntOp::Add | IntOp::Sub, 0) | (IntOp::Mul, 0 | 1) => return true,
+            (IntOp::Add | IntOp::Sub, _) => {}
+            _ => return false,
+        }
+        let Some((bounded, min, max)) = self.bound else {
             return false;
         };
         if bounded != lhs {
             return false;
         }
-        let down = match op {
-            IntOp::Sub => constant,
-            IntOp::Add => match constant.checked_neg() {
-                Some(down) => down,
-                None => return false,
-            },
-            _ => return false,
+        let (low, high) = if op == IntOp::Add {
+            (min.checked_add(constant), max.checked_add(constant))
+        } else {
+            (min.checked_sub(constant), max.checked_sub(constant))
         };
-        // lhs >= min and 0 <= down: min - down <= lhs - down <= lhs.
-        down >= 0 && min.checked_sub(down).is_some()
+        low.is_some() && high.is_some()
     }
 
     fn repr_of_var(&self, var: ir::Var) -> Repr {
@@ -1583,7 +1646,14 @@ impl<'a, 'b> Translator<'a, 'b> {
         // through a cold block of its own: `next` then has one edge from the
         // hot path and one from cold code, and the edge cranelift splits for
         // the slow path is laid out with the cold code, not on the hot path.
-        if let Some(site) = site {
+        if let Some(site) = site
+            && self.decls.tier == Tier::Quick
+        {
+            // The quick tier straight back to `next`: one block fewer.
+            let status = self.ctx_load(CTX_OFFSETS.status);
+            let error = self.error_edge(site);
+            self.branch_to_error_then(status, error, site, next);
+        } else if let Some(site) = site {
             let status = self.ctx_load(CTX_OFFSETS.status);
             let error = self.error_edge(site);
             let resume = self.builder.create_block();

@@ -625,8 +625,4 @@ impl RtFn {
         }
         out
     }
-
-    pub(crate) fn arity(self) -> usize {
-        self.pointer().arity()
-    }
 }
