@@ -587,6 +587,80 @@ fn defined_var(kind: &InstKind) -> Option<ir::Var> {
     }
 }
 
+/// Calls `f` with every register an instruction reads.
+fn used_vars(kind: &InstKind, mut f: impl FnMut(ir::Var)) {
+    match kind {
+        InstKind::Const { .. }
+        | InstKind::LoadSlot { .. }
+        | InstKind::Enter
+        | InstKind::Poll
+        | InstKind::TakeError { .. } => {}
+        InstKind::Copy { src, .. }
+        | InstKind::IntNeg { src, .. }
+        | InstKind::FloatNeg { src, .. }
+        | InstKind::Not { src, .. }
+        | InstKind::IsNull { src, .. }
+        | InstKind::IntToFloat { src, .. }
+        | InstKind::StoreSlot { src, .. }
+        | InstKind::Retain { src } => f(*src),
+        InstKind::IntArith { lhs, rhs, .. }
+        | InstKind::FloatArith { lhs, rhs, .. }
+        | InstKind::Cmp { lhs, rhs, .. } => {
+            f(*lhs);
+            f(*rhs);
+        }
+        InstKind::Call { args, .. } => args.iter().copied().for_each(f),
+        InstKind::Rt { args, .. } => {
+            for arg in args {
+                match arg {
+                    Operand::Var(v) => f(*v),
+                    Operand::Imm(_) => {}
+                    Operand::Argv(vars) => vars.iter().copied().for_each(&mut f),
+                }
+            }
+        }
+    }
+}
+
+/// The registers whose every definition and use lies in one block, each
+/// use after a definition in that block (the temporaries of expressions).
+/// They need no cranelift variable: the translation keeps the value it
+/// defined last, which spares the SSA builder and every block the work of
+/// tracking them.
+fn block_local_vars(function: &ir::Function) -> Vec<bool> {
+    let n = function.vars.len();
+    let mut local = vec![true; n];
+    // The block (plus one) that defines each register; 0 for none yet.
+    let mut home = vec![0usize; n];
+    for param in &function.params {
+        local[param.0 as usize] = false;
+    }
+    for (index, block) in function.blocks.iter().enumerate() {
+        let stamp = index + 1;
+        let use_var = |var: ir::Var, local: &mut [bool], home: &[usize]| {
+            if home[var.0 as usize] != stamp {
+                local[var.0 as usize] = false;
+            }
+        };
+        for inst in &block.insts {
+            used_vars(&inst.kind, |var| use_var(var, &mut local, &home));
+            if let Some(var) = defined_var(&inst.kind) {
+                let slot = &mut home[var.0 as usize];
+                if *slot != 0 && *slot != stamp {
+                    local[var.0 as usize] = false;
+                }
+                *slot = stamp;
+            }
+        }
+        match &block.term {
+            Terminator::Branch { cond, .. } => use_var(*cond, &mut local, &home),
+            Terminator::Return(Some(var)) => use_var(*var, &mut local, &home),
+            _ => {}
+        }
+    }
+    local
+}
+
 /// A range one `int` register is known to be in: `(register, min, max)`,
 /// both inclusive.
 type Bound = (ir::Var, i64, i64);
@@ -884,6 +958,10 @@ struct Translator<'a, 'b> {
     constants: HashMap<ir::Var, i64>,
     vars: Vec<Variable>,
     var_reprs: Vec<Repr>,
+    /// Registers local to one block (see [`block_local_vars`]) and the
+    /// value each holds, instead of a cranelift variable.
+    local: Vec<bool>,
+    local_values: Vec<Option<Value>>,
     /// The imported runtime signature of each arity, made on first use.
     runtime_sigs: [Option<SigRef>; RUNTIME_ARITIES],
     function_refs: Vec<Option<FuncRef>>,
@@ -937,6 +1015,8 @@ impl<'a, 'b> Translator<'a, 'b> {
             constants: HashMap::new(),
             vars,
             var_reprs: function.vars.clone(),
+            local: block_local_vars(function),
+            local_values: vec![None; function.vars.len()],
             runtime_sigs: [None; RUNTIME_ARITIES],
             function_refs,
             ctx: placeholder,
@@ -971,7 +1051,7 @@ impl<'a, 'b> Translator<'a, 'b> {
         let zeros = [Repr::Int, Repr::Bool, Repr::Float].map(|repr| self.zero(repr));
         self.zeros = Some(zeros);
         for (index, &repr) in function.vars.iter().enumerate() {
-            if function.params.iter().any(|p| p.0 as usize == index) {
+            if self.local[index] || function.params.iter().any(|p| p.0 as usize == index) {
                 continue;
             }
             let zero = self.zero(repr);
@@ -1092,11 +1172,21 @@ impl<'a, 'b> Translator<'a, 'b> {
     }
 
     fn var(&mut self, var: ir::Var) -> Value {
-        self.builder.use_var(self.vars[var.0 as usize])
+        let index = var.0 as usize;
+        if self.local[index] {
+            return self.local_values[index]
+                .expect("a block-local register is defined before its uses");
+        }
+        self.builder.use_var(self.vars[index])
     }
 
     fn set(&mut self, var: ir::Var, value: Value) {
-        self.builder.def_var(self.vars[var.0 as usize], value);
+        let index = var.0 as usize;
+        if self.local[index] {
+            self.local_values[index] = Some(value);
+            return;
+        }
+        self.builder.def_var(self.vars[index], value);
     }
 
     /// Calls runtime function `func` at its address, which is fixed for the
