@@ -661,6 +661,28 @@ fn block_local_vars(function: &ir::Function) -> Vec<bool> {
     local
 }
 
+/// The slots only one block reads or writes (the owners of temporaries).
+fn block_local_slots(function: &ir::Function) -> Vec<bool> {
+    let n = function.slots as usize;
+    let mut local = vec![true; n];
+    let mut home = vec![usize::MAX; n];
+    for (index, block) in function.blocks.iter().enumerate() {
+        for inst in &block.insts {
+            let slot = match inst.kind {
+                InstKind::LoadSlot { slot, .. }
+                | InstKind::StoreSlot { slot, .. }
+                | InstKind::TakeError { slot, .. } => slot.0 as usize,
+                _ => continue,
+            };
+            if home[slot] != usize::MAX && home[slot] != index {
+                local[slot] = false;
+            }
+            home[slot] = index;
+        }
+    }
+    local
+}
+
 /// A range one `int` register is known to be in: `(register, min, max)`,
 /// both inclusive.
 type Bound = (ir::Var, i64, i64);
@@ -962,6 +984,13 @@ struct Translator<'a, 'b> {
     /// value each holds, instead of a cranelift variable.
     local: Vec<bool>,
     local_values: Vec<Option<Value>>,
+    /// Slots local to one block (see [`block_local_slots`]).
+    local_slots: Vec<bool>,
+    /// The quick tier's run of calls whose status is checked once, after
+    /// the last (see [`Translator::in_run`]): each call's result and site.
+    run: Vec<(Value, Site)>,
+    /// Set while translating an instruction that joins the run.
+    joining_run: bool,
     /// The imported runtime signature of each arity, made on first use.
     runtime_sigs: [Option<SigRef>; RUNTIME_ARITIES],
     function_refs: Vec<Option<FuncRef>>,
@@ -1017,6 +1046,9 @@ impl<'a, 'b> Translator<'a, 'b> {
             var_reprs: function.vars.clone(),
             local: block_local_vars(function),
             local_values: vec![None; function.vars.len()],
+            local_slots: block_local_slots(function),
+            run: Vec::new(),
+            joining_run: false,
             runtime_sigs: [None; RUNTIME_ARITIES],
             function_refs,
             ctx: placeholder,
@@ -1132,6 +1164,10 @@ impl<'a, 'b> Translator<'a, 'b> {
                 self.constants.clear();
             }
             for inst in &block.insts {
+                self.joining_run = self.in_run(&inst.kind, inst.site);
+                if !self.joining_run {
+                    self.check_run();
+                }
                 self.inst(&inst.kind, inst.site);
                 if let Some(var) = defined_var(&inst.kind) {
                     if self.bound.is_some_and(|(bounded, _, _)| bounded == var) {
@@ -1146,6 +1182,7 @@ impl<'a, 'b> Translator<'a, 'b> {
                     };
                 }
             }
+            self.check_run();
             if !continues(index + 1) {
                 self.terminator(&block.term);
             }
@@ -1295,6 +1332,82 @@ impl<'a, 'b> Translator<'a, 'b> {
             Tier::Quick => self.shared_locate(site.on_error),
             Tier::Optimized => self.error_block(site),
         }
+    }
+
+    /// Whether an instruction can join the quick tier's run of unchecked
+    /// calls: a call of a function that is checked in runs (see
+    /// [`RtFn::checked_in_runs`]) with the run's handler, or an instruction
+    /// without effects, into a register or slot nothing outside this block
+    /// sees. After a call of the run failed, the rest of the run then does
+    /// nothing anyone can observe: the functions return 0 at once, and the
+    /// registers and slots they fill are dead on the error edge (every slot
+    /// is still released on the way out). Anything else first checks the
+    /// run (see [`Translator::check_run`]).
+    fn in_run(&self, kind: &InstKind, site: Option<Site>) -> bool {
+        if self.decls.tier != Tier::Quick {
+            return false;
+        }
+        let local = |var: &ir::Var| self.local[var.0 as usize];
+        match kind {
+            InstKind::Rt {
+                dst: Some(dst),
+                func,
+                ..
+            } => {
+                let Some(site) = site else { return false };
+                func.checked_in_runs()
+                    && local(dst)
+                    && self
+                        .run
+                        .first()
+                        .is_none_or(|(_, first)| first.on_error == site.on_error)
+            }
+            InstKind::StoreSlot {
+                slot,
+                src,
+                owned: true,
+            } => self.local_slots[slot.0 as usize] && local(src),
+            InstKind::Const { dst, .. }
+            | InstKind::Copy { dst, .. }
+            | InstKind::LoadSlot { dst, .. }
+            | InstKind::FloatArith { dst, .. }
+            | InstKind::FloatNeg { dst, .. }
+            | InstKind::Cmp { dst, .. }
+            | InstKind::Not { dst, .. }
+            | InstKind::IsNull { dst, .. }
+            | InstKind::IntToFloat { dst, .. } => local(dst),
+            _ => false,
+        }
+    }
+
+    /// Checks the status once for the run of calls since the last check:
+    /// the error edge gets the span of the first call that returned 0 (the
+    /// one that failed: the functions of a run never return 0 otherwise).
+    fn check_run(&mut self) {
+        let Some(&(last, site)) = self.run.last() else {
+            return;
+        };
+        if self.run.len() == 1 {
+            self.run.clear();
+            let _ = last;
+            self.check_status(Some(site));
+            return;
+        }
+        let mut span = self.builder.ins().iconst(types::I64, pack_span(site));
+        let run = std::mem::take(&mut self.run);
+        for &(result, site) in run[..run.len() - 1].iter().rev() {
+            let failed = self.builder.ins().icmp_imm_s(IntCC::Equal, result, 0);
+            let here = self.builder.ins().iconst(types::I64, pack_span(site));
+            span = self.builder.ins().select(failed, here, span);
+        }
+        let status = self.ctx_load(CTX_OFFSETS.status);
+        let error = self.shared_locate(site.on_error);
+        let next = self.builder.create_block();
+        self.builder
+            .ins()
+            .brif(status, error, &[BlockArg::Value(span)], next, &[]);
+        self.builder.seal_block(next);
+        self.builder.switch_to_block(next);
     }
 
     /// After a call that may have failed: branch on the context's status.
@@ -1586,7 +1699,10 @@ impl<'a, 'b> Translator<'a, 'b> {
                     self.set(*dst, value);
                 }
                 if func.can_fail() {
-                    self.check_status(site);
+                    match site {
+                        Some(site) if self.joining_run => self.run.push((result, site)),
+                        _ => self.check_status(site),
+                    }
                 }
             }
             InstKind::Enter => self.limit_check(true, site),

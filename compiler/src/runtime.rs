@@ -609,7 +609,25 @@ runtime_functions! {
 }
 
 impl RtFn {
-    /// The symbol name generated code imports the function by.
+    /// Functions the quick tier may call one after another with a single
+    /// status check after the last one: each only allocates its result
+    /// (never null on success), has no other effect, and returns 0 at once
+    /// when the status is already set (see `ops::failed_before`).
+    pub(crate) fn checked_in_runs(self) -> bool {
+        matches!(
+            self,
+            RtFn::StrLit
+                | RtFn::ToString
+                | RtFn::Concat
+                | RtFn::ListNew
+                | RtFn::MapNew
+                | RtFn::MapKeys
+                | RtFn::MapValues
+                | RtFn::RecordNew
+        )
+    }
+
+    /// The function's name in printed IR (`rt.name`).
     pub fn name(self) -> String {
         let debug = format!("{self:?}");
         let mut out = String::with_capacity(debug.len() + 4);
