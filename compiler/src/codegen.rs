@@ -1,13 +1,18 @@
 //! IR → native code with cranelift: the [`Compiled`](crate::Compiled) stage.
 //!
 //! A straight translation of [`ir`](crate::ir): IR registers become
-//! cranelift variables, the slot frame one explicit stack slot, runtime
-//! functions imported symbols (all `(ctx, i64...) -> i64`). Per fallible
-//! instruction the code loads the context's status and branches to a cold
-//! block that records the source location and jumps to the error edge, so the
-//! fast path pays one load and one predictable branch. In the quick tier
-//! every site with the same handler shares one such block (the site's span
-//! travels as a block argument), which keeps the function small to compile.
+//! cranelift variables (or, for the temporaries of one block, just the
+//! value last defined), the slot frame one explicit stack slot, and runtime
+//! functions are called at their addresses (all `(ctx, i64...) -> i64`).
+//! Per fallible instruction the code loads the context's status and
+//! branches to a cold block that records the source location and jumps to
+//! the error edge, so the fast path pays one load and one predictable
+//! branch. In the quick tier every site with the same handler shares one
+//! such block (the site's span travels as a block argument), and a run of
+//! calls that only allocate shares one status check (see
+//! [`Translator::in_run`]), which keeps the function small to compile:
+//! cranelift's cost grows with CLIF blocks far more than with instructions
+//! (about 22,000 host instructions per block at `opt_level=none`).
 //!
 //! Script functions take two hidden arguments, the context and
 //! `depth_left` (the call depth still allowed). Each distinct signature gets
@@ -15,9 +20,12 @@
 //! function)` that unpacks the arguments, calls `function` and stores its
 //! result as bits. That uniform signature is what lets [`exec`](crate::exec)
 //! call any function through one `unsafe` door, whatever its parameter types.
+//! Trampolines are compiled once per process and signature (see
+//! [`shared_entry`]).
 //!
 //! **Compile pipeline.** The functions of a module are declared in one
-//! `JITModule`; then each function (and trampoline) is translated and
+//! `JITModule`; then each function (and any trampoline not in the shared
+//! cache) is translated and
 //! compiled by cranelift independently, on two threads when the module is
 //! big enough to pay for the second one; the finished machine code is placed
 //! in the module serially and finalized. The optimized tier first translates
@@ -201,8 +209,16 @@ pub(crate) fn compile(module: &ir::Module, tier: Tier) -> Result<NativeCode, Str
         };
         shape_of.push(index);
     }
+    // Trampolines depend on the signature only: most come compiled from
+    // the process-wide cache, the rest are compiled with the script.
+    let cached: Vec<Option<*const u8>> =
+        shapes.iter().map(shared_entry).collect::<Result<_, _>>()?;
     let mut entry_ids = Vec::with_capacity(shapes.len());
-    for index in 0..shapes.len() {
+    for (index, cached) in cached.iter().enumerate() {
+        if cached.is_some() {
+            entry_ids.push(None);
+            continue;
+        }
         let id = jit
             .declare_function(
                 &format!("scl_entry_{index}"),
@@ -210,7 +226,7 @@ pub(crate) fn compile(module: &ir::Module, tier: Tier) -> Result<NativeCode, Str
                 &entry_signature(call_conv),
             )
             .map_err(|e| e.to_string())?;
-        entry_ids.push(id);
+        entry_ids.push(Some(id));
     }
     let decls = Decls {
         runtime_sigs,
@@ -223,7 +239,11 @@ pub(crate) fn compile(module: &ir::Module, tier: Tier) -> Result<NativeCode, Str
     // Largest first, so that two workers finish at about the same time.
     let mut jobs: Vec<Job> = (0..module.functions.len())
         .map(Job::Function)
-        .chain((0..shapes.len()).map(Job::Entry))
+        .chain(
+            (0..shapes.len())
+                .filter(|&i| cached[i].is_none())
+                .map(Job::Entry),
+        )
         .collect();
     let size = |job: &Job| match job {
         Job::Function(index) => module.functions[*index]
@@ -291,16 +311,88 @@ pub(crate) fn compile(module: &ir::Module, tier: Tier) -> Result<NativeCode, Str
         .iter()
         .zip(&decls.functions)
         .map(|(&shape, (id, _))| {
-            (
-                jit.get_finalized_function(entry_ids[shape]),
-                jit.get_finalized_function(*id),
-            )
+            let entry = match (cached[shape], entry_ids[shape]) {
+                (Some(entry), _) => entry,
+                (None, Some(own)) => jit.get_finalized_function(own),
+                (None, None) => unreachable!("every shape has a trampoline"),
+            };
+            (entry, jit.get_finalized_function(*id))
         })
         .collect();
     Ok(NativeCode {
         module: Some(jit),
         entries,
     })
+}
+
+/// Entry trampolines compiled once per process: one per signature, in a
+/// module of their own that is never freed. A trampoline is a few
+/// instructions, but cranelift charges about 40 µs for any function, and
+/// scripts share a handful of signatures.
+struct EntryCache {
+    module: JITModule,
+    entries: HashMap<Shape, usize>,
+}
+
+// SAFETY: the module's memory is only written under the cache's lock
+// (compiling a new trampoline); finished trampolines are immutable code
+// that any thread may call.
+unsafe impl Send for EntryCache {}
+
+/// At most this many signatures get a shared trampoline (so that a process
+/// compiling endless distinct signatures does not grow without bound);
+/// beyond it each script compiles its own.
+const SHARED_ENTRIES_MAX: usize = 1024;
+
+/// The shared trampoline for `shape`, compiled on first use; `None` once
+/// the cache is full.
+fn shared_entry(shape: &Shape) -> Result<Option<*const u8>, String> {
+    static CACHE: std::sync::Mutex<Option<EntryCache>> = std::sync::Mutex::new(None);
+    let mut guard = CACHE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(cache) = guard.as_ref()
+        && let Some(&entry) = cache.entries.get(shape)
+    {
+        return Ok(Some(entry as *const u8));
+    }
+    if guard
+        .as_ref()
+        .is_some_and(|cache| cache.entries.len() >= SHARED_ENTRIES_MAX)
+    {
+        return Ok(None);
+    }
+    let isa = target(Tier::Quick)?;
+    let cache = guard.get_or_insert_with(|| EntryCache {
+        module: JITModule::new(JITBuilder::with_isa(isa.clone(), default_libcall_names())),
+        entries: HashMap::new(),
+    });
+    let call_conv = isa.default_call_conv();
+    let id = cache
+        .module
+        .declare_function(
+            &format!("scl_shared_entry_{}", cache.entries.len()),
+            Linkage::Local,
+            &entry_signature(call_conv),
+        )
+        .map_err(|e| e.to_string())?;
+    let mut ctx = Context::new();
+    ctx.func.signature = entry_signature(call_conv);
+    ctx.func.name = UserFuncName::user(0, id.as_u32());
+    let mut builder_ctx = FunctionBuilderContext::new();
+    let builder = FunctionBuilder::new(&mut ctx.func, &mut builder_ctx);
+    build_entry(builder, call_conv, isa.frontend_config(), shape);
+    cache
+        .module
+        .define_function(id, &mut ctx)
+        .map_err(|e| format!("cranelift failed on a trampoline: {e:?}"))?;
+    cache
+        .module
+        .finalize_definitions()
+        .map_err(|e| e.to_string())?;
+    let entry = cache.module.get_finalized_function(id);
+    cache.entries.insert(shape.clone(), entry as usize);
+    Ok(Some(entry))
 }
 
 /// The number of cores this process may use, asked once (on Linux the
@@ -368,7 +460,8 @@ struct Work<'a> {
     module: &'a ir::Module,
     decls: &'a Decls,
     shapes: &'a [Shape],
-    entry_ids: &'a [FuncId],
+    /// The script's own trampolines (`None`: from the shared cache).
+    entry_ids: &'a [Option<FuncId>],
     jobs: &'a [Job],
     next: AtomicUsize,
     /// The optimized tier's inlining, over every function translated first.
@@ -469,11 +562,16 @@ impl Work<'_> {
                     (*id, function.name.clone())
                 }
                 Job::Entry(shape) => {
-                    let id = self.entry_ids[shape];
+                    let id = self.entry_ids[shape].expect("a job only for a trampoline of its own");
                     ctx.func.signature = entry_signature(self.decls.call_conv);
                     ctx.func.name = UserFuncName::user(0, id.as_u32());
                     let builder = FunctionBuilder::new(&mut ctx.func, &mut builder_ctx);
-                    build_entry(builder, self.decls, &self.shapes[shape]);
+                    build_entry(
+                        builder,
+                        self.decls.call_conv,
+                        self.decls.frontend,
+                        &self.shapes[shape],
+                    );
                     (id, format!("entry {shape}"))
                 }
             };
@@ -535,7 +633,12 @@ fn entry_signature(call_conv: CallConv) -> Signature {
 /// The entry trampoline of one signature: unpacks `argv`, calls the
 /// function at the address it is given with the run's call depth, and
 /// stores the result as bits.
-fn build_entry(mut builder: FunctionBuilder<'_>, decls: &Decls, shape: &Shape) {
+fn build_entry(
+    mut builder: FunctionBuilder<'_>,
+    call_conv: CallConv,
+    frontend: TargetFrontendConfig,
+    shape: &Shape,
+) {
     let (params, ret) = shape;
     let block = builder.create_block();
     builder.append_block_params_for_function_params(block);
@@ -553,7 +656,7 @@ fn build_entry(mut builder: FunctionBuilder<'_>, decls: &Decls, shape: &Shape) {
             .load(types::I64, flags(), argv, (i * 8) as i32);
         args.push(from_bits(&mut builder, bits, repr));
     }
-    let sig = builder.import_signature(function_signature(decls.call_conv, params, *ret));
+    let sig = builder.import_signature(function_signature(call_conv, params, *ret));
     let call = builder.ins().call_indirect(sig, callee, &args);
     if let Some(repr) = *ret {
         let result = builder.inst_results(call)[0];
@@ -561,7 +664,7 @@ fn build_entry(mut builder: FunctionBuilder<'_>, decls: &Decls, shape: &Shape) {
         builder.ins().store(flags(), bits, ret_ptr, 0);
     }
     builder.ins().return_(&[]);
-    builder.finalize(decls.frontend);
+    builder.finalize(frontend);
 }
 
 /// The register an instruction defines, if any.
