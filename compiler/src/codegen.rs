@@ -1272,6 +1272,11 @@ impl<'a, 'b> Translator<'a, 'b> {
                     self.check_run();
                 }
                 self.inst(&inst.kind, inst.site);
+                if self.joining_run
+                    && matches!(inst.kind, InstKind::Rt { func, .. } if func.ends_runs())
+                {
+                    self.check_run();
+                }
                 if let Some(var) = defined_var(&inst.kind) {
                     if self.bound.is_some_and(|(bounded, _, _)| bounded == var) {
                         self.bound = None;
@@ -1439,7 +1444,8 @@ impl<'a, 'b> Translator<'a, 'b> {
 
     /// Whether an instruction can join the quick tier's run of unchecked
     /// calls: a call of a function that is checked in runs (see
-    /// [`RtFn::checked_in_runs`]) with the run's handler, or an instruction
+    /// [`RtFn::checked_in_runs`]) with the run's handler, a call that ends
+    /// the run (see [`RtFn::ends_runs`]: checked right after), or an instruction
     /// without effects, into a register or slot nothing outside this block
     /// sees. After a call of the run failed, the rest of the run then does
     /// nothing anyone can observe: the functions return 0 at once, and the
@@ -1452,18 +1458,20 @@ impl<'a, 'b> Translator<'a, 'b> {
         }
         let local = |var: &ir::Var| self.local[var.0 as usize];
         match kind {
-            InstKind::Rt {
-                dst: Some(dst),
-                func,
-                ..
-            } => {
+            InstKind::Rt { dst, func, .. } => {
                 let Some(site) = site else { return false };
-                func.checked_in_runs()
-                    && local(dst)
-                    && self
-                        .run
-                        .first()
-                        .is_none_or(|(_, first)| first.on_error == site.on_error)
+                let same_handler = self
+                    .run
+                    .first()
+                    .is_none_or(|(_, first)| first.on_error == site.on_error);
+                let member = match dst {
+                    Some(dst) => func.checked_in_runs() && local(dst),
+                    None => false,
+                };
+                // A function that ends runs only joins one already going.
+                let last =
+                    func.ends_runs() && !self.run.is_empty() && dst.as_ref().is_none_or(local);
+                same_handler && (member || last)
             }
             InstKind::StoreSlot {
                 slot,

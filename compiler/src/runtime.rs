@@ -627,6 +627,15 @@ impl RtFn {
         )
     }
 
+    /// Functions that may end such a run (the status is checked right
+    /// after them): they change a list or map, so they must not run after
+    /// a failed call (they return 0 at once then, like the others), and they
+    /// may return 0 on success, so a run has at most one of them, last
+    /// (when the run failed and no earlier call returned 0, it was this one).
+    pub(crate) fn ends_runs(self) -> bool {
+        matches!(self, RtFn::ListPush | RtFn::MapInsert)
+    }
+
     /// The function's name in printed IR (`rt.name`).
     pub fn name(self) -> String {
         let debug = format!("{self:?}");

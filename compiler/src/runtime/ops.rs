@@ -30,7 +30,8 @@ type Ctx<'a> = *mut ExecCtx<'a>;
 
 /// Whether the run's status is already set. The quick tier checks the
 /// status once after a run of the allocating functions that call this
-/// first ([`RtFn::checked_in_runs`](crate::runtime::RtFn::checked_in_runs)),
+/// first ([`RtFn::checked_in_runs`](crate::runtime::RtFn::checked_in_runs),
+/// [`RtFn::ends_runs`](crate::runtime::RtFn::ends_runs)),
 /// so after one of them failed the rest of the run must do nothing and
 /// return 0 (which is also how the generated code finds the one that failed).
 fn failed_before(ctx: Ctx<'_>) -> bool {
@@ -616,6 +617,9 @@ pub(crate) extern "C" fn rt_list_set(
 }
 
 pub(crate) extern "C" fn rt_list_push(ctx: Ctx<'_>, list: i64, bits: i64, repr: i64) -> i64 {
+    if failed_before(ctx) {
+        return 0;
+    }
     with_ctx(ctx, |ctx| {
         let Some(items) = list_of(ctx, list) else {
             return 0;
@@ -780,6 +784,9 @@ pub(crate) extern "C" fn rt_map_insert(
     bits: i64,
     repr: i64,
 ) -> i64 {
+    if failed_before(ctx) {
+        return 0;
+    }
     with_ctx(ctx, |ctx| {
         let Some(entries) = map_of(ctx, map) else {
             return 0;
