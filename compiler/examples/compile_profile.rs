@@ -62,7 +62,12 @@ fn main() {
     let table = engine.module_table();
     let (mut p, mut c, mut l, mut j, mut all) = (vec![], vec![], vec![], vec![], vec![]);
     let mut cpu = vec![];
-    for _ in 0..21 {
+    // `SCL_RUNS=n` for fewer rounds (under valgrind, say).
+    let runs = std::env::var("SCL_RUNS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(21);
+    for _ in 0..runs {
         let t = Instant::now();
         let parsed = scl_lang::parse(&source);
         p.push(t.elapsed());

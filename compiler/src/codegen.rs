@@ -1,13 +1,18 @@
 //! IR → native code with cranelift: the [`Compiled`](crate::Compiled) stage.
 //!
 //! A straight translation of [`ir`](crate::ir): IR registers become
-//! cranelift variables, the slot frame one explicit stack slot, runtime
-//! functions imported symbols (all `(ctx, i64...) -> i64`). Per fallible
-//! instruction the code loads the context's status and branches to a cold
-//! block that records the source location and jumps to the error edge, so the
-//! fast path pays one load and one predictable branch. In the quick tier
-//! every site with the same handler shares one such block (the site's span
-//! travels as a block argument), which keeps the function small to compile.
+//! cranelift variables (or, for the temporaries of one block, just the
+//! value last defined), the slot frame one explicit stack slot, and runtime
+//! functions are called at their addresses (all `(ctx, i64...) -> i64`).
+//! Per fallible instruction the code loads the context's status and
+//! branches to a cold block that records the source location and jumps to
+//! the error edge, so the fast path pays one load and one predictable
+//! branch. In the quick tier every site with the same handler shares one
+//! such block (the site's span travels as a block argument), and a run of
+//! calls that only allocate shares one status check (see
+//! [`Translator::in_run`]), which keeps the function small to compile:
+//! cranelift's cost grows with CLIF blocks far more than with instructions
+//! (about 22,000 host instructions per block at `opt_level=none`).
 //!
 //! Script functions take two hidden arguments, the context and
 //! `depth_left` (the call depth still allowed). Each distinct signature gets
@@ -15,9 +20,12 @@
 //! function)` that unpacks the arguments, calls `function` and stores its
 //! result as bits. That uniform signature is what lets [`exec`](crate::exec)
 //! call any function through one `unsafe` door, whatever its parameter types.
+//! Trampolines are compiled once per process and signature (see
+//! [`shared_entry`]).
 //!
 //! **Compile pipeline.** The functions of a module are declared in one
-//! `JITModule`; then each function (and trampoline) is translated and
+//! `JITModule`; then each function (and any trampoline not in the shared
+//! cache) is translated and
 //! compiled by cranelift independently, on two threads when the module is
 //! big enough to pay for the second one; the finished machine code is placed
 //! in the module serially and finalized. The optimized tier first translates
@@ -33,8 +41,8 @@ use cranelift_codegen::inline::{Inline, InlineCommand};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{
     AbiParam, Block, BlockArg, ExtFuncData, ExternalName, FuncRef, Function, InstBuilder,
-    MemFlagsData, Signature, StackSlotData, StackSlotKind, UserExternalName, UserFuncName, Value,
-    types,
+    MemFlagsData, SigRef, Signature, StackSlotData, StackSlotKind, UserExternalName, UserFuncName,
+    Value, types,
 };
 use cranelift_codegen::isa::{CallConv, TargetFrontendConfig};
 use cranelift_codegen::settings::{self, Configurable};
@@ -158,26 +166,22 @@ fn make_target(tier: Tier) -> Result<isa::OwnedTargetIsa, String> {
 
 pub(crate) fn compile(module: &ir::Module, tier: Tier) -> Result<NativeCode, String> {
     let isa = target(tier)?;
-    let mut builder = JITBuilder::with_isa(isa.clone(), default_libcall_names());
-    for &func in RtFn::ALL {
-        builder.symbol(format!("scl_rt_{}", func.name()), func.pointer().address());
-    }
+    // Runtime functions are called at their address (a constant in the
+    // code), so the module declares, links and relocates only the script's
+    // own functions.
+    let builder = JITBuilder::with_isa(isa.clone(), default_libcall_names());
     let mut jit = JITModule::new(builder);
     let call_conv = isa.default_call_conv();
 
-    let mut runtime = Vec::with_capacity(RtFn::ALL.len());
-    for &func in RtFn::ALL {
+    let runtime_sigs = std::array::from_fn(|arity| {
         let mut sig = Signature::new(call_conv);
         sig.params.push(AbiParam::new(pointer_type()));
-        for _ in 0..func.arity() {
+        for _ in 0..arity {
             sig.params.push(AbiParam::new(types::I64));
         }
         sig.returns.push(AbiParam::new(types::I64));
-        let id = jit
-            .declare_function(&format!("scl_rt_{}", func.name()), Linkage::Import, &sig)
-            .map_err(|e| e.to_string())?;
-        runtime.push((id, sig));
-    }
+        sig
+    });
     let mut functions = Vec::with_capacity(module.functions.len());
     for (index, function) in module.functions.iter().enumerate() {
         let sig = function_signature(call_conv, &param_reprs(function), function.ret);
@@ -205,8 +209,16 @@ pub(crate) fn compile(module: &ir::Module, tier: Tier) -> Result<NativeCode, Str
         };
         shape_of.push(index);
     }
+    // Trampolines depend on the signature only: most come compiled from
+    // the process-wide cache, the rest are compiled with the script.
+    let cached: Vec<Option<*const u8>> =
+        shapes.iter().map(shared_entry).collect::<Result<_, _>>()?;
     let mut entry_ids = Vec::with_capacity(shapes.len());
-    for index in 0..shapes.len() {
+    for (index, cached) in cached.iter().enumerate() {
+        if cached.is_some() {
+            entry_ids.push(None);
+            continue;
+        }
         let id = jit
             .declare_function(
                 &format!("scl_entry_{index}"),
@@ -214,10 +226,10 @@ pub(crate) fn compile(module: &ir::Module, tier: Tier) -> Result<NativeCode, Str
                 &entry_signature(call_conv),
             )
             .map_err(|e| e.to_string())?;
-        entry_ids.push(id);
+        entry_ids.push(Some(id));
     }
     let decls = Decls {
-        runtime,
+        runtime_sigs,
         functions,
         call_conv,
         frontend: isa.frontend_config(),
@@ -227,7 +239,11 @@ pub(crate) fn compile(module: &ir::Module, tier: Tier) -> Result<NativeCode, Str
     // Largest first, so that two workers finish at about the same time.
     let mut jobs: Vec<Job> = (0..module.functions.len())
         .map(Job::Function)
-        .chain((0..shapes.len()).map(Job::Entry))
+        .chain(
+            (0..shapes.len())
+                .filter(|&i| cached[i].is_none())
+                .map(Job::Entry),
+        )
         .collect();
     let size = |job: &Job| match job {
         Job::Function(index) => module.functions[*index]
@@ -295,10 +311,12 @@ pub(crate) fn compile(module: &ir::Module, tier: Tier) -> Result<NativeCode, Str
         .iter()
         .zip(&decls.functions)
         .map(|(&shape, (id, _))| {
-            (
-                jit.get_finalized_function(entry_ids[shape]),
-                jit.get_finalized_function(*id),
-            )
+            let entry = match (cached[shape], entry_ids[shape]) {
+                (Some(entry), _) => entry,
+                (None, Some(own)) => jit.get_finalized_function(own),
+                (None, None) => unreachable!("every shape has a trampoline"),
+            };
+            (entry, jit.get_finalized_function(*id))
         })
         .collect();
     Ok(NativeCode {
@@ -307,12 +325,85 @@ pub(crate) fn compile(module: &ir::Module, tier: Tier) -> Result<NativeCode, Str
     })
 }
 
+/// Entry trampolines compiled once per process: one per signature, in a
+/// module of their own that is never freed. A trampoline is a few
+/// instructions, but cranelift charges about 40 µs for any function, and
+/// scripts share a handful of signatures.
+struct EntryCache {
+    module: JITModule,
+    entries: HashMap<Shape, usize>,
+}
+
+// SAFETY: the module's memory is only written under the cache's lock
+// (compiling a new trampoline); finished trampolines are immutable code
+// that any thread may call.
+unsafe impl Send for EntryCache {}
+
+/// At most this many signatures get a shared trampoline (so that a process
+/// compiling endless distinct signatures does not grow without bound);
+/// beyond it each script compiles its own.
+const SHARED_ENTRIES_MAX: usize = 1024;
+
+/// The shared trampoline for `shape`, compiled on first use; `None` once
+/// the cache is full.
+fn shared_entry(shape: &Shape) -> Result<Option<*const u8>, String> {
+    static CACHE: std::sync::Mutex<Option<EntryCache>> = std::sync::Mutex::new(None);
+    let mut guard = CACHE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(cache) = guard.as_ref()
+        && let Some(&entry) = cache.entries.get(shape)
+    {
+        return Ok(Some(entry as *const u8));
+    }
+    if guard
+        .as_ref()
+        .is_some_and(|cache| cache.entries.len() >= SHARED_ENTRIES_MAX)
+    {
+        return Ok(None);
+    }
+    let isa = target(Tier::Quick)?;
+    let cache = guard.get_or_insert_with(|| EntryCache {
+        module: JITModule::new(JITBuilder::with_isa(isa.clone(), default_libcall_names())),
+        entries: HashMap::new(),
+    });
+    let call_conv = isa.default_call_conv();
+    let id = cache
+        .module
+        .declare_function(
+            &format!("scl_shared_entry_{}", cache.entries.len()),
+            Linkage::Local,
+            &entry_signature(call_conv),
+        )
+        .map_err(|e| e.to_string())?;
+    let mut ctx = Context::new();
+    ctx.func.signature = entry_signature(call_conv);
+    ctx.func.name = UserFuncName::user(0, id.as_u32());
+    let mut builder_ctx = FunctionBuilderContext::new();
+    let builder = FunctionBuilder::new(&mut ctx.func, &mut builder_ctx);
+    build_entry(builder, call_conv, isa.frontend_config(), shape);
+    cache
+        .module
+        .define_function(id, &mut ctx)
+        .map_err(|e| format!("cranelift failed on a trampoline: {e:?}"))?;
+    cache
+        .module
+        .finalize_definitions()
+        .map_err(|e| e.to_string())?;
+    let entry = cache.module.get_finalized_function(id);
+    cache.entries.insert(shape.clone(), entry as usize);
+    Ok(Some(entry))
+}
+
 /// The number of cores this process may use, asked once (on Linux the
 /// answer reads cgroup files).
 fn cores() -> usize {
     static CORES: OnceLock<usize> = OnceLock::new();
     *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
+
+/// Runtime functions take the context and 0 to 4 more arguments.
+const RUNTIME_ARITIES: usize = 5;
 
 /// Below this many IR instructions a module is compiled on one thread.
 const PARALLEL_MIN_INSTS: usize = 150;
@@ -323,7 +414,8 @@ type Shape = (Vec<Repr>, Option<Repr>);
 /// What translating a function needs of the module: the ids and signatures
 /// it imports, and the tier.
 struct Decls {
-    runtime: Vec<(FuncId, Signature)>,
+    /// The signature of the runtime functions of each arity (context first).
+    runtime_sigs: [Signature; RUNTIME_ARITIES],
     functions: Vec<(FuncId, Signature)>,
     call_conv: CallConv,
     frontend: TargetFrontendConfig,
@@ -331,9 +423,9 @@ struct Decls {
 }
 
 impl Decls {
-    /// What `Module::declare_func_in_func` does, without the module (so
-    /// that worker threads can translate).
-    fn import(&self, func: &mut Function, id: FuncId, sig: &Signature, local: bool) -> FuncRef {
+    /// What `Module::declare_func_in_func` does for one of the script's
+    /// functions, without the module (so that worker threads can translate).
+    fn import(&self, func: &mut Function, id: FuncId, sig: &Signature) -> FuncRef {
         let signature = func.import_signature(sig.clone());
         let name = func.declare_imported_user_function(UserExternalName {
             namespace: 0,
@@ -342,7 +434,7 @@ impl Decls {
         func.import_function(ExtFuncData {
             name: ExternalName::user(name),
             signature,
-            colocated: local,
+            colocated: true,
             patchable: false,
         })
     }
@@ -368,7 +460,8 @@ struct Work<'a> {
     module: &'a ir::Module,
     decls: &'a Decls,
     shapes: &'a [Shape],
-    entry_ids: &'a [FuncId],
+    /// The script's own trampolines (`None`: from the shared cache).
+    entry_ids: &'a [Option<FuncId>],
     jobs: &'a [Job],
     next: AtomicUsize,
     /// The optimized tier's inlining, over every function translated first.
@@ -469,11 +562,16 @@ impl Work<'_> {
                     (*id, function.name.clone())
                 }
                 Job::Entry(shape) => {
-                    let id = self.entry_ids[shape];
+                    let id = self.entry_ids[shape].expect("a job only for a trampoline of its own");
                     ctx.func.signature = entry_signature(self.decls.call_conv);
                     ctx.func.name = UserFuncName::user(0, id.as_u32());
                     let builder = FunctionBuilder::new(&mut ctx.func, &mut builder_ctx);
-                    build_entry(builder, self.decls, &self.shapes[shape]);
+                    build_entry(
+                        builder,
+                        self.decls.call_conv,
+                        self.decls.frontend,
+                        &self.shapes[shape],
+                    );
                     (id, format!("entry {shape}"))
                 }
             };
@@ -535,7 +633,12 @@ fn entry_signature(call_conv: CallConv) -> Signature {
 /// The entry trampoline of one signature: unpacks `argv`, calls the
 /// function at the address it is given with the run's call depth, and
 /// stores the result as bits.
-fn build_entry(mut builder: FunctionBuilder<'_>, decls: &Decls, shape: &Shape) {
+fn build_entry(
+    mut builder: FunctionBuilder<'_>,
+    call_conv: CallConv,
+    frontend: TargetFrontendConfig,
+    shape: &Shape,
+) {
     let (params, ret) = shape;
     let block = builder.create_block();
     builder.append_block_params_for_function_params(block);
@@ -553,7 +656,7 @@ fn build_entry(mut builder: FunctionBuilder<'_>, decls: &Decls, shape: &Shape) {
             .load(types::I64, flags(), argv, (i * 8) as i32);
         args.push(from_bits(&mut builder, bits, repr));
     }
-    let sig = builder.import_signature(function_signature(decls.call_conv, params, *ret));
+    let sig = builder.import_signature(function_signature(call_conv, params, *ret));
     let call = builder.ins().call_indirect(sig, callee, &args);
     if let Some(repr) = *ret {
         let result = builder.inst_results(call)[0];
@@ -561,7 +664,7 @@ fn build_entry(mut builder: FunctionBuilder<'_>, decls: &Decls, shape: &Shape) {
         builder.ins().store(flags(), bits, ret_ptr, 0);
     }
     builder.ins().return_(&[]);
-    builder.finalize(decls.frontend);
+    builder.finalize(frontend);
 }
 
 /// The register an instruction defines, if any.
@@ -587,11 +690,114 @@ fn defined_var(kind: &InstKind) -> Option<ir::Var> {
     }
 }
 
-/// Per block, a lower bound of one `int` register at the block's start:
-/// for a block whose only (reachable) way in is one edge of a branch on
-/// `x < c`, `x <= c`, `x > c` or `x >= c` with a constant `c`, where `x`
-/// does not change between the comparison and the branch.
-fn entry_bounds(function: &ir::Function) -> Vec<Option<(ir::Var, i64)>> {
+/// Calls `f` with every register an instruction reads.
+fn used_vars(kind: &InstKind, mut f: impl FnMut(ir::Var)) {
+    match kind {
+        InstKind::Const { .. }
+        | InstKind::LoadSlot { .. }
+        | InstKind::Enter
+        | InstKind::Poll
+        | InstKind::TakeError { .. } => {}
+        InstKind::Copy { src, .. }
+        | InstKind::IntNeg { src, .. }
+        | InstKind::FloatNeg { src, .. }
+        | InstKind::Not { src, .. }
+        | InstKind::IsNull { src, .. }
+        | InstKind::IntToFloat { src, .. }
+        | InstKind::StoreSlot { src, .. }
+        | InstKind::Retain { src } => f(*src),
+        InstKind::IntArith { lhs, rhs, .. }
+        | InstKind::FloatArith { lhs, rhs, .. }
+        | InstKind::Cmp { lhs, rhs, .. } => {
+            f(*lhs);
+            f(*rhs);
+        }
+        InstKind::Call { args, .. } => args.iter().copied().for_each(f),
+        InstKind::Rt { args, .. } => {
+            for arg in args {
+                match arg {
+                    Operand::Var(v) => f(*v),
+                    Operand::Imm(_) => {}
+                    Operand::Argv(vars) => vars.iter().copied().for_each(&mut f),
+                }
+            }
+        }
+    }
+}
+
+/// The registers whose every definition and use lies in one block, each
+/// use after a definition in that block (the temporaries of expressions).
+/// They need no cranelift variable: the translation keeps the value it
+/// defined last, which spares the SSA builder and every block the work of
+/// tracking them.
+fn block_local_vars(function: &ir::Function) -> Vec<bool> {
+    let n = function.vars.len();
+    let mut local = vec![true; n];
+    // The block (plus one) that defines each register; 0 for none yet.
+    let mut home = vec![0usize; n];
+    for param in &function.params {
+        local[param.0 as usize] = false;
+    }
+    for (index, block) in function.blocks.iter().enumerate() {
+        let stamp = index + 1;
+        let use_var = |var: ir::Var, local: &mut [bool], home: &[usize]| {
+            if home[var.0 as usize] != stamp {
+                local[var.0 as usize] = false;
+            }
+        };
+        for inst in &block.insts {
+            used_vars(&inst.kind, |var| use_var(var, &mut local, &home));
+            if let Some(var) = defined_var(&inst.kind) {
+                let slot = &mut home[var.0 as usize];
+                if *slot != 0 && *slot != stamp {
+                    local[var.0 as usize] = false;
+                }
+                *slot = stamp;
+            }
+        }
+        match &block.term {
+            Terminator::Branch { cond, .. } => use_var(*cond, &mut local, &home),
+            Terminator::Return(Some(var)) => use_var(*var, &mut local, &home),
+            _ => {}
+        }
+    }
+    local
+}
+
+/// The slots only one block reads or writes (the owners of temporaries).
+fn block_local_slots(function: &ir::Function) -> Vec<bool> {
+    let n = function.slots as usize;
+    let mut local = vec![true; n];
+    let mut home = vec![usize::MAX; n];
+    for (index, block) in function.blocks.iter().enumerate() {
+        for inst in &block.insts {
+            let slot = match inst.kind {
+                InstKind::LoadSlot { slot, .. }
+                | InstKind::StoreSlot { slot, .. }
+                | InstKind::TakeError { slot, .. } => slot.0 as usize,
+                _ => continue,
+            };
+            if home[slot] != usize::MAX && home[slot] != index {
+                local[slot] = false;
+            }
+            home[slot] = index;
+        }
+    }
+    local
+}
+
+/// A range one `int` register is known to be in: `(register, min, max)`,
+/// both inclusive.
+type Bound = (ir::Var, i64, i64);
+
+/// Per block, a range of one `int` register at the block's start: for a
+/// block whose only (reachable) way in is one edge of a branch on `x < y`,
+/// `x <= y`, `x > y` or `x >= y`, where `x` does not change between the
+/// comparison and the branch. With a constant `y` the range follows from
+/// it; otherwise `x < y` and `x > y` still keep `x` off `i64::MAX` and
+/// `i64::MIN` (so the counter of `for k in a..b` can be incremented
+/// without an overflow check).
+fn entry_bounds(function: &ir::Function) -> Vec<Option<Bound>> {
     let n = function.blocks.len();
     let mut reachable = vec![false; n];
     let mut work = vec![0usize];
@@ -661,20 +867,33 @@ fn entry_bounds(function: &ir::Function) -> Vec<Option<(ir::Var, i64)>> {
             let before = &pred.insts[..defining];
             let constant = before
                 .iter()
-                .rposition(|inst| defined_var(&inst.kind) == Some(rhs))?;
-            let InstKind::Const {
-                value: Const::Int(c),
-                ..
-            } = before[constant].kind
-            else {
-                return None;
+                .rposition(|inst| defined_var(&inst.kind) == Some(rhs))
+                .and_then(|constant| match before[constant].kind {
+                    InstKind::Const {
+                        value: Const::Int(c),
+                        ..
+                    } => Some(c),
+                    _ => None,
+                });
+            // Normalise to the comparison that holds on this edge.
+            let holds = match (op, taken) {
+                (op, true) => op,
+                (CmpOp::Lt, false) => CmpOp::Ge,
+                (CmpOp::Le, false) => CmpOp::Gt,
+                (CmpOp::Gt, false) => CmpOp::Le,
+                (CmpOp::Ge, false) => CmpOp::Lt,
+                _ => return None,
             };
-            let min = match (op, taken) {
-                (CmpOp::Lt, false) | (CmpOp::Ge, true) => Some(c),
-                (CmpOp::Le, false) | (CmpOp::Gt, true) => c.checked_add(1),
-                _ => None,
-            }?;
-            Some((lhs, min))
+            let (min, max) = match (holds, constant) {
+                (CmpOp::Lt, Some(c)) => (i64::MIN, c.checked_sub(1)?),
+                (CmpOp::Le, Some(c)) => (i64::MIN, c),
+                (CmpOp::Gt, Some(c)) => (c.checked_add(1)?, i64::MAX),
+                (CmpOp::Ge, Some(c)) => (c, i64::MAX),
+                (CmpOp::Lt, None) => (i64::MIN, i64::MAX - 1),
+                (CmpOp::Gt, None) => (i64::MIN + 1, i64::MAX),
+                _ => return None,
+            };
+            Some((lhs, min, max))
         })
         .collect()
 }
@@ -856,15 +1075,27 @@ struct Translator<'a, 'b> {
     fresh_slots: Vec<bool>,
     /// One zero constant per type, made at entry.
     zeros: Option<[Value; 3]>,
-    /// Per block, a lower bound one `int` register has at its start.
-    entry_bounds: Vec<Option<(ir::Var, i64)>>,
-    /// That bound while the block is translated, until the register changes.
-    bound: Option<(ir::Var, i64)>,
+    /// Per block, a range one `int` register has at its start.
+    entry_bounds: Vec<Option<Bound>>,
+    /// That range while the block is translated, until the register changes.
+    bound: Option<Bound>,
     /// Registers holding a known `int` constant in the current block.
     constants: HashMap<ir::Var, i64>,
     vars: Vec<Variable>,
     var_reprs: Vec<Repr>,
-    runtime_refs: Vec<Option<FuncRef>>,
+    /// Registers local to one block (see [`block_local_vars`]) and the
+    /// value each holds, instead of a cranelift variable.
+    local: Vec<bool>,
+    local_values: Vec<Option<Value>>,
+    /// Slots local to one block (see [`block_local_slots`]).
+    local_slots: Vec<bool>,
+    /// The quick tier's run of calls whose status is checked once, after
+    /// the last (see [`Translator::in_run`]): each call's result and site.
+    run: Vec<(Value, Site)>,
+    /// Set while translating an instruction that joins the run.
+    joining_run: bool,
+    /// The imported runtime signature of each arity, made on first use.
+    runtime_sigs: [Option<SigRef>; RUNTIME_ARITIES],
     function_refs: Vec<Option<FuncRef>>,
     ctx: Value,
     /// The hidden `depth_left` argument, and that minus one for callees.
@@ -900,7 +1131,6 @@ impl<'a, 'b> Translator<'a, 'b> {
                 4,
             ))
         });
-        let runtime_refs = vec![None; decls.runtime.len()];
         let function_refs = vec![None; decls.functions.len()];
         let placeholder = Value::from_u32(0);
         Translator {
@@ -917,7 +1147,12 @@ impl<'a, 'b> Translator<'a, 'b> {
             constants: HashMap::new(),
             vars,
             var_reprs: function.vars.clone(),
-            runtime_refs,
+            local: block_local_vars(function),
+            local_values: vec![None; function.vars.len()],
+            local_slots: block_local_slots(function),
+            run: Vec::new(),
+            joining_run: false,
+            runtime_sigs: [None; RUNTIME_ARITIES],
             function_refs,
             ctx: placeholder,
             depth_left: placeholder,
@@ -951,7 +1186,7 @@ impl<'a, 'b> Translator<'a, 'b> {
         let zeros = [Repr::Int, Repr::Bool, Repr::Float].map(|repr| self.zero(repr));
         self.zeros = Some(zeros);
         for (index, &repr) in function.vars.iter().enumerate() {
-            if function.params.iter().any(|p| p.0 as usize == index) {
+            if self.local[index] || function.params.iter().any(|p| p.0 as usize == index) {
                 continue;
             }
             let zero = self.zero(repr);
@@ -998,20 +1233,52 @@ impl<'a, 'b> Translator<'a, 'b> {
                 }
             }
         }
-        self.builder.seal_block(entry);
-        for (index, block) in function.blocks.iter().enumerate() {
-            if index > 0 {
-                self.builder.switch_to_block(self.blocks[index]);
-                if last_pred[index] < index {
-                    self.builder.seal_block(self.blocks[index]);
+        // A block whose only way in is a jump from the block before it is
+        // translated as the rest of that block: one CLIF block fewer (each
+        // costs cranelift far more than a few instructions), and what is
+        // known at the jump (constants, a register's range) still holds.
+        let mut preds = vec![0u32; function.blocks.len()];
+        for block in &function.blocks {
+            for target in successors(&block.term) {
+                preds[target] += 1;
+            }
+            for inst in &block.insts {
+                if let Some(site) = inst.site {
+                    preds[site.on_error.0 as usize] += 2;
                 }
             }
-            self.bound = self.entry_bounds[index];
-            self.constants.clear();
+        }
+        let continues = |index: usize| {
+            index > 0
+                && index < preds.len()
+                && preds[index] == 1
+                && matches!(function.blocks[index - 1].term, Terminator::Jump(t) if t.0 as usize == index)
+        };
+        self.builder.seal_block(entry);
+        for (index, block) in function.blocks.iter().enumerate() {
+            if !continues(index) {
+                if index > 0 {
+                    self.builder.switch_to_block(self.blocks[index]);
+                    if last_pred[index] < index {
+                        self.builder.seal_block(self.blocks[index]);
+                    }
+                }
+                self.bound = self.entry_bounds[index];
+                self.constants.clear();
+            }
             for inst in &block.insts {
+                self.joining_run = self.in_run(&inst.kind, inst.site);
+                if !self.joining_run {
+                    self.check_run();
+                }
                 self.inst(&inst.kind, inst.site);
+                if self.joining_run
+                    && matches!(inst.kind, InstKind::Rt { func, .. } if func.ends_runs())
+                {
+                    self.check_run();
+                }
                 if let Some(var) = defined_var(&inst.kind) {
-                    if self.bound.is_some_and(|(bounded, _)| bounded == var) {
+                    if self.bound.is_some_and(|(bounded, _, _)| bounded == var) {
                         self.bound = None;
                     }
                     match inst.kind {
@@ -1023,7 +1290,10 @@ impl<'a, 'b> Translator<'a, 'b> {
                     };
                 }
             }
-            self.terminator(&block.term);
+            self.check_run();
+            if !continues(index + 1) {
+                self.terminator(&block.term);
+            }
         }
         self.emit_pending();
     }
@@ -1047,30 +1317,48 @@ impl<'a, 'b> Translator<'a, 'b> {
     }
 
     fn var(&mut self, var: ir::Var) -> Value {
-        self.builder.use_var(self.vars[var.0 as usize])
+        let index = var.0 as usize;
+        if self.local[index] {
+            return self.local_values[index]
+                .expect("a block-local register is defined before its uses");
+        }
+        self.builder.use_var(self.vars[index])
     }
 
     fn set(&mut self, var: ir::Var, value: Value) {
-        self.builder.def_var(self.vars[var.0 as usize], value);
-    }
-
-    fn runtime_ref(&mut self, func: RtFn) -> FuncRef {
-        let index = RtFn::ALL.iter().position(|&f| f == func).unwrap_or(0);
-        if let Some(r) = self.runtime_refs[index] {
-            return r;
+        let index = var.0 as usize;
+        if self.local[index] {
+            self.local_values[index] = Some(value);
+            return;
         }
-        let (id, sig) = &self.decls.runtime[index];
-        let r = self.decls.import(self.builder.func, *id, sig, false);
-        self.runtime_refs[index] = Some(r);
-        r
+        self.builder.def_var(self.vars[index], value);
     }
 
+    /// Calls runtime function `func` at its address, which is fixed for the
+    /// life of the process (as `call` of an imported symbol would: a 64-bit
+    /// constant and an indirect call, without a symbol to declare and
+    /// resolve for every compile).
     fn call_rt(&mut self, func: RtFn, args: &[Value]) -> Value {
-        let callee = self.runtime_ref(func);
+        let pointer = func.pointer();
+        let arity = pointer.arity();
+        let sig = match self.runtime_sigs[arity] {
+            Some(sig) => sig,
+            None => {
+                let sig = self
+                    .builder
+                    .import_signature(self.decls.runtime_sigs[arity].clone());
+                self.runtime_sigs[arity] = Some(sig);
+                sig
+            }
+        };
+        let address = self
+            .builder
+            .ins()
+            .iconst(pointer_type(), pointer.address() as i64);
         let mut all = Vec::with_capacity(args.len() + 1);
         all.push(self.ctx);
         all.extend_from_slice(args);
-        let call = self.builder.ins().call(callee, &all);
+        let call = self.builder.ins().call_indirect(sig, address, &all);
         self.builder.inst_results(call)[0]
     }
 
@@ -1152,6 +1440,85 @@ impl<'a, 'b> Translator<'a, 'b> {
             Tier::Quick => self.shared_locate(site.on_error),
             Tier::Optimized => self.error_block(site),
         }
+    }
+
+    /// Whether an instruction can join the quick tier's run of unchecked
+    /// calls: a call of a function that is checked in runs (see
+    /// [`RtFn::checked_in_runs`]) with the run's handler, a call that ends
+    /// the run (see [`RtFn::ends_runs`]: checked right after), or an instruction
+    /// without effects, into a register or slot nothing outside this block
+    /// sees. After a call of the run failed, the rest of the run then does
+    /// nothing anyone can observe: the functions return 0 at once, and the
+    /// registers and slots they fill are dead on the error edge (every slot
+    /// is still released on the way out). Anything else first checks the
+    /// run (see [`Translator::check_run`]).
+    fn in_run(&self, kind: &InstKind, site: Option<Site>) -> bool {
+        if self.decls.tier != Tier::Quick {
+            return false;
+        }
+        let local = |var: &ir::Var| self.local[var.0 as usize];
+        match kind {
+            InstKind::Rt { dst, func, .. } => {
+                let Some(site) = site else { return false };
+                let same_handler = self
+                    .run
+                    .first()
+                    .is_none_or(|(_, first)| first.on_error == site.on_error);
+                let member = match dst {
+                    Some(dst) => func.checked_in_runs() && local(dst),
+                    None => false,
+                };
+                // A function that ends runs only joins one already going.
+                let last =
+                    func.ends_runs() && !self.run.is_empty() && dst.as_ref().is_none_or(local);
+                same_handler && (member || last)
+            }
+            InstKind::StoreSlot {
+                slot,
+                src,
+                owned: true,
+            } => self.local_slots[slot.0 as usize] && local(src),
+            InstKind::Const { dst, .. }
+            | InstKind::Copy { dst, .. }
+            | InstKind::LoadSlot { dst, .. }
+            | InstKind::FloatArith { dst, .. }
+            | InstKind::FloatNeg { dst, .. }
+            | InstKind::Cmp { dst, .. }
+            | InstKind::Not { dst, .. }
+            | InstKind::IsNull { dst, .. }
+            | InstKind::IntToFloat { dst, .. } => local(dst),
+            _ => false,
+        }
+    }
+
+    /// Checks the status once for the run of calls since the last check:
+    /// the error edge gets the span of the first call that returned 0 (the
+    /// one that failed: the functions of a run never return 0 otherwise).
+    fn check_run(&mut self) {
+        let Some(&(last, site)) = self.run.last() else {
+            return;
+        };
+        if self.run.len() == 1 {
+            self.run.clear();
+            let _ = last;
+            self.check_status(Some(site));
+            return;
+        }
+        let mut span = self.builder.ins().iconst(types::I64, pack_span(site));
+        let run = std::mem::take(&mut self.run);
+        for &(result, site) in run[..run.len() - 1].iter().rev() {
+            let failed = self.builder.ins().icmp_imm_s(IntCC::Equal, result, 0);
+            let here = self.builder.ins().iconst(types::I64, pack_span(site));
+            span = self.builder.ins().select(failed, here, span);
+        }
+        let status = self.ctx_load(CTX_OFFSETS.status);
+        let error = self.shared_locate(site.on_error);
+        let next = self.builder.create_block();
+        self.builder
+            .ins()
+            .brif(status, error, &[BlockArg::Value(span)], next, &[]);
+        self.builder.seal_block(next);
+        self.builder.switch_to_block(next);
     }
 
     /// After a call that may have failed: branch on the context's status.
@@ -1245,11 +1612,13 @@ impl<'a, 'b> Translator<'a, 'b> {
             InstKind::IntArith { op, dst, lhs, rhs } => {
                 let (a, b) = (self.var(*lhs), self.var(*rhs));
                 let result = match op {
-                    IntOp::Add | IntOp::Sub if self.cannot_overflow(*op, *lhs, *rhs) => {
-                        if *op == IntOp::Add {
-                            self.builder.ins().iadd(a, b)
-                        } else {
-                            self.builder.ins().isub(a, b)
+                    IntOp::Add | IntOp::Sub | IntOp::Mul
+                        if self.cannot_overflow(*op, *lhs, *rhs) =>
+                    {
+                        match op {
+                            IntOp::Add => self.builder.ins().iadd(a, b),
+                            IntOp::Sub => self.builder.ins().isub(a, b),
+                            _ => self.builder.ins().imul(a, b),
                         }
                     }
                     IntOp::Add | IntOp::Sub | IntOp::Mul => {
@@ -1282,6 +1651,11 @@ impl<'a, 'b> Translator<'a, 'b> {
                 self.set(*dst, result);
             }
             InstKind::IntNeg { dst, src } => {
+                if let Some(negated) = self.constants.get(src).and_then(|c| c.checked_neg()) {
+                    let result = self.builder.ins().iconst(types::I64, negated);
+                    self.set(*dst, result);
+                    return;
+                }
                 let v = self.var(*src);
                 let min = self.builder.ins().icmp_imm_s(IntCC::Equal, v, i64::MIN);
                 self.fail_if(min, RtFn::RaiseOverflow, site);
@@ -1371,7 +1745,7 @@ impl<'a, 'b> Translator<'a, 'b> {
                     Some(r) => r,
                     None => {
                         let (id, sig) = &self.decls.functions[index];
-                        let r = self.decls.import(self.builder.func, *id, sig, true);
+                        let r = self.decls.import(self.builder.func, *id, sig);
                         self.function_refs[index] = Some(r);
                         r
                     }
@@ -1436,7 +1810,10 @@ impl<'a, 'b> Translator<'a, 'b> {
                     self.set(*dst, value);
                 }
                 if func.can_fail() {
-                    self.check_status(site);
+                    match site {
+                        Some(site) if self.joining_run => self.run.push((result, site)),
+                        _ => self.check_status(site),
+                    }
                 }
             }
             InstKind::Enter => self.limit_check(true, site),
@@ -1479,30 +1856,33 @@ impl<'a, 'b> Translator<'a, 'b> {
         self.builder.switch_to_block(next);
     }
 
-    /// Whether `lhs op rhs` is known not to overflow: `lhs` has a lower
-    /// bound here (from the comparison that led to this block) and `rhs` is
-    /// a constant that moves it down by no more than that bound allows (so
-    /// `n - 1` after `if n < 2 { return ...; }` needs no check).
+    /// Whether `lhs op rhs` is known not to overflow: `rhs` is a constant
+    /// and either cannot overflow whatever `lhs` is (adding or subtracting
+    /// 0, multiplying by 0 or 1), or `lhs` has a range here (from the
+    /// comparison that led to this block) that the constant keeps within
+    /// `i64` (so `n - 1` after `if n < 2 { return ...; }` and `k + 1` in
+    /// the body of `for k in 0..n` need no check).
     fn cannot_overflow(&self, op: IntOp, lhs: ir::Var, rhs: ir::Var) -> bool {
-        let Some((bounded, min)) = self.bound else {
+        let Some(&constant) = self.constants.get(&rhs) else {
             return false;
         };
-        let Some(&constant) = self.constants.get(&rhs) else {
+        match (op, constant) {
+            (IntOp::Add | IntOp::Sub, 0) | (IntOp::Mul, 0 | 1) => return true,
+            (IntOp::Add | IntOp::Sub, _) => {}
+            _ => return false,
+        }
+        let Some((bounded, min, max)) = self.bound else {
             return false;
         };
         if bounded != lhs {
             return false;
         }
-        let down = match op {
-            IntOp::Sub => constant,
-            IntOp::Add => match constant.checked_neg() {
-                Some(down) => down,
-                None => return false,
-            },
-            _ => return false,
+        let (low, high) = if op == IntOp::Add {
+            (min.checked_add(constant), max.checked_add(constant))
+        } else {
+            (min.checked_sub(constant), max.checked_sub(constant))
         };
-        // lhs >= min and 0 <= down: min - down <= lhs - down <= lhs.
-        down >= 0 && min.checked_sub(down).is_some()
+        low.is_some() && high.is_some()
     }
 
     fn repr_of_var(&self, var: ir::Var) -> Repr {
@@ -1583,7 +1963,14 @@ impl<'a, 'b> Translator<'a, 'b> {
         // through a cold block of its own: `next` then has one edge from the
         // hot path and one from cold code, and the edge cranelift splits for
         // the slow path is laid out with the cold code, not on the hot path.
-        if let Some(site) = site {
+        if let Some(site) = site
+            && self.decls.tier == Tier::Quick
+        {
+            // The quick tier straight back to `next`: one block fewer.
+            let status = self.ctx_load(CTX_OFFSETS.status);
+            let error = self.error_edge(site);
+            self.branch_to_error_then(status, error, site, next);
+        } else if let Some(site) = site {
             let status = self.ctx_load(CTX_OFFSETS.status);
             let error = self.error_edge(site);
             let resume = self.builder.create_block();

@@ -609,7 +609,34 @@ runtime_functions! {
 }
 
 impl RtFn {
-    /// The symbol name generated code imports the function by.
+    /// Functions the quick tier may call one after another with a single
+    /// status check after the last one: each only allocates its result
+    /// (never null on success), has no other effect, and returns 0 at once
+    /// when the status is already set (see `ops::failed_before`).
+    pub(crate) fn checked_in_runs(self) -> bool {
+        matches!(
+            self,
+            RtFn::StrLit
+                | RtFn::ToString
+                | RtFn::Concat
+                | RtFn::ListNew
+                | RtFn::MapNew
+                | RtFn::MapKeys
+                | RtFn::MapValues
+                | RtFn::RecordNew
+        )
+    }
+
+    /// Functions that may end such a run (the status is checked right
+    /// after them): they change a list or map, so they must not run after
+    /// a failed call (they return 0 at once then, like the others), and they
+    /// may return 0 on success, so a run has at most one of them, last
+    /// (when the run failed and no earlier call returned 0, it was this one).
+    pub(crate) fn ends_runs(self) -> bool {
+        matches!(self, RtFn::ListPush | RtFn::MapInsert)
+    }
+
+    /// The function's name in printed IR (`rt.name`).
     pub fn name(self) -> String {
         let debug = format!("{self:?}");
         let mut out = String::with_capacity(debug.len() + 4);
@@ -624,9 +651,5 @@ impl RtFn {
             }
         }
         out
-    }
-
-    pub(crate) fn arity(self) -> usize {
-        self.pointer().arity()
     }
 }

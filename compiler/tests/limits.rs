@@ -238,3 +238,46 @@ fn stack_budget_stops_recursion_on_a_small_thread() {
     assert_eq!(outcome.stats.status, Status::Limit);
     assert_eq!(outcome.result.unwrap_err().code, "call_depth");
 }
+
+/// The quick tier checks the status once after a run of allocating calls
+/// (an interpolation, say): wherever in the run the heap limit strikes, the
+/// error must name the same place as the optimized tier and the evaluator,
+/// which check after every call.
+#[test]
+fn heap_limit_inside_a_run_of_allocations_names_the_failing_one() {
+    let src = "fn main() -> int {\n    var xs: list<string> = [];\n    var i = 0;\n    while true {\n        i += 1;\n        xs.push(\"<${i}:${i}>\" + \"0123456789\" + string(i) + \"${i}${i}\");\n    }\n    return 0;\n}";
+    let optimized = compile(src);
+    optimized.optimize().unwrap();
+    let mut places = std::collections::HashSet::new();
+    for limit in (0..60).map(|k| (1 << 16) + k * 13) {
+        let mut seen = Vec::new();
+        for backend in [Backend::Jit, Backend::JitOptimized, Backend::Eval] {
+            // Quick code runs until a script has run 10 ms: a fresh one.
+            let quick = compile(src);
+            let script = if backend == Backend::Jit {
+                &quick
+            } else {
+                &optimized
+            };
+            let options = CallOptions {
+                limits: Limits {
+                    heap_bytes: Some(limit),
+                    ..Limits::default()
+                },
+                backend,
+                ..CallOptions::default()
+            };
+            let outcome = script.call_main(vec![], &options);
+            assert_eq!(outcome.stats.status, Status::Limit);
+            let error = outcome.result.unwrap_err();
+            assert_eq!(error.code, "heap");
+            assert!(error.span.is_some(), "{backend:?}: {error:?}");
+            seen.push(error.span);
+        }
+        assert_eq!(seen[0], seen[1], "limit {limit}");
+        assert_eq!(seen[0], seen[2], "limit {limit}");
+        places.insert(seen[0]);
+    }
+    // The limits make different calls of the run fail.
+    assert!(places.len() > 1, "{places:?}");
+}

@@ -28,6 +28,16 @@ use crate::value::Value;
 
 type Ctx<'a> = *mut ExecCtx<'a>;
 
+/// Whether the run's status is already set. The quick tier checks the
+/// status once after a run of the allocating functions that call this
+/// first ([`RtFn::checked_in_runs`](crate::runtime::RtFn::checked_in_runs),
+/// [`RtFn::ends_runs`](crate::runtime::RtFn::ends_runs)),
+/// so after one of them failed the rest of the run must do nothing and
+/// return 0 (which is also how the generated code finds the one that failed).
+fn failed_before(ctx: Ctx<'_>) -> bool {
+    with_ctx(ctx, |ctx| ctx.status != STATUS_OK)
+}
+
 fn str_of<'a>(bits: i64) -> &'a str {
     borrow_ptr(bits).and_then(|o| o.as_str()).unwrap_or("")
 }
@@ -319,6 +329,9 @@ pub(crate) extern "C" fn rt_unbox(ctx: Ctx<'_>, pointer: i64, repr: i64) -> i64 
 }
 
 pub(crate) extern "C" fn rt_to_string(ctx: Ctx<'_>, bits: i64, ty: i64) -> i64 {
+    if failed_before(ctx) {
+        return 0;
+    }
     with_ctx(ctx, |ctx| {
         let ty = type_at(ctx, ty);
         let val = Val::from_bits(bits, repr_of(ty));
@@ -368,6 +381,9 @@ pub(crate) extern "C" fn rt_compare(_ctx: Ctx<'_>, a: i64, b: i64) -> i64 {
 // ---------------------------------------------------------------- strings
 
 pub(crate) extern "C" fn rt_str_lit(ctx: Ctx<'_>, index: i64) -> i64 {
+    if failed_before(ctx) {
+        return 0;
+    }
     with_ctx(ctx, |ctx| {
         let text = ctx
             .inner
@@ -381,6 +397,9 @@ pub(crate) extern "C" fn rt_str_lit(ctx: Ctx<'_>, index: i64) -> i64 {
 }
 
 pub(crate) extern "C" fn rt_concat(ctx: Ctx<'_>, parts: i64, n: i64) -> i64 {
+    if failed_before(ctx) {
+        return 0;
+    }
     let parts = argv(parts, n);
     let mut out = String::with_capacity(parts.iter().map(|&p| str_of(p).len()).sum());
     for &p in parts {
@@ -529,6 +548,9 @@ fn busy(ctx: &mut ExecCtx<'_>) -> i64 {
 }
 
 pub(crate) extern "C" fn rt_list_new(ctx: Ctx<'_>, items: i64, n: i64, repr: i64) -> i64 {
+    if failed_before(ctx) {
+        return 0;
+    }
     let repr = Repr::from_code(repr);
     let items: Vec<Val> = argv(items, n)
         .iter()
@@ -595,6 +617,9 @@ pub(crate) extern "C" fn rt_list_set(
 }
 
 pub(crate) extern "C" fn rt_list_push(ctx: Ctx<'_>, list: i64, bits: i64, repr: i64) -> i64 {
+    if failed_before(ctx) {
+        return 0;
+    }
     with_ctx(ctx, |ctx| {
         let Some(items) = list_of(ctx, list) else {
             return 0;
@@ -746,6 +771,9 @@ fn map_of<'a>(
 }
 
 pub(crate) extern "C" fn rt_map_new(ctx: Ctx<'_>) -> i64 {
+    if failed_before(ctx) {
+        return 0;
+    }
     with_ctx(ctx, |ctx| ctx.give(Obj::map(IndexMap::new())))
 }
 
@@ -756,6 +784,9 @@ pub(crate) extern "C" fn rt_map_insert(
     bits: i64,
     repr: i64,
 ) -> i64 {
+    if failed_before(ctx) {
+        return 0;
+    }
     with_ctx(ctx, |ctx| {
         let Some(entries) = map_of(ctx, map) else {
             return 0;
@@ -827,6 +858,9 @@ pub(crate) extern "C" fn rt_map_len(_ctx: Ctx<'_>, map: i64) -> i64 {
 }
 
 pub(crate) extern "C" fn rt_map_keys(ctx: Ctx<'_>, map: i64) -> i64 {
+    if failed_before(ctx) {
+        return 0;
+    }
     with_ctx(ctx, |ctx| {
         let Some(entries) = map_of(ctx, map) else {
             return 0;
@@ -844,6 +878,9 @@ pub(crate) extern "C" fn rt_map_keys(ctx: Ctx<'_>, map: i64) -> i64 {
 }
 
 pub(crate) extern "C" fn rt_map_values(ctx: Ctx<'_>, map: i64) -> i64 {
+    if failed_before(ctx) {
+        return 0;
+    }
     with_ctx(ctx, |ctx| {
         let Some(entries) = map_of(ctx, map) else {
             return 0;
@@ -914,6 +951,9 @@ pub(crate) extern "C" fn rt_map_key_at(ctx: Ctx<'_>, map: i64, index: i64) -> i6
 // ---------------------------------------------------------------- records and json
 
 pub(crate) extern "C" fn rt_record_new(ctx: Ctx<'_>, fields: i64, n: i64, ty: i64) -> i64 {
+    if failed_before(ctx) {
+        return 0;
+    }
     with_ctx(ctx, |ctx| {
         let field_types: Vec<Repr> = match type_at(ctx, ty) {
             Type::Record(record) => record.fields.iter().map(|(_, t)| repr_of(t)).collect(),
