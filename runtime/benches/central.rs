@@ -99,12 +99,11 @@ async fn wrk(url: &str, key: &str, seconds: f64, body: String) -> Round {
         script.path().display().to_string(),
         url.to_owned(),
     ];
-    let output = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("wrk").args(&args).output()
-    })
-    .await
-    .expect("wrk thread")
-    .expect("wrk runs");
+    let output =
+        tokio::task::spawn_blocking(move || std::process::Command::new("wrk").args(&args).output())
+            .await
+            .expect("wrk thread")
+            .expect("wrk runs");
     drop(script);
     let text = String::from_utf8_lossy(&output.stdout);
     let field = |prefix: &str| {
@@ -290,7 +289,9 @@ async fn compare(
     let mut central_rounds = Vec::new();
     let mut bare_rounds = Vec::new();
     for round in 1..=rounds {
-        let c = loader.load(central_url, KEY, seconds, body.to_owned()).await;
+        let c = loader
+            .load(central_url, KEY, seconds, body.to_owned())
+            .await;
         let b = loader.load(bare_url, KEY, seconds, body.to_owned()).await;
         println!(
             "round {round}: {name} {:>8.0} req/s p50 {:>7.3} ms p99 {:>7.3} ms (errors {}) | bare {:>8.0} req/s p50 {:>7.3} ms p99 {:>7.3} ms (errors {})",

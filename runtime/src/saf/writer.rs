@@ -121,7 +121,10 @@ const TRIM_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The answers of one committed batch, held until that commit is durable.
 struct Answers {
-    replies: Vec<(oneshot::Sender<Result<Reply, SafError>>, Result<Reply, SafError>)>,
+    replies: Vec<(
+        oneshot::Sender<Result<Reply, SafError>>,
+        Result<Reply, SafError>,
+    )>,
     /// Whether the forwarder has new work once these are out.
     wake: bool,
     /// The environment's last transaction id right after the batch's commit.
