@@ -119,12 +119,15 @@ pub(crate) struct WriterConfig {
 /// ([`Shared::trim_mapped_pages`]).
 const TRIM_INTERVAL: Duration = Duration::from_secs(1);
 
+/// Where a command's answer goes, and the answer.
+type Answer = (
+    oneshot::Sender<Result<Reply, SafError>>,
+    Result<Reply, SafError>,
+);
+
 /// The answers of one committed batch, held until that commit is durable.
 struct Answers {
-    replies: Vec<(
-        oneshot::Sender<Result<Reply, SafError>>,
-        Result<Reply, SafError>,
-    )>,
+    replies: Vec<Answer>,
     /// Whether the forwarder has new work once these are out.
     wake: bool,
     /// The environment's last transaction id right after the batch's commit.
