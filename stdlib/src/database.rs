@@ -23,6 +23,7 @@
 pub mod backend;
 pub mod error;
 pub mod execution;
+pub mod hash;
 pub mod host;
 pub mod placeholders;
 pub mod procedure;

@@ -24,6 +24,7 @@ use deadpool::managed::{Manager, Metrics, Object, Pool, RecycleError, RecycleRes
 use rusqlite::hooks::Authorization;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
+use scl_stdlib::database::hash::FastHash;
 use scl_stdlib::database::{
     DatabaseError, DatabaseErrorKind, Driver, RowSet, SqlConnector, SqlSession, SqlValue, Statement,
 };
@@ -58,9 +59,14 @@ struct ColumnInfo {
 /// at, and while the column count matches. The count is read after the statement's first step,
 /// since that step is where a schema change makes SQLite recompile it. Any compile (of any
 /// statement) makes entries re-read once; in a steady state nothing compiles.
+///
+/// Entries are keyed by the address of the statement's shared SQL text (the Database module's
+/// cache of rewritten SQL hands out the same `Arc` for the same script text, so the lookup
+/// hashes one word instead of the text); each entry holds that `Arc`, so the address cannot be
+/// reused for another text while the entry exists.
 #[derive(Default)]
 struct ColumnCache {
-    entries: HashMap<std::sync::Arc<str>, (u64, std::sync::Arc<ColumnInfo>)>,
+    entries: HashMap<usize, CachedColumns, FastHash>,
     /// Lookups answered from an entry (for tests).
     hits: u64,
 }
@@ -70,16 +76,18 @@ impl ColumnCache {
     /// happened since they were read.
     fn columns(
         &mut self,
-        sql: &std::sync::Arc<str>,
+        sql: &Arc<str>,
         compiles: u64,
         statement: &rusqlite::Statement<'_>,
-    ) -> std::sync::Arc<ColumnInfo> {
-        if let Some((read_at, info)) = self.entries.get(&**sql)
-            && *read_at == compiles
-            && info.names.len() == statement.column_count()
+    ) -> Arc<ColumnInfo> {
+        let key = Arc::as_ptr(sql).cast::<u8>() as usize;
+        if let Some(entry) = self.entries.get(&key)
+            && entry.compiles == compiles
+            && Arc::ptr_eq(&entry.sql, sql)
+            && entry.info.names.len() == statement.column_count()
         {
             self.hits += 1;
-            return std::sync::Arc::clone(info);
+            return Arc::clone(&entry.info);
         }
         let count = statement.column_count();
         let mut names = Vec::with_capacity(count);
@@ -88,31 +96,48 @@ impl ColumnCache {
             names.push(column.name().to_owned());
             booleans.push(is_boolean_declaration(column.decl_type()));
         }
-        let info = std::sync::Arc::new(ColumnInfo { names, booleans });
-        if self.entries.len() >= COLUMN_CACHE && !self.entries.contains_key(&**sql) {
+        let info = Arc::new(ColumnInfo { names, booleans });
+        if self.entries.len() >= COLUMN_CACHE && !self.entries.contains_key(&key) {
             self.entries.clear();
         }
         self.entries.insert(
-            std::sync::Arc::clone(sql),
-            (compiles, std::sync::Arc::clone(&info)),
+            key,
+            CachedColumns {
+                sql: Arc::clone(sql),
+                compiles,
+                info: Arc::clone(&info),
+            },
         );
         info
     }
+}
+
+struct CachedColumns {
+    /// Keeps the text (and so the key's address) alive.
+    sql: Arc<str>,
+    /// The connection's compile count when the columns were read.
+    compiles: u64,
+    info: Arc<ColumnInfo>,
+}
+
+/// A connection's own state besides rusqlite's, boxed so that the pooled object (which deadpool
+/// moves by value on every checkout) stays as small as a bare connection's.
+struct ConnectionState {
+    /// When the running statement must stop, as nanoseconds after [`clock_base`]; read by the
+    /// progress handler installed at open (once per connection: installing one per statement
+    /// cost about 5% of a one-row query).
+    deadline: Arc<AtomicU64>,
+    /// How many statement compiles (prepares and re-prepares) this connection did, counted by
+    /// its authorizer: what tells [`ColumnCache`] entries are still current.
+    compiles: Arc<AtomicU64>,
+    columns: ColumnCache,
 }
 
 /// A pooled SQLite connection.
 pub struct SqliteConnection {
     connection: Connection,
     statement_timeout: Duration,
-    /// When the running statement must stop, as nanoseconds after
-    /// [`clock_base`]; read by the progress handler installed at open (once
-    /// per connection: installing one per statement cost about 5% of a
-    /// one-row query).
-    deadline: Arc<AtomicU64>,
-    /// How many statement compiles (prepares and re-prepares) this connection did, counted by
-    /// its authorizer: what tells [`ColumnCache`] entries are still current.
-    compiles: Arc<AtomicU64>,
-    columns: ColumnCache,
+    state: Box<ConnectionState>,
     broken: bool,
 }
 
@@ -199,9 +224,11 @@ fn open(
     Ok(SqliteConnection {
         connection,
         statement_timeout,
-        deadline,
-        compiles,
-        columns: ColumnCache::default(),
+        state: Box::new(ConnectionState {
+            deadline,
+            compiles,
+            columns: ColumnCache::default(),
+        }),
         broken: false,
     })
 }
@@ -278,10 +305,11 @@ impl SqliteSession {
         let connection = self.connection()?;
         let timeout = connection.statement_timeout;
         connection
+            .state
             .deadline
             .store(clock_nanos(Instant::now() + timeout), Ordering::Relaxed);
         let result = work(connection);
-        connection.deadline.store(u64::MAX, Ordering::Relaxed);
+        connection.state.deadline.store(u64::MAX, Ordering::Relaxed);
         result.map_err(|error| {
             let error = sqlite_error(&error);
             if error.kind == DatabaseErrorKind::Timeout {
@@ -338,11 +366,13 @@ fn query_rows(
     statement: &Statement,
 ) -> Result<RowSet, rusqlite::Error> {
     let SqliteConnection {
-        connection,
+        connection, state, ..
+    } = connection;
+    let ConnectionState {
         compiles,
         columns: cache,
         ..
-    } = connection;
+    } = &mut **state;
     let mut prepared = connection.prepare_cached(&statement.sql)?;
     bind(&mut prepared, &statement.params)?;
     let mut columns: Option<Arc<ColumnInfo>> = None;
@@ -506,11 +536,22 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    thread_local! {
+        /// One shared text per SQL text, as the Database module's cache of rewritten SQL hands
+        /// them out.
+        static TEXTS: std::cell::RefCell<HashMap<String, Arc<str>>> = Default::default();
+    }
+
     fn statement(sql: &str, params: Vec<SqlValue>) -> Statement {
-        Statement {
-            sql: sql.into(),
-            params,
-        }
+        let sql = TEXTS.with(|texts| {
+            Arc::clone(
+                texts
+                    .borrow_mut()
+                    .entry(sql.to_owned())
+                    .or_insert_with(|| sql.into()),
+            )
+        });
+        Statement { sql, params }
     }
 
     fn query(connection: &mut SqliteConnection, sql: &str) -> RowSet {
@@ -540,12 +581,12 @@ mod tests {
              INSERT INTO t VALUES (1, 'a', 1);",
         );
         let first = query(&mut connection, "SELECT * FROM t");
-        let hits = connection.columns.hits;
+        let hits = connection.state.columns.hits;
         let again = query(&mut connection, "SELECT * FROM t");
         assert_eq!(first, again);
         assert_eq!(again.columns, ["id", "name", "on_duty"]);
         assert_eq!(again.rows, [[json!(1), json!("a"), json!(true)]]);
-        assert_eq!(connection.columns.hits, hits + 1);
+        assert_eq!(connection.state.columns.hits, hits + 1);
         let other = query(&mut connection, "SELECT name AS label FROM t");
         assert_eq!(other.columns, ["label"]);
         assert_eq!(other.rows, [[json!("a")]]);
@@ -556,10 +597,10 @@ mod tests {
             none.ok().map(|rows| rows.columns),
             Some(vec!["id".into(), "name".into()])
         );
-        let hits = connection.columns.hits;
+        let hits = connection.state.columns.hits;
         let none = query_rows(&mut connection, &statement(sql, vec![SqlValue::Int(9)]));
         assert_eq!(none.ok().map(|rows| rows.rows.len()), Some(0));
-        assert_eq!(connection.columns.hits, hits + 1);
+        assert_eq!(connection.state.columns.hits, hits + 1);
     }
 
     #[test]
@@ -641,6 +682,24 @@ mod tests {
     }
 
     #[test]
+    fn another_text_with_the_same_sql_has_its_own_entry() {
+        let directory = tempfile::tempdir().unwrap_or_else(|error| panic!("{error}"));
+        let mut connection = open_in(&directory);
+        let sql = "SELECT 1 AS one";
+        let shared = statement(sql, Vec::new());
+        let own = Statement {
+            sql: sql.into(),
+            params: Vec::new(),
+        };
+        for statement in [&shared, &own, &shared, &own] {
+            let rows = query_rows(&mut connection, statement).ok();
+            assert_eq!(rows.map(|rows| rows.columns), Some(vec!["one".to_owned()]));
+        }
+        assert_eq!(connection.state.columns.entries.len(), 2);
+        assert_eq!(connection.state.columns.hits, 2);
+    }
+
+    #[test]
     fn the_column_cache_starts_afresh_when_full() {
         let directory = tempfile::tempdir().unwrap_or_else(|error| panic!("{error}"));
         let mut connection = open_in(&directory);
@@ -648,6 +707,6 @@ mod tests {
             let rows = query(&mut connection, &format!("SELECT {index} AS c{index}"));
             assert_eq!(rows.columns, [format!("c{index}")]);
         }
-        assert_eq!(connection.columns.entries.len(), 1);
+        assert_eq!(connection.state.columns.entries.len(), 1);
     }
 }

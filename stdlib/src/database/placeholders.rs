@@ -22,6 +22,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::error::DatabaseError;
+use super::hash::FastHash;
 
 /// How many distinct script SQL texts [`Translations`] keeps; past that it starts afresh (a
 /// script that builds SQL text per call should not grow the node's memory).
@@ -33,7 +34,7 @@ pub const TRANSLATIONS_KEPT: usize = 512;
 /// One per [`super::Database`], shared by every execution and thread.
 #[derive(Debug, Default)]
 pub struct Translations {
-    kept: Mutex<HashMap<Box<str>, Vec<Translated>>>,
+    kept: Mutex<HashMap<Box<str>, Vec<Translated>, FastHash>>,
 }
 
 #[derive(Debug)]
@@ -93,7 +94,7 @@ impl Translations {
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, Vec<Translated>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, Vec<Translated>, FastHash>> {
         self.kept
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
