@@ -23,6 +23,7 @@
 pub mod backend;
 pub mod error;
 pub mod execution;
+pub mod hash;
 pub mod host;
 pub mod placeholders;
 pub mod procedure;
@@ -41,12 +42,14 @@ pub use execution::{
     Delivery, DeliveryStatus, EndReport, QUERY_COUNTER,
 };
 pub use host::{DatabaseScope, QueryCall, register_database};
-pub use placeholders::Driver;
+pub use placeholders::{Driver, Translations};
 pub use value::{RowSet, SqlValue, Statement};
 
 struct Inner {
     connectors: BTreeMap<String, Arc<dyn SqlConnector>>,
     outbox: Option<Arc<dyn WriteOutbox>>,
+    /// Rewritten SQL of the statements seen so far, shared by every execution.
+    translations: Translations,
 }
 
 /// The named connections of one node and, on a site, its store-and-forward outbox. Cheap to
@@ -76,7 +79,11 @@ impl Database {
         outbox: Option<Arc<dyn WriteOutbox>>,
     ) -> Database {
         Database {
-            inner: Arc::new(Inner { connectors, outbox }),
+            inner: Arc::new(Inner {
+                connectors,
+                outbox,
+                translations: Translations::default(),
+            }),
         }
     }
 
@@ -104,6 +111,10 @@ impl Database {
         })
     }
 
+    pub(crate) fn translations(&self) -> &Translations {
+        &self.inner.translations
+    }
+
     pub(crate) fn outbox(&self) -> Option<&Arc<dyn WriteOutbox>> {
         self.inner.outbox.as_ref()
     }
@@ -118,7 +129,8 @@ impl Database {
     /// this on a blocking thread): autocommit on a pooled connection, classified.
     pub fn deliver_cached_write(&self, entry: &CachedWriteEntry) -> WriteOutcome {
         let attempt = self.connector(&entry.connection).and_then(|connector| {
-            let statement = execution::prepare(connector.as_ref(), &entry.sql, &entry.params)?;
+            let statement =
+                execution::prepare(self, connector.as_ref(), &entry.sql, &entry.params)?;
             connector.checkout()?.execute(&statement)
         });
         match attempt.map_err(|e| e.for_connection(&entry.connection)) {

@@ -85,7 +85,7 @@ impl MssqlConnection {
 }
 
 fn bind(statement: &Statement) -> tiberius::Query<'_> {
-    let mut query = tiberius::Query::new(statement.sql.as_str());
+    let mut query = tiberius::Query::new(&*statement.sql);
     for value in &statement.params {
         match value {
             SqlValue::Null => query.bind(Option::<&str>::None),

@@ -13,6 +13,7 @@
 //! Transient failures: `SQLITE_BUSY`, `SQLITE_LOCKED` (another connection holds the lock),
 //! `SQLITE_CANTOPEN`, `SQLITE_IOERR`, `SQLITE_FULL`; an interrupted statement is a timeout.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -20,8 +21,10 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use deadpool::managed::{Manager, Metrics, Object, Pool, RecycleError, RecycleResult};
+use rusqlite::hooks::Authorization;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
+use scl_stdlib::database::hash::FastHash;
 use scl_stdlib::database::{
     DatabaseError, DatabaseErrorKind, Driver, RowSet, SqlConnector, SqlSession, SqlValue, Statement,
 };
@@ -34,15 +37,107 @@ use super::settings::{ConnectionSettings, PoolSettings};
 /// Prepared statements kept per connection.
 const STATEMENT_CACHE: usize = 64;
 
+/// Column lists kept per connection (see [`ColumnCache`]); past that it starts afresh.
+const COLUMN_CACHE: usize = 256;
+
+/// What a query's rows need to know about its columns: the names (the script's map keys) and
+/// which ones are declared `BOOL`/`BOOLEAN`.
+#[derive(Debug, PartialEq)]
+struct ColumnInfo {
+    names: Vec<String>,
+    booleans: Vec<bool>,
+}
+
+/// The column lists of the queries this connection ran, by SQL text, so a repeated query does
+/// not read names and declared types from SQLite (and copy them) on every call.
+///
+/// **Staleness.** A statement's columns change only when SQLite compiles it again: after a
+/// schema change (its own `ALTER TABLE`, `DROP`/`CREATE`, or another connection's, noticed
+/// when the statement steps), or when rusqlite's statement cache dropped it and prepares it
+/// anew. Every compile on this connection calls its authorizer, which counts compiles
+/// (`compiles`, see [`open`]); an entry is used only while that count is the one it was read
+/// at, and while the column count matches. The count is read after the statement's first step,
+/// since that step is where a schema change makes SQLite recompile it. Any compile (of any
+/// statement) makes entries re-read once; in a steady state nothing compiles.
+///
+/// Entries are keyed by the address of the statement's shared SQL text (the Database module's
+/// cache of rewritten SQL hands out the same `Arc` for the same script text, so the lookup
+/// hashes one word instead of the text); each entry holds that `Arc`, so the address cannot be
+/// reused for another text while the entry exists.
+#[derive(Default)]
+struct ColumnCache {
+    entries: HashMap<usize, CachedColumns, FastHash>,
+    /// Lookups answered from an entry (for tests).
+    hits: u64,
+}
+
+impl ColumnCache {
+    /// The columns of `statement` (already stepped once), from the cache while no compile
+    /// happened since they were read.
+    fn columns(
+        &mut self,
+        sql: &Arc<str>,
+        compiles: u64,
+        statement: &rusqlite::Statement<'_>,
+    ) -> Arc<ColumnInfo> {
+        let key = Arc::as_ptr(sql).cast::<u8>() as usize;
+        if let Some(entry) = self.entries.get(&key)
+            && entry.compiles == compiles
+            && Arc::ptr_eq(&entry.sql, sql)
+            && entry.info.names.len() == statement.column_count()
+        {
+            self.hits += 1;
+            return Arc::clone(&entry.info);
+        }
+        let count = statement.column_count();
+        let mut names = Vec::with_capacity(count);
+        let mut booleans = Vec::with_capacity(count);
+        for column in statement.columns() {
+            names.push(column.name().to_owned());
+            booleans.push(is_boolean_declaration(column.decl_type()));
+        }
+        let info = Arc::new(ColumnInfo { names, booleans });
+        if self.entries.len() >= COLUMN_CACHE && !self.entries.contains_key(&key) {
+            self.entries.clear();
+        }
+        self.entries.insert(
+            key,
+            CachedColumns {
+                sql: Arc::clone(sql),
+                compiles,
+                info: Arc::clone(&info),
+            },
+        );
+        info
+    }
+}
+
+struct CachedColumns {
+    /// Keeps the text (and so the key's address) alive.
+    sql: Arc<str>,
+    /// The connection's compile count when the columns were read.
+    compiles: u64,
+    info: Arc<ColumnInfo>,
+}
+
+/// A connection's own state besides rusqlite's, boxed so that the pooled object (which deadpool
+/// moves by value on every checkout) stays as small as a bare connection's.
+struct ConnectionState {
+    /// When the running statement must stop, as nanoseconds after [`clock_base`]; read by the
+    /// progress handler installed at open (once per connection: installing one per statement
+    /// cost about 5% of a one-row query).
+    deadline: Arc<AtomicU64>,
+    /// How many statement compiles (prepares and re-prepares) this connection did, counted by
+    /// its authorizer: what tells [`ColumnCache`] entries are still current.
+    compiles: Arc<AtomicU64>,
+    columns: ColumnCache,
+}
+
 /// A pooled SQLite connection.
 pub struct SqliteConnection {
     connection: Connection,
     statement_timeout: Duration,
-    /// When the running statement must stop, as nanoseconds after
-    /// [`clock_base`]; read by the progress handler installed at open (once
-    /// per connection: installing one per statement cost about 5% of a
-    /// one-row query).
-    deadline: Arc<AtomicU64>,
+    state: Box<ConnectionState>,
     broken: bool,
 }
 
@@ -116,10 +211,24 @@ fn open(
             Some(move || clock_nanos(Instant::now()) > handler_deadline.load(Ordering::Relaxed)),
         )
         .map_err(|error| sqlite_error(&error))?;
+    // Called for every statement SQLite compiles (also when it recompiles a cached one after a
+    // schema change): allows everything, counts compiles for the column cache.
+    let compiles = Arc::new(AtomicU64::new(0));
+    let authorizer_compiles = Arc::clone(&compiles);
+    connection
+        .authorizer(Some(move |_: rusqlite::hooks::AuthContext<'_>| {
+            authorizer_compiles.fetch_add(1, Ordering::Relaxed);
+            Authorization::Allow
+        }))
+        .map_err(|error| sqlite_error(&error))?;
     Ok(SqliteConnection {
         connection,
         statement_timeout,
-        deadline,
+        state: Box::new(ConnectionState {
+            deadline,
+            compiles,
+            columns: ColumnCache::default(),
+        }),
         broken: false,
     })
 }
@@ -191,15 +300,16 @@ impl SqliteSession {
     /// Run `work` with the statement deadline armed; interruptions become timeouts.
     fn with_deadline<T>(
         &mut self,
-        work: impl FnOnce(&Connection) -> Result<T, rusqlite::Error>,
+        work: impl FnOnce(&mut SqliteConnection) -> Result<T, rusqlite::Error>,
     ) -> Result<T, DatabaseError> {
         let connection = self.connection()?;
         let timeout = connection.statement_timeout;
         connection
+            .state
             .deadline
             .store(clock_nanos(Instant::now() + timeout), Ordering::Relaxed);
-        let result = work(&connection.connection);
-        connection.deadline.store(u64::MAX, Ordering::Relaxed);
+        let result = work(connection);
+        connection.state.deadline.store(u64::MAX, Ordering::Relaxed);
         result.map_err(|error| {
             let error = sqlite_error(&error);
             if error.kind == DatabaseErrorKind::Timeout {
@@ -250,31 +360,48 @@ fn cell_to_json(value: ValueRef<'_>, boolean_column: bool) -> Value {
     }
 }
 
-/// Run a query on a plain connection (shared with the benchmark's comparison path).
-pub fn query_rows(
-    connection: &Connection,
+/// Run a query: every row of its result, with the column list from the connection's cache.
+fn query_rows(
+    connection: &mut SqliteConnection,
     statement: &Statement,
 ) -> Result<RowSet, rusqlite::Error> {
+    let SqliteConnection {
+        connection, state, ..
+    } = connection;
+    let ConnectionState {
+        compiles,
+        columns: cache,
+        ..
+    } = &mut **state;
     let mut prepared = connection.prepare_cached(&statement.sql)?;
     bind(&mut prepared, &statement.params)?;
-    // Names and declared types in one pass over the columns.
-    let count = prepared.column_count();
-    let mut columns = Vec::with_capacity(count);
-    let mut booleans = Vec::with_capacity(count);
-    for column in prepared.columns() {
-        columns.push(column.name().to_owned());
-        booleans.push(is_boolean_declaration(column.decl_type()));
-    }
-    let mut rows = prepared.raw_query();
+    let mut columns: Option<Arc<ColumnInfo>> = None;
     let mut out = Vec::new();
+    let mut rows = prepared.raw_query();
     while let Some(row) = rows.next()? {
-        let mut values = Vec::with_capacity(columns.len());
-        for (index, boolean_column) in booleans.iter().enumerate() {
+        // Read after the first step: that is where SQLite recompiles after a schema change.
+        let info = columns.get_or_insert_with(|| {
+            cache.columns(
+                &statement.sql,
+                compiles.load(Ordering::Relaxed),
+                row.as_ref(),
+            )
+        });
+        let mut values = Vec::with_capacity(info.booleans.len());
+        for (index, boolean_column) in info.booleans.iter().enumerate() {
             values.push(cell_to_json(row.get_ref(index)?, *boolean_column));
         }
         out.push(values);
     }
-    Ok(RowSet { columns, rows: out })
+    drop(rows);
+    let info = match columns {
+        Some(info) => info,
+        None => cache.columns(&statement.sql, compiles.load(Ordering::Relaxed), &prepared),
+    };
+    Ok(RowSet {
+        columns: info.names.clone(),
+        rows: out,
+    })
 }
 
 impl SqlSession for SqliteSession {
@@ -284,6 +411,7 @@ impl SqlSession for SqliteSession {
 
     fn execute(&mut self, statement: &Statement) -> Result<u64, DatabaseError> {
         self.with_deadline(|connection| {
+            let connection = &connection.connection;
             let mut prepared = connection.prepare_cached(&statement.sql)?;
             bind(&mut prepared, &statement.params)?;
             if prepared.column_count() > 0 {
@@ -297,15 +425,16 @@ impl SqlSession for SqliteSession {
     }
 
     fn begin(&mut self) -> Result<(), DatabaseError> {
-        self.with_deadline(|connection| connection.execute_batch("BEGIN IMMEDIATE"))
+        self.with_deadline(|connection| connection.connection.execute_batch("BEGIN IMMEDIATE"))
     }
 
     fn commit(&mut self) -> Result<(), DatabaseError> {
-        self.with_deadline(|connection| connection.execute_batch("COMMIT"))
+        self.with_deadline(|connection| connection.connection.execute_batch("COMMIT"))
     }
 
     fn rollback(&mut self) -> Result<(), DatabaseError> {
-        let result = self.with_deadline(|connection| connection.execute_batch("ROLLBACK"));
+        let result =
+            self.with_deadline(|connection| connection.connection.execute_batch("ROLLBACK"));
         if result.is_err()
             && let Ok(connection) = self.connection()
         {
@@ -399,5 +528,185 @@ pub fn sqlite_error(error: &rusqlite::Error) -> DatabaseError {
             format!("the statement takes {expected} parameter(s) but {given} were given"),
         ),
         other => DatabaseError::sql("driver_error", other.to_string(), false),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    thread_local! {
+        /// One shared text per SQL text, as the Database module's cache of rewritten SQL hands
+        /// them out.
+        static TEXTS: std::cell::RefCell<HashMap<String, Arc<str>>> = Default::default();
+    }
+
+    fn statement(sql: &str, params: Vec<SqlValue>) -> Statement {
+        let sql = TEXTS.with(|texts| {
+            Arc::clone(
+                texts
+                    .borrow_mut()
+                    .entry(sql.to_owned())
+                    .or_insert_with(|| sql.into()),
+            )
+        });
+        Statement { sql, params }
+    }
+
+    fn query(connection: &mut SqliteConnection, sql: &str) -> RowSet {
+        query_rows(connection, &statement(sql, Vec::new()))
+            .unwrap_or_else(|error| panic!("{sql}: {error}"))
+    }
+
+    fn open_in(directory: &tempfile::TempDir) -> SqliteConnection {
+        open(&directory.path().join("t.db"), Duration::from_secs(5))
+            .unwrap_or_else(|error| panic!("open: {error}"))
+    }
+
+    fn run(connection: &SqliteConnection, sql: &str) {
+        connection
+            .connection
+            .execute_batch(sql)
+            .unwrap_or_else(|error| panic!("{sql}: {error}"));
+    }
+
+    #[test]
+    fn a_repeated_query_reads_its_columns_once_and_another_text_has_its_own() {
+        let directory = tempfile::tempdir().unwrap_or_else(|error| panic!("{error}"));
+        let mut connection = open_in(&directory);
+        run(
+            &connection,
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, on_duty BOOLEAN); \
+             INSERT INTO t VALUES (1, 'a', 1);",
+        );
+        let first = query(&mut connection, "SELECT * FROM t");
+        let hits = connection.state.columns.hits;
+        let again = query(&mut connection, "SELECT * FROM t");
+        assert_eq!(first, again);
+        assert_eq!(again.columns, ["id", "name", "on_duty"]);
+        assert_eq!(again.rows, [[json!(1), json!("a"), json!(true)]]);
+        assert_eq!(connection.state.columns.hits, hits + 1);
+        let other = query(&mut connection, "SELECT name AS label FROM t");
+        assert_eq!(other.columns, ["label"]);
+        assert_eq!(other.rows, [[json!("a")]]);
+        // No rows: the columns all the same, from the cache too.
+        let sql = "SELECT id, name FROM t WHERE id = ?1";
+        let none = query_rows(&mut connection, &statement(sql, vec![SqlValue::Int(9)]));
+        assert_eq!(
+            none.ok().map(|rows| rows.columns),
+            Some(vec!["id".into(), "name".into()])
+        );
+        let hits = connection.state.columns.hits;
+        let none = query_rows(&mut connection, &statement(sql, vec![SqlValue::Int(9)]));
+        assert_eq!(none.ok().map(|rows| rows.rows.len()), Some(0));
+        assert_eq!(connection.state.columns.hits, hits + 1);
+    }
+
+    #[test]
+    fn the_column_list_follows_schema_changes_on_the_same_connection() {
+        let directory = tempfile::tempdir().unwrap_or_else(|error| panic!("{error}"));
+        let mut connection = open_in(&directory);
+        run(
+            &connection,
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, flag INTEGER); INSERT INTO t VALUES (1, 1);",
+        );
+        let sql = "SELECT * FROM t";
+        assert_eq!(query(&mut connection, sql).columns, ["id", "flag"]);
+        assert_eq!(query(&mut connection, sql).rows, [[json!(1), json!(1)]]);
+        run(
+            &connection,
+            "ALTER TABLE t ADD COLUMN note TEXT DEFAULT 'x'",
+        );
+        let rows = query(&mut connection, sql);
+        assert_eq!(rows.columns, ["id", "flag", "note"]);
+        assert_eq!(rows.rows, [[json!(1), json!(1), json!("x")]]);
+        // Dropped and made again with other names and a BOOL column: same count of columns.
+        run(
+            &connection,
+            "DROP TABLE t; CREATE TABLE t (key INTEGER, active BOOL, label TEXT); \
+             INSERT INTO t VALUES (7, 1, 'y');",
+        );
+        let rows = query(&mut connection, sql);
+        assert_eq!(rows.columns, ["key", "active", "label"]);
+        assert_eq!(rows.rows, [[json!(7), json!(true), json!("y")]]);
+        assert_eq!(query(&mut connection, sql), rows);
+        // Renaming a column keeps the count and the statement text.
+        run(&connection, "ALTER TABLE t RENAME COLUMN label TO title");
+        assert_eq!(
+            query(&mut connection, sql).columns,
+            ["key", "active", "title"]
+        );
+    }
+
+    #[test]
+    fn the_column_list_follows_schema_changes_made_by_another_connection() {
+        let directory = tempfile::tempdir().unwrap_or_else(|error| panic!("{error}"));
+        let mut connection = open_in(&directory);
+        let other = open_in(&directory);
+        run(
+            &other,
+            "CREATE TABLE t (id INTEGER, flag INTEGER); INSERT INTO t VALUES (1, 1);",
+        );
+        let sql = "SELECT * FROM t";
+        assert_eq!(query(&mut connection, sql).rows, [[json!(1), json!(1)]]);
+        assert_eq!(query(&mut connection, sql).columns, ["id", "flag"]);
+        run(
+            &other,
+            "DROP TABLE t; CREATE TABLE t (id INTEGER, on_duty BOOLEAN); \
+             INSERT INTO t VALUES (2, 0);",
+        );
+        let rows = query(&mut connection, sql);
+        assert_eq!(rows.columns, ["id", "on_duty"]);
+        assert_eq!(rows.rows, [[json!(2), json!(false)]]);
+    }
+
+    #[test]
+    fn the_column_list_follows_a_statement_the_statement_cache_dropped() {
+        let directory = tempfile::tempdir().unwrap_or_else(|error| panic!("{error}"));
+        let mut connection = open_in(&directory);
+        run(
+            &connection,
+            "CREATE TABLE t (a INTEGER); INSERT INTO t VALUES (1);",
+        );
+        let sql = "SELECT * FROM t";
+        assert_eq!(query(&mut connection, sql).columns, ["a"]);
+        connection.connection.flush_prepared_statement_cache();
+        run(
+            &connection,
+            "DROP TABLE t; CREATE TABLE t (b TEXT); INSERT INTO t VALUES ('z');",
+        );
+        let rows = query(&mut connection, sql);
+        assert_eq!(rows.columns, ["b"]);
+        assert_eq!(rows.rows, [[json!("z")]]);
+    }
+
+    #[test]
+    fn another_text_with_the_same_sql_has_its_own_entry() {
+        let directory = tempfile::tempdir().unwrap_or_else(|error| panic!("{error}"));
+        let mut connection = open_in(&directory);
+        let sql = "SELECT 1 AS one";
+        let shared = statement(sql, Vec::new());
+        let own = Statement {
+            sql: sql.into(),
+            params: Vec::new(),
+        };
+        for statement in [&shared, &own, &shared, &own] {
+            let rows = query_rows(&mut connection, statement).ok();
+            assert_eq!(rows.map(|rows| rows.columns), Some(vec!["one".to_owned()]));
+        }
+        assert_eq!(connection.state.columns.entries.len(), 2);
+        assert_eq!(connection.state.columns.hits, 2);
+    }
+
+    #[test]
+    fn the_column_cache_starts_afresh_when_full() {
+        let directory = tempfile::tempdir().unwrap_or_else(|error| panic!("{error}"));
+        let mut connection = open_in(&directory);
+        for index in 0..=COLUMN_CACHE {
+            let rows = query(&mut connection, &format!("SELECT {index} AS c{index}"));
+            assert_eq!(rows.columns, [format!("c{index}")]);
+        }
+        assert_eq!(connection.state.columns.entries.len(), 1);
     }
 }

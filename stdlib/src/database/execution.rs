@@ -30,7 +30,6 @@ use serde_json::{Map, Value};
 use super::Database;
 use super::backend::{CachedWriteEntry, FailedAttempt, SqlConnector, SqlSession};
 use super::error::{DatabaseError, DatabaseErrorKind};
-use super::placeholders::translate;
 use super::procedure::procedure_statement;
 use super::value::{RowSet, SqlValue, Statement};
 
@@ -187,8 +186,21 @@ impl DatabaseExecution {
         sql: &str,
         params: &[Value],
     ) -> Result<RowSet, DatabaseError> {
+        let params =
+            SqlValue::list_from_json(params).map_err(|e| e.for_connection(handle.name()))?;
+        self.query_values(handle, sql, params)
+    }
+
+    /// [`DatabaseExecution::query_rows`] with the parameters already converted (the script
+    /// host call converts its values directly, without JSON).
+    pub fn query_values(
+        &self,
+        handle: &ConnectionHandle,
+        sql: &str,
+        params: Vec<SqlValue>,
+    ) -> Result<RowSet, DatabaseError> {
         let connector = self.database.connector(handle.name())?;
-        let statement = prepare(connector.as_ref(), sql, params)
+        let statement = statement(&self.database, connector.as_ref(), sql, params)
             .map_err(|e| e.for_connection(handle.name()))?;
         self.run(connector, handle, |session| session.query(&statement))
             .map(RowSet::with_unique_columns)
@@ -202,7 +214,7 @@ impl DatabaseExecution {
         params: &[Value],
     ) -> Result<Value, DatabaseError> {
         let connector = self.database.connector(handle.name())?;
-        let statement = prepare(connector.as_ref(), sql, params)
+        let statement = prepare(&self.database, connector.as_ref(), sql, params)
             .map_err(|e| e.for_connection(handle.name()))?;
         self.run(connector, handle, |session| session.query(&statement))
             .map(|rows| rows.into_scalar())
@@ -216,7 +228,7 @@ impl DatabaseExecution {
         params: &[Value],
     ) -> Result<i64, DatabaseError> {
         let connector = self.database.connector(handle.name())?;
-        let statement = prepare(connector.as_ref(), sql, params)
+        let statement = prepare(&self.database, connector.as_ref(), sql, params)
             .map_err(|e| e.for_connection(handle.name()))?;
         let rows = self.run(connector, handle, |session| session.execute(&statement))?;
         self.charge_rows(rows)?;
@@ -293,8 +305,8 @@ impl DatabaseExecution {
             )
             .for_connection(name)
         })?;
-        let statement =
-            prepare(connector.as_ref(), sql, params).map_err(|e| e.for_connection(name))?;
+        let statement = prepare(&self.database, connector.as_ref(), sql, params)
+            .map_err(|e| e.for_connection(name))?;
         self.charge_query()?;
         let id = outbox.new_id();
         let started_at_unix_ms = unix_millis();
@@ -447,12 +459,25 @@ fn charge_query(state: &mut State, limits: DatabaseLimits) -> Result<(), Databas
 
 /// Rewrite placeholders and convert parameters for the connector's driver.
 pub(super) fn prepare(
+    database: &Database,
     connector: &dyn SqlConnector,
     sql: &str,
     params: &[Value],
 ) -> Result<Statement, DatabaseError> {
-    let params = SqlValue::list_from_json(params)?;
-    let sql = translate(sql, connector.driver(), params.len())?;
+    statement(database, connector, sql, SqlValue::list_from_json(params)?)
+}
+
+/// Rewrite placeholders for the connector's driver (from the database's cache when the text
+/// was seen before).
+fn statement(
+    database: &Database,
+    connector: &dyn SqlConnector,
+    sql: &str,
+    params: Vec<SqlValue>,
+) -> Result<Statement, DatabaseError> {
+    let sql = database
+        .translations()
+        .translate(sql, connector.driver(), params.len())?;
     Ok(Statement { sql, params })
 }
 

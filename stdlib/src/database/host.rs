@@ -27,7 +27,7 @@ use serde_json::Map;
 
 use super::{
     ConnectionHandle, DML_ROWS_COUNTER, DatabaseError, DatabaseExecution, Delivery, QUERY_COUNTER,
-    RowSet,
+    RowSet, SqlValue,
 };
 
 /// The script-side name of a connection handle.
@@ -162,23 +162,44 @@ pub fn register_database<T: DatabaseScope>(engine: &mut Engine) -> Result<(), St
 pub struct QueryCall<'a> {
     handle: &'a ConnectionHandle,
     sql: &'a str,
-    params: Vec<serde_json::Value>,
+    params: Params<'a>,
+}
+
+/// The parameter list as the engine hands it: a script list, or a `json` array.
+enum Params<'a> {
+    Script(&'a [Value]),
+    Json(&'a [serde_json::Value]),
 }
 
 impl<'a> QueryCall<'a> {
     /// Read the host call's arguments: `[connection, sql, params]`.
     pub fn from_args(args: &'a [Value]) -> Result<QueryCall<'a>, HostError> {
+        let params = match args.get(2) {
+            Some(Value::List(items)) => Params::Script(items),
+            Some(Value::Json(serde_json::Value::Array(items))) => Params::Json(items),
+            _ => return Err(argument_error("Connection.Query", "params")),
+        };
         Ok(QueryCall {
             handle: receiver(args, "Connection.Query")?,
             sql: text(args, 1, "Connection.Query", "sql")?,
-            params: json_list(args, 2, "Connection.Query")?,
+            params,
         })
     }
 
     /// Run the query on the run's execution; the rows as the script's `list<map<json>>`.
+    /// Parameters convert straight from the script's values (no JSON step).
     pub fn run(&self, execution: &DatabaseExecution) -> Result<Value, HostError> {
-        execution
-            .query_rows(self.handle, self.sql, &self.params)
+        let params = match self.params {
+            Params::Script(items) => items
+                .iter()
+                .enumerate()
+                .map(|(index, value)| SqlValue::from_script(value, index + 1))
+                .collect::<Result<Vec<_>, _>>(),
+            Params::Json(items) => SqlValue::list_from_json(items),
+        };
+        params
+            .map_err(|e| e.for_connection(self.handle.name()))
+            .and_then(|params| execution.query_values(self.handle, self.sql, params))
             .map(rows_value)
             .map_err(host_error)
     }

@@ -18,7 +18,88 @@
 //!   server. With an EMPTY list the SQL is sent unchanged, so T-SQL that declares its own
 //!   `@p1` variables (a `CREATE PROCEDURE`, a `DECLARE`) works.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use super::error::DatabaseError;
+use super::hash::FastHash;
+
+/// How many distinct script SQL texts [`Translations`] keeps; past that it starts afresh (a
+/// script that builds SQL text per call should not grow the node's memory).
+pub const TRANSLATIONS_KEPT: usize = 512;
+
+/// The rewritten SQL of statements already seen, by the script's SQL text, driver and
+/// parameter count: a repeated statement is neither scanned nor copied again (the result is
+/// shared). Only successful rewrites are kept; a failing one is redone (and fails) each time.
+/// One per [`super::Database`], shared by every execution and thread.
+#[derive(Debug, Default)]
+pub struct Translations {
+    kept: Mutex<HashMap<Box<str>, Vec<Translated>, FastHash>>,
+}
+
+#[derive(Debug)]
+struct Translated {
+    driver: Driver,
+    parameter_count: usize,
+    sql: Arc<str>,
+}
+
+impl Translations {
+    /// [`translate`], from the cache when this text was rewritten before for the same driver
+    /// and parameter count.
+    pub fn translate(
+        &self,
+        sql: &str,
+        driver: Driver,
+        parameter_count: usize,
+    ) -> Result<Arc<str>, DatabaseError> {
+        if let Some(found) = self.find(sql, driver, parameter_count) {
+            return Ok(found);
+        }
+        let translated: Arc<str> = translate(sql, driver, parameter_count)?.into();
+        let mut kept = self.lock();
+        if kept.len() >= TRANSLATIONS_KEPT && !kept.contains_key(sql) {
+            kept.clear();
+        }
+        let entries = kept.entry(sql.into()).or_default();
+        if !entries
+            .iter()
+            .any(|entry| entry.driver == driver && entry.parameter_count == parameter_count)
+        {
+            entries.push(Translated {
+                driver,
+                parameter_count,
+                sql: Arc::clone(&translated),
+            });
+        }
+        Ok(translated)
+    }
+
+    /// How many distinct SQL texts are kept (for tests).
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether nothing is kept.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn find(&self, sql: &str, driver: Driver, parameter_count: usize) -> Option<Arc<str>> {
+        self.lock().get(sql).and_then(|entries| {
+            entries
+                .iter()
+                .find(|entry| entry.driver == driver && entry.parameter_count == parameter_count)
+                .map(|entry| Arc::clone(&entry.sql))
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, Vec<Translated>, FastHash>> {
+        self.kept
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
 
 /// How a driver writes the parameter `n` (1-based).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -283,6 +364,50 @@ fn parse_index(digits: &str, parameter_count: usize) -> Result<usize, DatabaseEr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn translations_are_cached_per_text_driver_and_count() {
+        let cache = Translations::default();
+        let sql = "SELECT * FROM t WHERE a = @p1";
+        let first = cache.translate(sql, Driver::Sqlite, 1).ok();
+        let again = cache.translate(sql, Driver::Sqlite, 1).ok();
+        assert_eq!(first.as_deref(), Some("SELECT * FROM t WHERE a = ?1"));
+        // The same shared text, not a new copy.
+        assert!(matches!((&first, &again), (Some(a), Some(b)) if Arc::ptr_eq(a, b)));
+        // Another driver, another count, another text: each its own rewrite.
+        let postgres = cache.translate(sql, Driver::Postgres, 1).ok();
+        assert_eq!(postgres.as_deref(), Some("SELECT * FROM t WHERE a = $1"));
+        let unchanged = cache.translate(sql, Driver::Sqlite, 0).ok();
+        assert_eq!(unchanged.as_deref(), Some(sql));
+        let other = cache
+            .translate("SELECT * FROM t WHERE b = @p1", Driver::Sqlite, 1)
+            .ok();
+        assert_eq!(other.as_deref(), Some("SELECT * FROM t WHERE b = ?1"));
+        assert_eq!(cache.len(), 2);
+        // A failing rewrite is not kept and fails again.
+        assert!(cache.translate(sql, Driver::Sqlite, 2).is_err());
+        assert!(cache.translate(sql, Driver::Sqlite, 2).is_err());
+        assert_eq!(
+            cache.translate(sql, Driver::Sqlite, 1).ok().as_deref(),
+            Some("SELECT * FROM t WHERE a = ?1")
+        );
+    }
+
+    #[test]
+    fn translations_start_afresh_when_full() {
+        let cache = Translations::default();
+        for index in 0..TRANSLATIONS_KEPT {
+            let sql = format!("SELECT {index} WHERE 1 = @p1");
+            assert!(cache.translate(&sql, Driver::Sqlite, 1).is_ok());
+        }
+        assert_eq!(cache.len(), TRANSLATIONS_KEPT);
+        let sql = "SELECT 'new' WHERE 1 = @p1";
+        assert_eq!(
+            cache.translate(sql, Driver::Sqlite, 1).ok().as_deref(),
+            Some("SELECT 'new' WHERE 1 = ?1")
+        );
+        assert_eq!(cache.len(), 1);
+    }
 
     fn pg(sql: &str, count: usize) -> String {
         translate(sql, Driver::Postgres, count).unwrap_or_else(|error| format!("ERROR {error}"))

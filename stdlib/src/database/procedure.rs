@@ -61,7 +61,7 @@ pub fn procedure_statement(
         _ => format!("CALL {name}({})", arguments.join(", ")),
     };
     Ok(Statement {
-        sql,
+        sql: sql.into(),
         params: values,
     })
 }
@@ -118,7 +118,7 @@ mod tests {
         );
         let statement = statement.ok();
         assert_eq!(
-            statement.as_ref().map(|s| s.sql.as_str()),
+            statement.as_ref().map(|s| &*s.sql),
             Some("EXEC dbo.AddReading @asset = @P1, @value = @P2")
         );
         assert_eq!(
@@ -135,12 +135,12 @@ mod tests {
             &params(json!({"asset": "P1"})),
         );
         assert_eq!(
-            statement.ok().map(|s| s.sql),
+            statement.ok().map(|s| s.sql.to_string()),
             Some("CALL add_reading(asset => $1)".to_owned())
         );
         let empty = procedure_statement(Driver::Postgres, "\"Odd Name\"", &Map::new());
         assert_eq!(
-            empty.ok().map(|s| s.sql),
+            empty.ok().map(|s| s.sql.to_string()),
             Some("CALL \"Odd Name\"()".to_owned())
         );
     }

@@ -10,6 +10,8 @@
 //! its own column types, see `docs/modules/database.md`), which [`RowSet::into_maps`] turns into
 //! the `list<map<json>>` a script receives: one map per row, keys in column order, unique.
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value};
 
 use super::error::DatabaseError;
@@ -63,6 +65,24 @@ impl SqlValue {
         }
     }
 
+    /// Convert the script's value for parameter `@p{position}` without going through JSON for
+    /// the common scalars (the same result as `from_json(&value.to_json(), position)`).
+    pub fn from_script(
+        value: &scl_compiler::Value,
+        position: usize,
+    ) -> Result<SqlValue, DatabaseError> {
+        use scl_compiler::Value as V;
+        match value {
+            V::Null => Ok(SqlValue::Null),
+            V::Int(int) => Ok(SqlValue::Int(*int)),
+            V::Float(float) if float.is_finite() => Ok(SqlValue::Float(*float)),
+            V::Bool(flag) => Ok(SqlValue::Bool(*flag)),
+            V::String(text) => Ok(SqlValue::Text(text.clone())),
+            V::Json(json) => SqlValue::from_json(json, position),
+            other => SqlValue::from_json(&other.to_json(), position),
+        }
+    }
+
     /// Convert a whole parameter list (`@p1` is the first).
     pub fn list_from_json(values: &[Value]) -> Result<Vec<SqlValue>, DatabaseError> {
         values
@@ -108,8 +128,9 @@ pub fn float_to_json(float: f64) -> Value {
 /// values to bind.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Statement {
-    /// The SQL, with `@pN` already rewritten.
-    pub sql: String,
+    /// The SQL, with `@pN` already rewritten (shared with the connector's cache of rewritten
+    /// statements, so a repeated statement costs no copy).
+    pub sql: Arc<str>,
     /// The values, `params[0]` bound to the first placeholder.
     pub params: Vec<SqlValue>,
 }
