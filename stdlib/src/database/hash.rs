@@ -34,6 +34,8 @@ impl Hasher for FastHasher {
         if !rest.is_empty() {
             let mut word = [0u8; 8];
             word[..rest.len()].copy_from_slice(rest);
+            // The tail's length goes into its free top byte, so `"\0"` and `""` differ.
+            word[7] = rest.len() as u8;
             self.add(u64::from_le_bytes(word));
         }
     }
