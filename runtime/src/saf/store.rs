@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{OnceLock, RwLock, RwLockReadGuard};
 
 use heed::types::Bytes;
-use heed::{CommitOrAbort, Database, Env, EnvFlags, EnvOpenOptions, RoTxn, WithoutTls};
+use heed::{CommitOrAbort, Database, Env, EnvOpenOptions, RoTxn, WithoutTls};
 
 use super::error::SafError;
 use super::model::{ListFilter, MAX_ID_BYTES, MAX_TARGET_BYTES, Message, Status, UnixMillis};
@@ -200,15 +200,6 @@ impl Shared {
         let heed_error = |error| SafError::from_heed(path, error);
         let mut options = EnvOpenOptions::new().read_txn_without_tls();
         options.map_size(round_map_size(map_size)).max_dbs(8);
-        // SAFETY: heed marks the flag unsafe because with it a commit no longer syncs its
-        // meta page, so the last commit may be undone by a crash (integrity is kept: the
-        // data pages are synced before the meta page is written). The writer thread answers
-        // nobody before the commit that carries the answer is durable: after the next
-        // commit's data sync (which also syncs the earlier meta page, same file) or after an
-        // explicit `force_sync` (writer.rs, "Durable answers").
-        unsafe {
-            options.flags(EnvFlags::NO_META_SYNC);
-        }
         // SAFETY: LMDB memory-maps the data file; it is undefined behaviour if the file is
         // truncated or rewritten by something else while mapped, or opened twice by this
         // process. heed refuses a second open in the same process, and the data directory
@@ -241,11 +232,7 @@ impl Shared {
             })
             .map_err(heed_error)?;
         let (messages, due, parked, delivered, discarded, meta) = match tables {
-            CommitOrAbort::Commit(tables) => {
-                // The tables and the format mark are durable before anything is stored.
-                env.force_sync().map_err(heed_error)?;
-                tables
-            }
+            CommitOrAbort::Commit(tables) => tables,
             CommitOrAbort::Abort(found) => {
                 return Err(SafError::Storage {
                     path: path.to_owned(),

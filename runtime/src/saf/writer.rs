@@ -3,19 +3,9 @@
 //!
 //! Producers, the forwarder and operator actions send [`Command`]s over a channel. The thread
 //! takes whatever is queued (up to `max_batch`), applies it in one LMDB write transaction,
-//! commits, and answers every command of the batch once that commit is durable: so many
-//! concurrent producers share one fsync, and nobody hears "buffered" before the message is on
-//! disk.
-//!
-//! ## Durable answers
-//! The environment is opened with `MDB_NOMETASYNC`: a commit writes its data pages, syncs the
-//! data file (`fdatasync`), then writes its meta page without a second sync. That commit is
-//! durable at the next sync of the file: the next commit's data sync, or an explicit
-//! `force_sync`. So the writer holds the answers of its last commit: if more commands are
-//! queued it commits them first and then sends the held answers (when that commit wrote
-//! anything: an empty transaction touches no file, seen by the transaction id not moving);
-//! when nothing is queued it calls `force_sync` and answers. Under load a batch costs one sync
-//! instead of two; a lone producer still pays two, as before.
+//! commits (LMDB fsyncs data and meta page on commit), and only then answers every command of
+//! the batch: so many concurrent producers share one fsync, and nobody hears "buffered" before
+//! the message is on disk.
 //!
 //! When LMDB reports `MDB_MAP_FULL` the transaction is aborted, the map is grown (here, where
 //! the write lock of the resize gate guarantees no transaction of the process is open) and the
@@ -119,51 +109,19 @@ pub(crate) struct WriterConfig {
 /// ([`Shared::trim_mapped_pages`]).
 const TRIM_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Where a command's answer goes, and the answer.
-type Answer = (
-    oneshot::Sender<Result<Reply, SafError>>,
-    Result<Reply, SafError>,
-);
-
-/// The answers of one committed batch, held until that commit is durable.
-struct Answers {
-    replies: Vec<Answer>,
-    /// Whether the forwarder has new work once these are out.
-    wake: bool,
-    /// The environment's last transaction id right after the batch's commit.
-    txn_id: usize,
-}
-
 /// The writer thread's main loop; returns when told to shut down or when every sender is gone.
 pub(crate) fn run(shared: Arc<Shared>, receiver: Receiver<Command>, config: WriterConfig) {
     let mut batch: Vec<Command> = Vec::with_capacity(config.max_batch);
     let mut trimmed = Instant::now();
-    // The answers of the last commit, whose meta page is not synced yet.
-    let mut held: Option<Answers> = None;
     loop {
         if trimmed.elapsed() >= TRIM_INTERVAL {
             shared.trim_mapped_pages();
             trimmed = Instant::now();
         }
-        let first = if held.is_some() {
-            // More work queued: its commit makes the held one durable. None: sync now.
-            match receiver.try_recv() {
-                Ok(command) => command,
-                Err(TryRecvError::Empty) => {
-                    sync_and_answer(&shared, held.take());
-                    continue;
-                }
-                Err(TryRecvError::Disconnected) => {
-                    sync_and_answer(&shared, held.take());
-                    return;
-                }
-            }
-        } else {
-            match receiver.recv_timeout(TRIM_INTERVAL) {
-                Ok(command) => command,
-                Err(RecvTimeoutError::Timeout) => continue,
-                Err(RecvTimeoutError::Disconnected) => return,
-            }
+        let first = match receiver.recv_timeout(TRIM_INTERVAL) {
+            Ok(command) => command,
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => return,
         };
         batch.push(first);
         while batch.len() < config.max_batch {
@@ -175,68 +133,14 @@ pub(crate) fn run(shared: Arc<Shared>, receiver: Receiver<Command>, config: Writ
         let stop = batch
             .iter()
             .any(|command| matches!(command.kind, CommandKind::Shutdown));
-        match commit_batch(&shared, &config, &mut batch) {
-            Some(mut answers) => {
-                if let Some(mut previous) = held.take() {
-                    if answers.txn_id > previous.txn_id {
-                        // This commit synced the data file before writing its own meta
-                        // page, and with it the previous commit's meta page.
-                        answer(&shared, previous);
-                    } else {
-                        // An empty transaction commits without touching the file.
-                        previous.replies.append(&mut answers.replies);
-                        previous.wake |= answers.wake;
-                        answers = previous;
-                    }
-                }
-                held = Some(answers);
-            }
-            // The batch failed and its commands have their errors; nothing else changed.
-            None => sync_and_answer(&shared, held.take()),
-        }
+        commit_batch(&shared, &config, &mut batch);
         if stop {
-            sync_and_answer(&shared, held.take());
             return;
         }
     }
 }
 
-/// Make the last commit durable (one `fdatasync` of the data file) and answer its batch.
-fn sync_and_answer(shared: &Shared, answers: Option<Answers>) {
-    let Some(answers) = answers else {
-        return;
-    };
-    match shared.env.force_sync() {
-        Ok(()) => answer(shared, answers),
-        Err(error) => {
-            // Whether the batch reached the disk is unknown: producers hear an error and
-            // may send again (an enqueue with the same id is then a duplicate).
-            let error = shared.heed_error(error);
-            tracing::error!(path = %shared.path.display(), %error, "store-and-forward sync failed");
-            for (reply, _) in answers.replies {
-                let _ = reply.send(Err(error.duplicate()));
-            }
-        }
-    }
-}
-
-fn answer(shared: &Shared, answers: Answers) {
-    for (reply, result) in answers.replies {
-        // A producer that stopped waiting is not an error of the batch.
-        let _ = reply.send(result);
-    }
-    if answers.wake {
-        shared.wake_forwarder.notify_one();
-    }
-}
-
-/// Apply and commit one batch. Returns its answers, to be sent once the commit is durable,
-/// or `None` when the batch failed (every command of it has its error already).
-fn commit_batch(
-    shared: &Shared,
-    config: &WriterConfig,
-    batch: &mut Vec<Command>,
-) -> Option<Answers> {
+fn commit_batch(shared: &Shared, config: &WriterConfig, batch: &mut Vec<Command>) {
     let mut growths = 0u32;
     let link = shared.link();
     let mut journal = Journal::new(link.is_some());
@@ -268,36 +172,30 @@ fn commit_batch(
                 link.ship(journal.seq, std::mem::take(&mut journal.ops));
             }
             let mut wake = false;
-            let replies = batch
-                .drain(..)
-                .zip(replies)
-                .map(|(command, reply)| {
-                    wake |= matches!(
-                        (&command.kind, &reply),
-                        (
-                            CommandKind::Enqueue { .. },
-                            Ok(Reply::Enqueued {
-                                duplicate: false,
-                                ..
-                            })
-                        ) | (CommandKind::Requeue { .. }, Ok(Reply::Changed { .. }))
-                            | (CommandKind::Import { .. }, Ok(Reply::Imported { .. }))
-                    );
-                    (command.reply, reply)
-                })
-                .collect();
-            Some(Answers {
-                replies,
-                wake,
-                txn_id: shared.env.info().last_txn_id,
-            })
+            for (command, reply) in batch.drain(..).zip(replies) {
+                wake |= matches!(
+                    (&command.kind, &reply),
+                    (
+                        CommandKind::Enqueue { .. },
+                        Ok(Reply::Enqueued {
+                            duplicate: false,
+                            ..
+                        })
+                    ) | (CommandKind::Requeue { .. }, Ok(Reply::Changed { .. }))
+                        | (CommandKind::Import { .. }, Ok(Reply::Imported { .. }))
+                );
+                // A producer that stopped waiting is not an error of the batch.
+                let _ = command.reply.send(reply);
+            }
+            if wake {
+                shared.wake_forwarder.notify_one();
+            }
         }
         Err(error) => {
             tracing::error!(path = %shared.path.display(), %error, "store-and-forward batch failed");
             for command in batch.drain(..) {
                 let _ = command.reply.send(Err(error.duplicate()));
             }
-            None
         }
     }
 }
