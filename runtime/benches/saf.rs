@@ -3,7 +3,8 @@
 //! Prints: durable enqueue rate and acknowledgement latency with 1 and 64 concurrent
 //! producers; forward rate to a local HTTP sink; RSS and status lookup time with 1,000,000
 //! buffered messages (measured in a child process so earlier phases do not inflate RSS).
-//! Each figure is the median of `SAF_BENCH_ROUNDS` rounds (default 3).
+//! Each figure is the median of `SAF_BENCH_ROUNDS` rounds (default 3); `SAF_BENCH_PHASES`
+//! (`single,many,forward,million` by default) picks the phases to run.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -33,52 +34,49 @@ fn main() {
         .build()
         .unwrap();
 
+    // `SAF_BENCH_PHASES=many,forward` runs only those phases (all four by default), so
+    // an A/B comparison of one figure does not wait for the others.
+    let phases =
+        std::env::var("SAF_BENCH_PHASES").unwrap_or_else(|_| "single,many,forward,million".into());
+    let wanted = |phase: &str| phases.split(',').any(|p| p.trim() == phase);
+
     let mut single = Vec::new();
     let mut many = Vec::new();
     let mut forward = Vec::new();
     for _ in 0..rounds {
-        single.push(enqueue_single(3_000));
-        many.push(runtime.block_on(enqueue_concurrent(64, 3_000)));
-        forward.push(runtime.block_on(forward_rate(20_000)));
+        if wanted("single") {
+            single.push(enqueue_single(3_000));
+        }
+        if wanted("many") {
+            many.push(runtime.block_on(enqueue_concurrent(64, 3_000)));
+        }
+        if wanted("forward") {
+            forward.push(runtime.block_on(forward_rate(20_000)));
+        }
     }
-    let single_rate = report("durable enqueue, 1 producer", &mut single);
-    bench_line(
-        "saf_enqueue_1",
-        "scl",
-        single_rate,
-        "msgs/s",
-        "higher",
-        rounds,
-    );
-    let many_rate = report("durable enqueue, 64 producers", &mut many);
-    bench_line(
-        "saf_enqueue_64",
-        "scl",
-        many_rate,
-        "msgs/s",
-        "higher",
-        rounds,
-    );
-    forward.sort_by(f64::total_cmp);
-    println!(
-        "forward to local HTTP sink: {:.0} msgs/s (median of {rounds})",
-        forward[forward.len() / 2]
-    );
-    bench_line(
-        "saf_forward",
-        "scl",
-        forward[forward.len() / 2],
-        "msgs/s",
-        "higher",
-        rounds,
-    );
+    if !single.is_empty() {
+        let rate = report("durable enqueue, 1 producer", &mut single);
+        bench_line("saf_enqueue_1", "scl", rate, "msgs/s", "higher", rounds);
+    }
+    if !many.is_empty() {
+        let rate = report("durable enqueue, 64 producers", &mut many);
+        bench_line("saf_enqueue_64", "scl", rate, "msgs/s", "higher", rounds);
+    }
+    if !forward.is_empty() {
+        forward.sort_by(f64::total_cmp);
+        let rate = forward[forward.len() / 2];
+        println!("forward to local HTTP sink: {rate:.0} msgs/s (median of {rounds})");
+        bench_line("saf_forward", "scl", rate, "msgs/s", "higher", rounds);
+    }
 
-    let output = std::process::Command::new(std::env::current_exe().unwrap())
-        .arg("--million-child")
-        .output()
-        .unwrap();
-    print!("{}", String::from_utf8_lossy(&output.stdout));
-    eprint!("{}", String::from_utf8_lossy(&output.stderr));
+    if wanted("million") {
+        let output = std::process::Command::new(std::env::current_exe().unwrap())
+            .arg("--million-child")
+            .output()
+            .unwrap();
+        print!("{}", String::from_utf8_lossy(&output.stdout));
+        eprint!("{}", String::from_utf8_lossy(&output.stderr));
+    }
 }
 
 struct Run {

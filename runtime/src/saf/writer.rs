@@ -7,6 +7,12 @@
 //! the batch: so many concurrent producers share one fsync, and nobody hears "buffered" before
 //! the message is on disk.
 //!
+//! Group commit waits a little for the producers it has just answered: when the last batch
+//! held n commands, the next one is committed once n have arrived, or after half the time
+//! the last commit took (at most [`MAX_LINGER`]), whichever is first. With many concurrent
+//! producers each commit then carries nearly all of them (one fsync pair for 64 messages
+//! instead of two for 35 + 29); a lone producer (n = 1) never waits.
+//!
 //! When LMDB reports `MDB_MAP_FULL` the transaction is aborted, the map is grown (here, where
 //! the write lock of the resize gate guarantees no transaction of the process is open) and the
 //! same batch is applied again. Any other failure (a full disk, an I/O error) aborts the batch:
@@ -109,10 +115,16 @@ pub(crate) struct WriterConfig {
 /// ([`Shared::trim_mapped_pages`]).
 const TRIM_INTERVAL: Duration = Duration::from_secs(1);
 
+/// The longest the writer waits for more commands once a batch has begun (see the module
+/// documentation).
+const MAX_LINGER: Duration = Duration::from_micros(500);
+
 /// The writer thread's main loop; returns when told to shut down or when every sender is gone.
 pub(crate) fn run(shared: Arc<Shared>, receiver: Receiver<Command>, config: WriterConfig) {
     let mut batch: Vec<Command> = Vec::with_capacity(config.max_batch);
     let mut trimmed = Instant::now();
+    let mut expected = 1;
+    let mut last_commit = Duration::ZERO;
     loop {
         if trimmed.elapsed() >= TRIM_INTERVAL {
             shared.trim_mapped_pages();
@@ -124,16 +136,53 @@ pub(crate) fn run(shared: Arc<Shared>, receiver: Receiver<Command>, config: Writ
             Err(RecvTimeoutError::Disconnected) => return,
         };
         batch.push(first);
-        while batch.len() < config.max_batch {
-            match receiver.try_recv() {
-                Ok(command) => batch.push(command),
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
-            }
-        }
+        let linger = (last_commit / 2).min(MAX_LINGER);
+        collect(&receiver, &mut batch, config.max_batch, expected, linger);
+        expected = batch.len();
         let stop = batch
             .iter()
             .any(|command| matches!(command.kind, CommandKind::Shutdown));
+        let started = Instant::now();
         commit_batch(&shared, &config, &mut batch);
+        last_commit = started.elapsed();
+        if stop {
+            return;
+        }
+    }
+}
+
+/// Adds what is queued to `batch` (up to `max`); while fewer than `expected` commands are
+/// in it, waits for more until `linger` has passed. A flush or shutdown ends the wait.
+fn collect(
+    receiver: &Receiver<Command>,
+    batch: &mut Vec<Command>,
+    max: usize,
+    expected: usize,
+    linger: Duration,
+) {
+    let urgent =
+        |command: &Command| matches!(command.kind, CommandKind::Flush | CommandKind::Shutdown);
+    if batch.last().is_some_and(urgent) {
+        return;
+    }
+    let deadline = Instant::now() + linger;
+    while batch.len() < max {
+        let command = match receiver.try_recv() {
+            Ok(command) => command,
+            Err(TryRecvError::Disconnected) => return,
+            Err(TryRecvError::Empty) => {
+                let now = Instant::now();
+                if batch.len() >= expected || now >= deadline {
+                    return;
+                }
+                match receiver.recv_timeout(deadline - now) {
+                    Ok(command) => command,
+                    Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return,
+                }
+            }
+        };
+        let stop = urgent(&command);
+        batch.push(command);
         if stop {
             return;
         }
