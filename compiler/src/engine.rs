@@ -599,6 +599,12 @@ impl Script {
         &self.inner.lowered
     }
 
+    /// Whether the script calls any host function (see
+    /// [`ir::Module::calls_host`](crate::ir::Module::calls_host)).
+    pub fn calls_host(&self) -> bool {
+        self.inner.lowered.module.calls_host()
+    }
+
     /// Which native code new calls run: [`Tier::Quick`] until the
     /// optimized tier has been compiled.
     pub fn tier(&self) -> Tier {

@@ -463,8 +463,14 @@ impl TimedExecution {
             deadline,
             budget,
         });
+        // The ticker waits on `wake` only while the list is empty; otherwise it
+        // sees the new entry at its next tick. (A notify is a system call every
+        // time, waiter or not: under load most executions start beside others.)
+        let first = timed.1.len() == 1;
         drop(timed);
-        ticker.wake.notify_all();
+        if first {
+            ticker.wake.notify_all();
+        }
         TimedExecution { id }
     }
 }

@@ -311,6 +311,28 @@ pub enum Terminator {
     Unreachable,
 }
 
+impl Module {
+    /// Whether any function calls a host function ([`RtFn::HostCall`]). A script
+    /// that does not can only compute: it does no I/O, blocks on nothing and has
+    /// no effect outside its own run, so a host may run it where blocking is not
+    /// allowed and run it again when it stopped early.
+    pub fn calls_host(&self) -> bool {
+        self.functions.iter().any(|function| {
+            function.blocks.iter().any(|block| {
+                block.insts.iter().any(|inst| {
+                    matches!(
+                        inst.kind,
+                        InstKind::Rt {
+                            func: RtFn::HostCall,
+                            ..
+                        }
+                    )
+                })
+            })
+        })
+    }
+}
+
 impl Terminator {
     pub fn successors(&self) -> Vec<BlockId> {
         match self {

@@ -258,6 +258,9 @@ struct Method {
     params: Vec<(String, Type)>,
     approved_keys: Vec<String>,
     timeout: Duration,
+    /// Whether the script calls a host function; one that does not runs on the
+    /// async worker first ([`run_inline`]).
+    calls_host: bool,
 }
 
 /// What the handlers share.
@@ -447,6 +450,7 @@ fn build(deployment: &Deployment, config: &CentralConfig) -> Result<Central, Str
             script.name.clone(),
             Method {
                 name: Arc::from(script.name.as_str()),
+                calls_host: compiled.calls_host(),
                 script: compiled,
                 params,
                 approved_keys: definition
@@ -959,6 +963,146 @@ fn is_json(content_type: &[u8]) -> bool {
 }
 
 /// Runs the method's script on the pool within the method's time.
+/// What a method run on the async worker may use before it is given up and run
+/// again on the script pool: function entries and loop iterations, wall time,
+/// heap and stack. A short computation (most methods that call no host function)
+/// finishes well inside these; anything longer goes to the pool, where it does
+/// not hold up the worker's other requests.
+const INLINE_FUEL: u64 = 20_000;
+const INLINE_TIME: Duration = Duration::from_millis(2);
+const INLINE_HEAP_BYTES: usize = 16 << 20;
+/// Well inside the 2 MiB stack of a tokio worker thread.
+const INLINE_STACK_BYTES: usize = 256 << 10;
+
+/// Runs a method that calls no host function on this (async) thread, within the
+/// inline budget. The script cannot block or act on anything outside its run,
+/// so this keeps CD-ESG-7 (blocking work stays off the reactor) and saves the
+/// two thread hand-offs of the pool. `None` when it went over the budget (or
+/// over any limit): nothing happened outside the run, so the caller runs it again
+/// on the pool with the method's full limits, and only that run is recorded.
+fn run_inline(
+    central: &Arc<Central>,
+    method: &Method,
+    params: &serde_json::Value,
+    deadline: Instant,
+) -> Option<scl_compiler::Outcome> {
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    let limits = Limits {
+        timeout: Some(remaining.min(INLINE_TIME)),
+        fuel: Some(INLINE_FUEL),
+        heap_bytes: Some(INLINE_HEAP_BYTES),
+        stack_bytes: INLINE_STACK_BYTES,
+        ..Limits::default()
+    };
+    let ran = execute(central, &method.script, params, deadline, limits);
+    if matches!(ran.outcome.stats.status, Status::Limit | Status::Timeout) {
+        return None;
+    }
+    record(central, &method.name, &ran);
+    Some(ran.outcome)
+}
+
+/// Runs the method on the script pool with its full limits.
+async fn run_on_pool(
+    central: &Arc<Central>,
+    method: &Method,
+    params: serde_json::Value,
+    deadline: Instant,
+) -> Result<scl_compiler::Outcome, Failure> {
+    let shared = Arc::clone(central);
+    let script = method.script.clone();
+    let name = Arc::clone(&method.name);
+    let job = central.pool.run(move || {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return None;
+        }
+        let limits = Limits {
+            timeout: Some(remaining),
+            heap_bytes: Some(crate::pool::SCRIPT_HEAP_BYTES),
+            ..Limits::default()
+        };
+        let ran = execute(&shared, &script, &params, deadline, limits);
+        record(&shared, &name, &ran);
+        Some(ran.outcome)
+    });
+    match tokio::time::timeout_at((deadline + DEADLINE_GRACE).into(), job).await {
+        Err(_) | Ok(Ok(None)) => Err(method_timed_out(method)),
+        Ok(Err(_closed)) => Err(Failure {
+            code: codes::SHUTTING_DOWN,
+            safe_message: "the node is shutting down",
+            detail: "the script threads were stopped".into(),
+        }),
+        Ok(Ok(Some(outcome))) => Ok(outcome),
+    }
+}
+
+/// What one run of a method left: its outcome, the connections whose open
+/// transactions were rolled back, and when it started (for the execution log).
+struct Ran {
+    outcome: scl_compiler::Outcome,
+    rolled_back: Vec<String>,
+    started_ms: i64,
+}
+
+/// One run of a method's `main` on this thread.
+fn execute(
+    central: &Central,
+    script: &Script,
+    params: &serde_json::Value,
+    deadline: Instant,
+    limits: Limits,
+) -> Ran {
+    let scope = central.modules.scope(Some(Arc::new(ApiRun { deadline })));
+    let options = CallOptions {
+        limits,
+        host_data: Some(&scope),
+        ..CallOptions::default()
+    };
+    let started_ms = crate::timelog::now_ms();
+    let outcome = script.call_main_json(params, &options);
+    // Roll back what the script left open, on this thread.
+    let ended = scope.end();
+    Ran {
+        outcome,
+        rolled_back: ended.rolled_back,
+        started_ms,
+    }
+}
+
+/// Puts a run in the execution log and warns about transactions it left open.
+fn record(central: &Central, name: &str, ran: &Ran) {
+    central.runs.record(RunRecord::from_outcome(
+        RunSource {
+            node: "central",
+            script: name,
+            kind: ScriptKind::Api.name(),
+            trigger: "api",
+            instance: None,
+        },
+        ran.started_ms,
+        &ran.outcome,
+        central.runs.max_log_lines(),
+    ));
+    if !ran.rolled_back.is_empty() {
+        tracing::warn!(
+            "an API method left transactions open; rolled back on: {}",
+            ran.rolled_back.join(", ")
+        );
+    }
+}
+
+fn method_timed_out(method: &Method) -> Failure {
+    Failure {
+        code: codes::TIMEOUT,
+        safe_message: "the method did not finish in time",
+        detail: format!(
+            "the method's timeout of {} s ran out",
+            method.timeout.as_secs()
+        ),
+    }
+}
+
 async fn run(
     central: &Arc<Central>,
     method: &Method,
@@ -966,68 +1110,14 @@ async fn run(
     started: Instant,
 ) -> Result<serde_json::Value, Failure> {
     let deadline = started + method.timeout;
-    let script = method.script.clone();
-    let name = Arc::clone(&method.name);
-    let shared = Arc::clone(central);
-    let job = central.pool.run(move || {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        if remaining.is_zero() {
-            return None;
-        }
-        let scope = shared.modules.scope(Some(Arc::new(ApiRun { deadline })));
-        let options = CallOptions {
-            limits: Limits {
-                timeout: Some(remaining),
-                heap_bytes: Some(crate::pool::SCRIPT_HEAP_BYTES),
-                ..Limits::default()
-            },
-            host_data: Some(&scope),
-            ..CallOptions::default()
-        };
-        let started_ms = crate::timelog::now_ms();
-        let outcome = script.call_main_json(&params, &options);
-        // Roll back what the script left open, on this thread.
-        let ended = scope.end();
-        shared.runs.record(RunRecord::from_outcome(
-            RunSource {
-                node: "central",
-                script: &name,
-                kind: ScriptKind::Api.name(),
-                trigger: "api",
-                instance: None,
-            },
-            started_ms,
-            &outcome,
-            shared.runs.max_log_lines(),
-        ));
-        Some((outcome, ended.rolled_back))
-    });
-    let timed_out = || Failure {
-        code: codes::TIMEOUT,
-        safe_message: "the method did not finish in time",
-        detail: format!(
-            "the method's timeout of {} s ran out",
-            method.timeout.as_secs()
-        ),
+    let inline = if method.calls_host {
+        None
+    } else {
+        run_inline(central, method, &params, deadline)
     };
-    let outcome = match tokio::time::timeout_at((deadline + DEADLINE_GRACE).into(), job).await {
-        Err(_) | Ok(Ok(None)) => return Err(timed_out()),
-        Ok(Err(_closed)) => {
-            return Err(Failure {
-                code: codes::SHUTTING_DOWN,
-                safe_message: "the node is shutting down",
-                detail: "the script threads were stopped".into(),
-            });
-        }
-        Ok(Ok(Some((outcome, rolled_back)))) => {
-            if !rolled_back.is_empty() {
-                tracing::warn!(
-                    "an API method left transactions open; rolled back on: {}",
-                    rolled_back.join(", ")
-                );
-            }
-            outcome
-        }
+    let outcome = match inline {
+        Some(outcome) => outcome,
+        None => run_on_pool(central, method, params, deadline).await?,
     };
     let error = match outcome.result {
         Ok(value) => return Ok(value.to_json()),
@@ -1068,7 +1158,7 @@ async fn run(
     {
         Failure {
             detail,
-            ..timed_out()
+            ..method_timed_out(method)
         }
     } else if status == Status::Limit {
         Failure {

@@ -393,6 +393,30 @@ async fn a_method_that_runs_too_long_answers_timeout() {
     fixture.stop().await;
 }
 
+/// A method that calls no host function runs on the async worker within a small
+/// budget first (`run_inline` in central.rs); one that outgrows it (more loop
+/// steps, a bigger heap) runs again on the script pool and still answers right.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pure_method_past_the_inline_budget_still_answers() {
+    let mut fixture = Fixture::start().await;
+    let cases = [
+        (10, 1, 45, 65_537),
+        // 200,000 loop steps: ten times the inline fuel.
+        (200_000, 0, 19_999_900_000_i64, 0),
+        // 300 strings of 64 KiB: about 19 MiB live, past the inline heap limit
+        // (16 MiB) and well inside the pool's (128 MiB).
+        (10, 300, 45, 19_661_100),
+    ];
+    for (n, width, total, length) in cases {
+        let (status, body) = fixture
+            .call("Sum", Some(ERP_KEY), json!({ "n": n, "width": width }))
+            .await;
+        assert_eq!(status, 200, "n = {n}, width = {width}: {body}");
+        assert_eq!(body, json!({ "total": total, "length": length }));
+    }
+    fixture.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openapi_describes_the_methods() {
     let mut fixture = Fixture::start().await;
@@ -442,7 +466,7 @@ async fn openapi_describes_the_methods() {
         ["schema"];
     assert_eq!(echo["required"], json!(["count", "name"]));
     // The methods, the delivery status route and the composite route.
-    assert_eq!(document["paths"].as_object().map(|p| p.len()), Some(11 + 2));
+    assert_eq!(document["paths"].as_object().map(|p| p.len()), Some(12 + 2));
     assert_eq!(
         document["paths"]["/api/deliveries/{id}"]["get"]["responses"]["200"]["content"]["application/json"]
             ["schema"]["$ref"],

@@ -235,6 +235,29 @@ fn main(order: string, items: list<Item>, tags: map<float>, urgent: bool?) -> in
 "#,
     ),
     (
+        "api/sum.scl",
+        r#"fn main(n: int, width: int) -> { total: int, length: int } {
+    var total = 0;
+    for i in 0..n {
+        total += i;
+    }
+    var chunk = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    for i in 0..10 {
+        chunk = chunk + chunk;
+    }
+    var parts: list<string> = [];
+    for i in 0..width {
+        parts.push(chunk + "!");
+    }
+    var length = 0;
+    for part in parts {
+        length += part.len();
+    }
+    return { total: total, length: length };
+}
+"#,
+    ),
+    (
         "api/spin.scl",
         r#"fn main() -> int {
     var i = 0;
@@ -381,6 +404,7 @@ url = "sqlite://central.db"
         ("Order", "api/order.scl", 30),
         ("Fail", "api/fail.scl", 30),
         ("Spin", "api/spin.scl", 1),
+        ("Sum", "api/sum.scl", 30),
         ("RouteCall", "api/route_call.scl", 30),
         ("RouteAttributes", "api/route_attrs.scl", 30),
         ("RouteOne", "api/route_one.scl", 30),
