@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
+use super::backend::RowSink;
 use super::error::DatabaseError;
 
 /// One bound parameter value.
@@ -167,6 +168,31 @@ impl RowSet {
             self.columns = unique_column_names(&self.columns);
         }
         self
+    }
+
+    /// The rows, with unique column names, written to `sink` (what a driver without its own
+    /// [`super::SqlSession::query_into`] does).
+    pub fn write_to(self, sink: &mut dyn RowSink) {
+        let RowSet { columns, rows } = self.with_unique_columns();
+        for row in rows {
+            sink.start_row(row.len());
+            for (column, value) in columns.iter().zip(row) {
+                sink.cell(column, value);
+            }
+            sink.end_row();
+        }
+    }
+
+    /// `columns` made unique as [`RowSet::with_unique_columns`] does; a driver that keeps
+    /// column lists between queries stores them this way once, so that it can hand them to a
+    /// [`RowSink`] as they are.
+    pub fn unique_columns(columns: Vec<String>) -> Vec<String> {
+        RowSet {
+            columns,
+            rows: Vec::new(),
+        }
+        .with_unique_columns()
+        .columns
     }
 
     /// The first column of the first row, or `null` when there is no row.
