@@ -724,7 +724,7 @@ mod tests {
         );
         let sql = "SELECT * FROM t";
         let before = named(&[("id", json!(1)), ("flag", json!(1))]);
-        assert_eq!(cells(&mut connection, sql), [before.clone()]);
+        assert_eq!(cells(&mut connection, sql), std::slice::from_ref(&before));
         assert_eq!(cells(&mut connection, sql), [before]);
         run(
             &connection,
