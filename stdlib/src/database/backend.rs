@@ -37,6 +37,13 @@ pub trait RowSink {
     /// The next cell of the current row.
     fn cell(&mut self, column: &str, value: Value);
 
+    /// [`RowSink::cell`] with a column name the caller no longer needs (the last row of a
+    /// [`RowSet`] gives its names away), so a sink that keeps names can take it instead of
+    /// copying it.
+    fn owned_cell(&mut self, column: String, value: Value) {
+        self.cell(&column, value);
+    }
+
     /// The current row is complete.
     fn end_row(&mut self);
 }

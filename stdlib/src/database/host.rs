@@ -230,6 +230,10 @@ impl RowSink for ScriptRows {
         self.row.push((column.to_owned(), Value::Json(value)));
     }
 
+    fn owned_cell(&mut self, column: String, value: serde_json::Value) {
+        self.row.push((column, Value::Json(value)));
+    }
+
     fn end_row(&mut self) {
         self.rows.push(Value::Map(std::mem::take(&mut self.row)));
     }

@@ -172,12 +172,20 @@ impl RowSet {
 
     /// The rows, with unique column names, written to `sink` (what a driver without its own
     /// [`super::SqlSession::query_into`] does).
+    /// The last row gives the names themselves ([`RowSink::owned_cell`]) instead of copies.
     pub fn write_to(self, sink: &mut dyn RowSink) {
-        let RowSet { columns, rows } = self.with_unique_columns();
-        for row in rows {
+        let RowSet { mut columns, rows } = self.with_unique_columns();
+        let count = rows.len();
+        for (index, row) in rows.into_iter().enumerate() {
             sink.start_row(row.len());
-            for (column, value) in columns.iter().zip(row) {
-                sink.cell(column, value);
+            if index + 1 < count {
+                for (column, value) in columns.iter().zip(row) {
+                    sink.cell(column, value);
+                }
+            } else {
+                for (column, value) in std::mem::take(&mut columns).into_iter().zip(row) {
+                    sink.owned_cell(column, value);
+                }
             }
             sink.end_row();
         }
