@@ -34,7 +34,7 @@ use std::fmt;
 use std::sync::Arc;
 
 pub use backend::{
-    CachedWriteEntry, FailedAttempt, SqlConnector, SqlSession, WriteOutbox, WriteOutcome,
+    CachedWriteEntry, FailedAttempt, RowSink, SqlConnector, SqlSession, WriteOutbox, WriteOutcome,
 };
 pub use error::{DatabaseError, DatabaseErrorKind};
 pub use execution::{

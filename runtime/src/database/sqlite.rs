@@ -26,7 +26,8 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
 use scl_stdlib::database::hash::FastHash;
 use scl_stdlib::database::{
-    DatabaseError, DatabaseErrorKind, Driver, RowSet, SqlConnector, SqlSession, SqlValue, Statement,
+    DatabaseError, DatabaseErrorKind, Driver, RowSet, RowSink, SqlConnector, SqlSession, SqlValue,
+    Statement,
 };
 use serde_json::Value;
 use tokio::runtime::Handle;
@@ -44,6 +45,8 @@ const COLUMN_CACHE: usize = 256;
 /// which ones are declared `BOOL`/`BOOLEAN`.
 #[derive(Debug, PartialEq)]
 struct ColumnInfo {
+    /// Already made unique ([`RowSet::unique_columns`]), so that a [`RowSink`] takes them as
+    /// they are, without a check per query.
     names: Vec<String>,
     booleans: Vec<bool>,
 }
@@ -96,7 +99,10 @@ impl ColumnCache {
             names.push(column.name().to_owned());
             booleans.push(is_boolean_declaration(column.decl_type()));
         }
-        let info = Arc::new(ColumnInfo { names, booleans });
+        let info = Arc::new(ColumnInfo {
+            names: RowSet::unique_columns(names),
+            booleans,
+        });
         if self.entries.len() >= COLUMN_CACHE && !self.entries.contains_key(&key) {
             self.entries.clear();
         }
@@ -284,6 +290,19 @@ impl SqlConnector for SqliteConnector {
             object: Some(object),
         }))
     }
+
+    /// The session on the stack instead of boxed (it is dropped, and the connection returned
+    /// or closed, the same way).
+    fn query_once(
+        &self,
+        statement: &Statement,
+        sink: &mut dyn RowSink,
+    ) -> Result<(), DatabaseError> {
+        let mut session = SqliteSession {
+            object: Some(self.raw_checkout()?),
+        };
+        session.query_into(statement, sink)
+    }
 }
 
 struct SqliteSession {
@@ -404,9 +423,64 @@ fn query_rows(
     })
 }
 
+/// Run a query and write every row of its result to `sink` (no [`RowSet`] in between), with
+/// the column list from the connection's cache, read after the first step.
+fn write_rows(
+    connection: &mut SqliteConnection,
+    statement: &Statement,
+    sink: &mut dyn RowSink,
+) -> Result<(), rusqlite::Error> {
+    let SqliteConnection {
+        connection, state, ..
+    } = connection;
+    let ConnectionState {
+        compiles,
+        columns: cache,
+        ..
+    } = &mut **state;
+    let mut prepared = connection.prepare_cached(&statement.sql)?;
+    bind(&mut prepared, &statement.params)?;
+    let mut rows = prepared.raw_query();
+    let Some(first) = rows.next()? else {
+        return Ok(());
+    };
+    // Read after the first step: that is where SQLite recompiles after a schema change.
+    let info = cache.columns(
+        &statement.sql,
+        compiles.load(Ordering::Relaxed),
+        first.as_ref(),
+    );
+    write_row(first, &info, sink)?;
+    while let Some(row) = rows.next()? {
+        write_row(row, &info, sink)?;
+    }
+    Ok(())
+}
+
+fn write_row(
+    row: &rusqlite::Row<'_>,
+    info: &ColumnInfo,
+    sink: &mut dyn RowSink,
+) -> Result<(), rusqlite::Error> {
+    sink.start_row(info.names.len());
+    for (index, (name, boolean_column)) in info.names.iter().zip(&info.booleans).enumerate() {
+        sink.cell(name, cell_to_json(row.get_ref(index)?, *boolean_column));
+    }
+    sink.end_row();
+    Ok(())
+}
+
 impl SqlSession for SqliteSession {
     fn query(&mut self, statement: &Statement) -> Result<RowSet, DatabaseError> {
         self.with_deadline(|connection| query_rows(connection, statement))
+    }
+
+    fn query_into(
+        &mut self,
+        statement: &Statement,
+        sink: &mut dyn RowSink,
+    ) -> Result<(), DatabaseError> {
+        self.with_deadline(|connection| write_rows(connection, statement, sink))
     }
 
     fn execute(&mut self, statement: &Statement) -> Result<u64, DatabaseError> {
@@ -569,6 +643,97 @@ mod tests {
             .connection
             .execute_batch(sql)
             .unwrap_or_else(|error| panic!("{sql}: {error}"));
+    }
+
+    /// What [`write_rows`] hands a sink: a row per row, `(column, value)` per cell.
+    #[derive(Default)]
+    struct Cells {
+        rows: Vec<Vec<(String, Value)>>,
+    }
+
+    impl RowSink for Cells {
+        fn start_row(&mut self, _width: usize) {
+            self.rows.push(Vec::new());
+        }
+
+        fn cell(&mut self, column: &str, value: Value) {
+            if let Some(row) = self.rows.last_mut() {
+                row.push((column.to_owned(), value));
+            }
+        }
+
+        fn end_row(&mut self) {}
+    }
+
+    fn cells(connection: &mut SqliteConnection, sql: &str) -> Vec<Vec<(String, Value)>> {
+        let mut sink = Cells::default();
+        write_rows(connection, &statement(sql, Vec::new()), &mut sink)
+            .unwrap_or_else(|error| panic!("{sql}: {error}"));
+        sink.rows
+    }
+
+    fn named(cells: &[(&str, Value)]) -> Vec<(String, Value)> {
+        cells
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), value.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn rows_written_to_a_sink_match_the_row_set_with_unique_names() {
+        let directory = tempfile::tempdir().unwrap_or_else(|error| panic!("{error}"));
+        let mut connection = open_in(&directory);
+        run(
+            &connection,
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, on_duty BOOLEAN); \
+             INSERT INTO t VALUES (1, 'a', 1); INSERT INTO t VALUES (2, NULL, 0);",
+        );
+        let sql = "SELECT id, name AS id, on_duty, 2.5 AS \"\" FROM t ORDER BY t.id";
+        let expected = vec![
+            named(&[
+                ("id", json!(1)),
+                ("id_2", json!("a")),
+                ("on_duty", json!(true)),
+                ("column4", json!(2.5)),
+            ]),
+            named(&[
+                ("id", json!(2)),
+                ("id_2", Value::Null),
+                ("on_duty", json!(false)),
+                ("column4", json!(2.5)),
+            ]),
+        ];
+        // Both orders of first use: the sink's and the row set's share the column cache.
+        assert_eq!(cells(&mut connection, sql), expected);
+        let rows = query(&mut connection, sql);
+        assert_eq!(rows.columns, ["id", "id_2", "on_duty", "column4"]);
+        let mut from_row_set = Cells::default();
+        rows.write_to(&mut from_row_set);
+        assert_eq!(from_row_set.rows, expected);
+        assert_eq!(cells(&mut connection, sql), expected);
+        assert!(cells(&mut connection, "SELECT * FROM t WHERE id = 9").is_empty());
+    }
+
+    #[test]
+    fn rows_written_to_a_sink_follow_schema_changes() {
+        let directory = tempfile::tempdir().unwrap_or_else(|error| panic!("{error}"));
+        let mut connection = open_in(&directory);
+        run(
+            &connection,
+            "CREATE TABLE t (id INTEGER, flag INTEGER); INSERT INTO t VALUES (1, 1);",
+        );
+        let sql = "SELECT * FROM t";
+        let before = named(&[("id", json!(1)), ("flag", json!(1))]);
+        assert_eq!(cells(&mut connection, sql), std::slice::from_ref(&before));
+        assert_eq!(cells(&mut connection, sql), [before]);
+        run(
+            &connection,
+            "DROP TABLE t; CREATE TABLE t (key INTEGER, active BOOL); INSERT INTO t VALUES (7, 1);",
+        );
+        assert_eq!(
+            cells(&mut connection, sql),
+            [named(&[("key", json!(7)), ("active", json!(true))])]
+        );
     }
 
     #[test]

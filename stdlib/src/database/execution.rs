@@ -28,7 +28,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{Map, Value};
 
 use super::Database;
-use super::backend::{CachedWriteEntry, FailedAttempt, SqlConnector, SqlSession};
+use super::backend::{CachedWriteEntry, FailedAttempt, RowSink, SqlConnector, SqlSession};
 use super::error::{DatabaseError, DatabaseErrorKind};
 use super::procedure::procedure_statement;
 use super::value::{RowSet, SqlValue, Statement};
@@ -114,9 +114,12 @@ pub struct EndReport {
     pub failures: Vec<DatabaseError>,
 }
 
+/// A handle's open transaction: the connection name and the connection pinned to it.
+type Pinned = (Arc<str>, Box<dyn SqlSession>);
+
 struct State {
     /// Handles with an open transaction and the connection pinned to them.
-    transactions: HashMap<u64, (Arc<str>, Box<dyn SqlSession>)>,
+    transactions: HashMap<u64, Pinned>,
     counters: DatabaseCounters,
 }
 
@@ -204,6 +207,30 @@ impl DatabaseExecution {
             .map_err(|e| e.for_connection(handle.name()))?;
         self.run(connector, handle, |session| session.query(&statement))
             .map(RowSet::with_unique_columns)
+    }
+
+    /// [`DatabaseExecution::query_values`] with the rows written to `sink` as the driver reads
+    /// them (see [`RowSink`]): what the script host call uses. Outside a transaction the
+    /// connector runs it on a connection borrowed for just this query
+    /// ([`SqlConnector::query_once`]); errors and their order are those of `query_values`.
+    pub fn query_into(
+        &self,
+        handle: &ConnectionHandle,
+        sql: &str,
+        params: Vec<SqlValue>,
+        sink: &mut dyn RowSink,
+    ) -> Result<(), DatabaseError> {
+        let connector = self.database.connector(handle.name())?;
+        let statement = statement(&self.database, connector.as_ref(), sql, params)
+            .map_err(|e| e.for_connection(handle.name()))?;
+        match self.charge_and_pin(handle)? {
+            Some(pinned) => self.on_pinned(handle, pinned, |session| {
+                session.query_into(&statement, sink)
+            }),
+            None => connector
+                .query_once(&statement, sink)
+                .map_err(|e| e.for_connection(handle.name())),
+        }
     }
 
     /// `Connection.Scalar(sql, params)`: the first column of the first row, `null` without rows.
@@ -390,22 +417,8 @@ impl DatabaseExecution {
         handle: &ConnectionHandle,
         operation: impl FnOnce(&mut dyn SqlSession) -> Result<T, DatabaseError>,
     ) -> Result<T, DatabaseError> {
-        // One lock for the count and the transaction lookup (most executions have none open).
-        let pinned = {
-            let mut state = self.state();
-            charge_query(&mut state, self.limits)?;
-            if state.transactions.is_empty() {
-                None
-            } else {
-                state.transactions.remove(&handle.id)
-            }
-        };
-        match pinned {
-            Some((name, mut session)) => {
-                let result = operation(session.as_mut());
-                self.state().transactions.insert(handle.id, (name, session));
-                result.map_err(|e| e.for_connection(handle.name()))
-            }
+        match self.charge_and_pin(handle)? {
+            Some(pinned) => self.on_pinned(handle, pinned, operation),
             None => {
                 let mut session = connector
                     .checkout()
@@ -413,6 +426,32 @@ impl DatabaseExecution {
                 operation(session.as_mut()).map_err(|e| e.for_connection(handle.name()))
             }
         }
+    }
+
+    /// Count one query and take the handle's transaction connection out of the state, if it
+    /// has one (returned by [`DatabaseExecution::on_pinned`]). One lock for both, and no
+    /// lookup while no transaction is open (most executions).
+    fn charge_and_pin(&self, handle: &ConnectionHandle) -> Result<Option<Pinned>, DatabaseError> {
+        let mut state = self.state();
+        charge_query(&mut state, self.limits)?;
+        Ok(if state.transactions.is_empty() {
+            None
+        } else {
+            state.transactions.remove(&handle.id)
+        })
+    }
+
+    /// Run `operation` on a transaction connection taken by
+    /// [`DatabaseExecution::charge_and_pin`], then put it back.
+    fn on_pinned<T>(
+        &self,
+        handle: &ConnectionHandle,
+        (name, mut session): Pinned,
+        operation: impl FnOnce(&mut dyn SqlSession) -> Result<T, DatabaseError>,
+    ) -> Result<T, DatabaseError> {
+        let result = operation(session.as_mut());
+        self.state().transactions.insert(handle.id, (name, session));
+        result.map_err(|e| e.for_connection(handle.name()))
     }
 
     fn charge_query(&self) -> Result<(), DatabaseError> {

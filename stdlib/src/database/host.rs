@@ -27,7 +27,7 @@ use serde_json::Map;
 
 use super::{
     ConnectionHandle, DML_ROWS_COUNTER, DatabaseError, DatabaseExecution, Delivery, QUERY_COUNTER,
-    RowSet, SqlValue,
+    RowSink, SqlValue,
 };
 
 /// The script-side name of a connection handle.
@@ -186,8 +186,9 @@ impl<'a> QueryCall<'a> {
         })
     }
 
-    /// Run the query on the run's execution; the rows as the script's `list<map<json>>`.
-    /// Parameters convert straight from the script's values (no JSON step).
+    /// Run the query on the run's execution; the rows as the script's `list<map<json>>`,
+    /// written by the driver as it reads them ([`ScriptRows`]). Parameters convert straight
+    /// from the script's values (no JSON step).
     pub fn run(&self, execution: &DatabaseExecution) -> Result<Value, HostError> {
         let params = match self.params {
             Params::Script(items) => items
@@ -197,11 +198,44 @@ impl<'a> QueryCall<'a> {
                 .collect::<Result<Vec<_>, _>>(),
             Params::Json(items) => SqlValue::list_from_json(items),
         };
+        let mut rows = ScriptRows::default();
         params
             .map_err(|e| e.for_connection(self.handle.name()))
-            .and_then(|params| execution.query_values(self.handle, self.sql, params))
-            .map(rows_value)
-            .map_err(host_error)
+            .and_then(|params| execution.query_into(self.handle, self.sql, params, &mut rows))
+            .map_err(host_error)?;
+        Ok(rows.into_value())
+    }
+}
+
+/// A query's rows as the script's `list<map<json>>`, built cell by cell as the driver reads
+/// them: one map per row, keys in column order (unique, see [`RowSink`]).
+#[derive(Default)]
+struct ScriptRows {
+    rows: Vec<Value>,
+    row: Vec<(String, Value)>,
+}
+
+impl ScriptRows {
+    fn into_value(self) -> Value {
+        Value::List(self.rows)
+    }
+}
+
+impl RowSink for ScriptRows {
+    fn start_row(&mut self, width: usize) {
+        self.row = Vec::with_capacity(width);
+    }
+
+    fn cell(&mut self, column: &str, value: serde_json::Value) {
+        self.row.push((column.to_owned(), Value::Json(value)));
+    }
+
+    fn owned_cell(&mut self, column: String, value: serde_json::Value) {
+        self.row.push((column, Value::Json(value)));
+    }
+
+    fn end_row(&mut self) {
+        self.rows.push(Value::Map(std::mem::take(&mut self.row)));
     }
 }
 
@@ -270,28 +304,6 @@ fn json_list(
     }
 }
 
-/// Rows as the script's `list<map<json>>`, columns in the order the server gave them (the
-/// names already made unique by [`DatabaseExecution::query_rows`]).
-fn rows_value(rows: RowSet) -> Value {
-    let RowSet { mut columns, rows } = rows;
-    let count = rows.len();
-    let mut out = Vec::with_capacity(count);
-    for (index, row) in rows.into_iter().enumerate() {
-        let values = row.into_iter().map(Value::Json);
-        let entries = if index + 1 < count {
-            columns.iter().cloned().zip(values).collect()
-        } else {
-            // The last row takes the names themselves instead of copies.
-            std::mem::take(&mut columns)
-                .into_iter()
-                .zip(values)
-                .collect()
-        };
-        out.push(Value::Map(entries));
-    }
-    Value::List(out)
-}
-
 /// Rows already made into JSON objects as the script's `list<map<json>>`.
 fn maps_value(rows: Vec<Map<String, serde_json::Value>>) -> Value {
     Value::List(
@@ -339,7 +351,16 @@ fn argument_error(function: &str, parameter: &str) -> HostError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::database::RowSet;
     use serde_json::json;
+
+    /// What the host call makes of a driver's rows (drivers without their own row writing go
+    /// through [`RowSet::write_to`]).
+    fn rows_value(rows: RowSet) -> Value {
+        let mut sink = ScriptRows::default();
+        rows.write_to(&mut sink);
+        sink.into_value()
+    }
 
     fn entries(value: &Value) -> Vec<Vec<(String, serde_json::Value)>> {
         match value {

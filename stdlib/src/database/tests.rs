@@ -500,3 +500,116 @@ fn delivery_attempts_are_classified() {
         WriteOutcome::Permanent(_)
     ));
 }
+
+/// Collects what a driver writes to a [`RowSink`].
+#[derive(Default)]
+struct Collected {
+    rows: Vec<Vec<(String, Value)>>,
+    widths: Vec<usize>,
+}
+
+impl RowSink for Collected {
+    fn start_row(&mut self, width: usize) {
+        self.widths.push(width);
+        self.rows.push(Vec::new());
+    }
+
+    fn cell(&mut self, column: &str, value: Value) {
+        if let Some(row) = self.rows.last_mut() {
+            row.push((column.to_owned(), value));
+        }
+    }
+
+    fn end_row(&mut self) {}
+}
+
+#[test]
+fn query_into_borrows_a_connection_for_just_the_query_and_writes_every_row() {
+    let fixture = fixture(Driver::Sqlite);
+    let execution = fixture.database.execution(DatabaseLimits::default());
+    let Ok(connection) = execution.connection("Historian") else {
+        panic!("connection");
+    };
+    let mut sink = Collected::default();
+    let result = execution.query_into(
+        &connection,
+        "SELECT * FROM t WHERE a = @p1",
+        vec![SqlValue::Int(4)],
+        &mut sink,
+    );
+    assert!(result.is_ok(), "{result:?}");
+    assert_eq!(
+        sink.rows,
+        [
+            vec![("id".to_owned(), json!(1)), ("name".to_owned(), json!("ä"))],
+            vec![
+                ("id".to_owned(), json!(2)),
+                ("name".to_owned(), Value::Null)
+            ],
+        ]
+    );
+    assert_eq!(sink.widths, [2, 2]);
+    assert_eq!(
+        fixture.events(),
+        [
+            "checkout 1",
+            "1 query SELECT * FROM t WHERE a = ?1 [Int(4)]",
+            "1 returned"
+        ]
+    );
+    assert_eq!(execution.counters().queries, 1);
+    assert_eq!(fixture.sessions_out(), 0);
+}
+
+#[test]
+fn query_into_runs_on_the_transaction_connection_and_keeps_errors_and_counts() {
+    let fixture = fixture(Driver::Postgres);
+    let limits = DatabaseLimits {
+        max_queries: Some(2),
+        max_dml_rows: None,
+    };
+    let execution = fixture.database.execution(limits);
+    let Ok(connection) = execution.connection("Historian") else {
+        panic!("connection");
+    };
+    assert!(execution.begin(&connection).is_ok());
+    let mut sink = Collected::default();
+    assert!(
+        execution
+            .query_into(&connection, "SELECT 1", Vec::new(), &mut sink)
+            .is_ok()
+    );
+    assert_eq!(sink.rows.len(), 2);
+    fixture.fail_next(DatabaseError::sql("42P01", "no such table", false));
+    let error = execution
+        .query_into(
+            &connection,
+            "SELECT 2",
+            Vec::new(),
+            &mut Collected::default(),
+        )
+        .err();
+    assert_eq!(error.as_ref().map(|e| e.code.as_str()), Some("42P01"));
+    assert!(error.is_some_and(|e| e.message.contains("Historian")));
+    // A bad placeholder is refused before the query is counted or sent.
+    let error = execution
+        .query_into(&connection, "SELECT @p2", vec![SqlValue::Int(1)], &mut sink)
+        .err();
+    assert_eq!(error.map(|e| e.script_kind()), Some("type"));
+    let limit = execution
+        .query_into(&connection, "SELECT 3", Vec::new(), &mut sink)
+        .err();
+    assert_eq!(limit.map(|e| e.code), Some("query_limit".into()));
+    assert!(execution.commit(&connection).is_ok());
+    assert_eq!(
+        fixture.events(),
+        [
+            "checkout 1",
+            "1 begin",
+            "1 query SELECT 1 []",
+            "1 query SELECT 2 []",
+            "1 commit",
+            "1 returned"
+        ]
+    );
+}

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
+use super::backend::RowSink;
 use super::error::DatabaseError;
 
 /// One bound parameter value.
@@ -167,6 +168,39 @@ impl RowSet {
             self.columns = unique_column_names(&self.columns);
         }
         self
+    }
+
+    /// The rows, with unique column names, written to `sink` (what a driver without its own
+    /// [`super::SqlSession::query_into`] does).
+    /// The last row gives the names themselves ([`RowSink::owned_cell`]) instead of copies.
+    pub fn write_to(self, sink: &mut dyn RowSink) {
+        let RowSet { mut columns, rows } = self.with_unique_columns();
+        let count = rows.len();
+        for (index, row) in rows.into_iter().enumerate() {
+            sink.start_row(row.len());
+            if index + 1 < count {
+                for (column, value) in columns.iter().zip(row) {
+                    sink.cell(column, value);
+                }
+            } else {
+                for (column, value) in std::mem::take(&mut columns).into_iter().zip(row) {
+                    sink.owned_cell(column, value);
+                }
+            }
+            sink.end_row();
+        }
+    }
+
+    /// `columns` made unique as [`RowSet::with_unique_columns`] does; a driver that keeps
+    /// column lists between queries stores them this way once, so that it can hand them to a
+    /// [`RowSink`] as they are.
+    pub fn unique_columns(columns: Vec<String>) -> Vec<String> {
+        RowSet {
+            columns,
+            rows: Vec::new(),
+        }
+        .with_unique_columns()
+        .columns
     }
 
     /// The first column of the first row, or `null` when there is no row.
