@@ -962,7 +962,6 @@ fn is_json(content_type: &[u8]) -> bool {
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-/// Runs the method's script on the pool within the method's time.
 /// What a method run on the async worker may use before it is given up and run
 /// again on the script pool: function entries and loop iterations, wall time,
 /// heap and stack. A short computation (most methods that call no host function)
@@ -1103,6 +1102,8 @@ fn method_timed_out(method: &Method) -> Failure {
     }
 }
 
+/// Runs the method's script within the method's time: on this worker when it
+/// calls no host function and fits the inline budget, else on the pool.
 async fn run(
     central: &Arc<Central>,
     method: &Method,
