@@ -7,8 +7,10 @@
 //!
 //! Script threads never wait for the disk: [`RunLog::record`] hands the row
 //! to a writer thread, which commits whatever has arrived in one transaction.
-//! A crash loses at most the rows of the last instant (the log is for
-//! diagnostics; deliveries are in the store-and-forward buffer). When more
+//! The writer commits at most once per `COMMIT_INTERVAL` (25 ms) while rows
+//! keep coming, so a crash loses at most the rows of about the last 25 ms
+//! (the log is for diagnostics; deliveries are in the store-and-forward
+//! buffer); [`RunLog::flush`] commits at once. When more
 //! than [`QUEUE`] rows wait, new ones are dropped and counted, so a runaway
 //! trigger cannot grow memory without bound.
 //!
@@ -338,10 +340,20 @@ pub fn read(log: &TimeLog, query: &RunQuery) -> Result<Vec<RunRecord>, String> {
     log.query(&window, |run: &RunRecord| query.keeps(run))
 }
 
+/// The writer's pace: at most one commit per this interval while rows keep
+/// coming, so a busy node pays one LMDB commit (two disk syncs) per interval
+/// instead of one per few runs. A flush commits at once.
+const COMMIT_INTERVAL: Duration = Duration::from_millis(25);
+/// The most rows one commit takes.
+const MAX_BATCH: usize = 5_000;
+
 /// The writer: blocks for the first job, takes whatever else has arrived
-/// (up to 1,000 rows), commits them in one transaction.
+/// (up to [`MAX_BATCH`] rows), commits them in one transaction, then lets
+/// rows gather for the rest of [`COMMIT_INTERVAL`] unless a flush asked for
+/// them. While it sleeps, a script thread's `record` wakes nobody.
 fn write_rows(log: &TimeLog, receiver: &Receiver<Job>) {
     while let Ok(first) = receiver.recv() {
+        let started = std::time::Instant::now();
         let mut rows = Vec::new();
         let mut flushes = Vec::new();
         let mut next = Some(first);
@@ -350,7 +362,7 @@ fn write_rows(log: &TimeLog, receiver: &Receiver<Job>) {
                 Job::Row(row) => rows.push(row),
                 Job::Flush(done) => flushes.push(done),
             }
-            next = if rows.len() < 1_000 {
+            next = if rows.len() < MAX_BATCH {
                 receiver.try_recv().ok()
             } else {
                 None
@@ -362,8 +374,12 @@ fn write_rows(log: &TimeLog, receiver: &Receiver<Job>) {
                 tracing::error!("cannot write {} execution log rows: {problem}", rows.len());
             }
         }
+        let flushed = !flushes.is_empty();
         for done in flushes {
             let _ = done.send(());
+        }
+        if !flushed {
+            std::thread::sleep(COMMIT_INTERVAL.saturating_sub(started.elapsed()));
         }
     }
 }
