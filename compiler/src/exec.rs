@@ -402,19 +402,37 @@ struct Timed {
     budget: Arc<Budget>,
 }
 
+/// The timed executions the ticker watches, and whether it sleeps on `wake`.
+struct Watch {
+    next_id: u64,
+    runs: Vec<Timed>,
+    parked: bool,
+}
+
 struct Ticker {
-    timed: Mutex<(u64, Vec<Timed>)>,
+    watch: Mutex<Watch>,
     wake: Condvar,
 }
 
 /// How often the ticker looks at the deadlines of running executions.
 const TICK: Duration = Duration::from_millis(1);
 
+/// How long the ticker keeps ticking with nothing to watch before it sleeps
+/// until an execution starts. Under load executions are short and come one
+/// after another, so the list is empty between most of them: a ticker that slept
+/// at once would be woken (a system call and a context switch) for nearly every
+/// execution; one that lingers costs a wake-up per tick and none per execution.
+const LINGER: Duration = Duration::from_millis(200);
+
 fn ticker() -> &'static Ticker {
     static TICKER: OnceLock<Ticker> = OnceLock::new();
     static STARTED: std::sync::Once = std::sync::Once::new();
     let ticker = TICKER.get_or_init(|| Ticker {
-        timed: Mutex::new((0, Vec::new())),
+        watch: Mutex::new(Watch {
+            next_id: 0,
+            runs: Vec::new(),
+            parked: false,
+        }),
         wake: Condvar::new(),
     });
     STARTED.call_once(|| {
@@ -431,16 +449,30 @@ fn ticker() -> &'static Ticker {
 
 fn tick_forever() {
     let ticker = ticker();
-    let mut timed = ticker.timed.lock().unwrap_or_else(|e| e.into_inner());
+    let mut watch = ticker.watch.lock().unwrap_or_else(|e| e.into_inner());
+    let mut idle_since: Option<Instant> = None;
     loop {
-        while timed.1.is_empty() {
-            timed = ticker.wake.wait(timed).unwrap_or_else(|e| e.into_inner());
+        if watch.runs.is_empty() {
+            let now = Instant::now();
+            if now.duration_since(*idle_since.get_or_insert(now)) >= LINGER {
+                // `parked` is set before every wait: a starter clears it when it
+                // wakes us, and the run it added may be gone again by the time
+                // this thread runs.
+                while watch.runs.is_empty() {
+                    watch.parked = true;
+                    watch = ticker.wake.wait(watch).unwrap_or_else(|e| e.into_inner());
+                }
+                watch.parked = false;
+                idle_since = None;
+            }
+        } else {
+            idle_since = None;
         }
-        drop(timed);
+        drop(watch);
         std::thread::sleep(TICK);
-        timed = ticker.timed.lock().unwrap_or_else(|e| e.into_inner());
+        watch = ticker.watch.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
-        for run in timed.1.iter().filter(|run| now >= run.deadline) {
+        for run in watch.runs.iter().filter(|run| now >= run.deadline) {
             run.budget.floor.store(i64::MAX, Ordering::Relaxed);
         }
     }
@@ -455,20 +487,19 @@ impl TimedExecution {
     /// Trips `budget` once `deadline` has passed, until this is dropped.
     pub(crate) fn start(deadline: Instant, budget: Arc<Budget>) -> TimedExecution {
         let ticker = ticker();
-        let mut timed = ticker.timed.lock().unwrap_or_else(|e| e.into_inner());
-        timed.0 += 1;
-        let id = timed.0;
-        timed.1.push(Timed {
+        let mut watch = ticker.watch.lock().unwrap_or_else(|e| e.into_inner());
+        watch.next_id += 1;
+        let id = watch.next_id;
+        watch.runs.push(Timed {
             id,
             deadline,
             budget,
         });
-        // The ticker waits on `wake` only while the list is empty; otherwise it
-        // sees the new entry at its next tick. (A notify is a system call every
-        // time, waiter or not: under load most executions start beside others.)
-        let first = timed.1.len() == 1;
-        drop(timed);
-        if first {
+        // Only a parked ticker needs waking (a notify is a system call every
+        // time, waiter or not); a ticking one sees the entry at its next tick.
+        let wake = std::mem::replace(&mut watch.parked, false);
+        drop(watch);
+        if wake {
             ticker.wake.notify_all();
         }
         TimedExecution { id }
@@ -478,8 +509,8 @@ impl TimedExecution {
 impl Drop for TimedExecution {
     fn drop(&mut self) {
         let ticker = ticker();
-        let mut timed = ticker.timed.lock().unwrap_or_else(|e| e.into_inner());
-        timed.1.retain(|run| run.id != self.id);
+        let mut watch = ticker.watch.lock().unwrap_or_else(|e| e.into_inner());
+        watch.runs.retain(|run| run.id != self.id);
     }
 }
 
@@ -529,22 +560,33 @@ fn read_cpu_clock(now: Instant) -> Duration {
 ///   of [`CPU_CLOCK_MIN_RUN`] or more; the result is capped at the wall time.
 ///
 /// So `cpu_time` is exact to within 100 µs, and a tight loop of small calls
-/// reads the clock about once per 50 µs instead of twice per call.
+/// reads the clock about once per 50 µs instead of twice per call. A caller
+/// that asks for wall time only ([`CallOptions::wall_time_as_cpu`]) reads no
+/// CPU clock at all.
+///
+/// [`CallOptions::wall_time_as_cpu`]: crate::CallOptions::wall_time_as_cpu
 pub(crate) struct CpuMeter {
     wall_start: Instant,
-    cpu_start: Duration,
+    /// `None`: report the wall time.
+    cpu_start: Option<Duration>,
 }
 
 impl CpuMeter {
-    pub(crate) fn start() -> CpuMeter {
+    pub(crate) fn start(read_cpu: bool) -> CpuMeter {
         let wall_start = Instant::now();
+        if !read_cpu {
+            return CpuMeter {
+                wall_start,
+                cpu_start: None,
+            };
+        }
         let recent = CPU_READING.with(|r| r.get()).and_then(|(wall, cpu)| {
             (wall_start.saturating_duration_since(wall) <= CPU_READING_MAX_AGE).then_some(cpu)
         });
         let cpu_start = recent.unwrap_or_else(|| read_cpu_clock(wall_start));
         CpuMeter {
             wall_start,
-            cpu_start,
+            cpu_start: Some(cpu_start),
         }
     }
 
@@ -556,10 +598,10 @@ impl CpuMeter {
     pub(crate) fn finish(&self) -> (Duration, Duration) {
         let now = Instant::now();
         let wall = now.saturating_duration_since(self.wall_start);
-        if wall < CPU_CLOCK_MIN_RUN {
+        let Some(cpu_start) = self.cpu_start.filter(|_| wall >= CPU_CLOCK_MIN_RUN) else {
             return (wall, wall);
-        }
-        let cpu = read_cpu_clock(now).saturating_sub(self.cpu_start);
+        };
+        let cpu = read_cpu_clock(now).saturating_sub(cpu_start);
         (wall, cpu.min(wall))
     }
 }

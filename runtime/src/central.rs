@@ -64,7 +64,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -711,7 +711,7 @@ async fn answer(
 ) -> Result<serde_json::Value, ApiError> {
     refuse_when_stopping(central)?;
     // The caller first, so that callers without a key learn nothing about the methods.
-    let caller = caller(central, request.headers(), peer_of(request.extensions()))?;
+    let caller = caller(central, request.headers(), peer_of())?;
     let method = approved_method(central, &caller, name)?;
     let body = read_body(request, central.body_read_timeout, central.max_body_bytes).await?;
     let params = match body {
@@ -949,17 +949,24 @@ fn unsupported_media_type() -> ApiError {
     )
 }
 
-/// `application/json` or `application/<something>+json`, with any parameters.
+/// `application/json` or `application/<something>+json`, with any parameters
+/// (compared without allocating: this runs on every request).
 fn is_json(content_type: &[u8]) -> bool {
-    let text = String::from_utf8_lossy(content_type);
-    let essence = text
-        .split(';')
+    let essence = content_type
+        .split(|byte| *byte == b';')
         .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"))
+        .unwrap_or_default()
+        .trim_ascii();
+    let Some(subtype) = strip_prefix_ignore_case(essence, b"application/") else {
+        return false;
+    };
+    subtype.eq_ignore_ascii_case(b"json")
+        || (subtype.len() > 5 && subtype[subtype.len() - 5..].eq_ignore_ascii_case(b"+json"))
+}
+
+fn strip_prefix_ignore_case<'a>(text: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
+    let (head, rest) = text.split_at_checked(prefix.len())?;
+    head.eq_ignore_ascii_case(prefix).then_some(rest)
 }
 
 /// What a method run on the async worker may use before it is given up and run
@@ -993,7 +1000,7 @@ fn run_inline(
         stack_bytes: INLINE_STACK_BYTES,
         ..Limits::default()
     };
-    let ran = execute(central, &method.script, params, deadline, limits);
+    let ran = execute(central, &method.script, params, deadline, limits, true);
     if matches!(ran.outcome.stats.status, Status::Limit | Status::Timeout) {
         return None;
     }
@@ -1021,7 +1028,7 @@ async fn run_on_pool(
             heap_bytes: Some(crate::pool::SCRIPT_HEAP_BYTES),
             ..Limits::default()
         };
-        let ran = execute(&shared, &script, &params, deadline, limits);
+        let ran = execute(&shared, &script, &params, deadline, limits, false);
         record(&shared, &name, &ran);
         Some(ran.outcome)
     });
@@ -1044,18 +1051,22 @@ struct Ran {
     started_ms: i64,
 }
 
-/// One run of a method's `main` on this thread.
+/// One run of a method's `main` on this thread; `inline` runs (at most
+/// [`INLINE_TIME`] on a thread that does not block) report their wall time as
+/// CPU time instead of reading the thread's CPU clock twice.
 fn execute(
     central: &Central,
     script: &Script,
     params: &serde_json::Value,
     deadline: Instant,
     limits: Limits,
+    inline: bool,
 ) -> Ran {
     let scope = central.modules.scope(Some(Arc::new(ApiRun { deadline })));
     let options = CallOptions {
         limits,
         host_data: Some(&scope),
+        wall_time_as_cpu: inline,
         ..CallOptions::default()
     };
     let started_ms = crate::timelog::now_ms();
@@ -1229,10 +1240,8 @@ impl Caller {
 }
 
 /// The TCP peer's address (unspecified when unknown, so allow-lists fail closed).
-fn peer_of(extensions: &axum::http::Extensions) -> IpAddr {
-    extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip())
+fn peer_of() -> IpAddr {
+    crate::http_server::peer().map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |peer| peer.ip())
 }
 
 /// The caller: a bearer token when `Authorization: Bearer` is sent, else
@@ -1300,11 +1309,10 @@ fn api_key(central: &Central, headers: &HeaderMap) -> Result<String, ApiError> {
 /// asked at once; the first that has the id answers (ids are unique).
 async fn delivery_status(
     State(central): State<Arc<Central>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(error) = caller(&central, &headers, peer.ip()) {
+    if let Err(error) = caller(&central, &headers, peer_of()) {
         return error.into_response();
     }
     let mut lookups = tokio::task::JoinSet::new();
@@ -1361,7 +1369,7 @@ async fn delivery_status(
 async fn oauth_form(
     request: Request,
 ) -> Result<(HashMap<String, String>, Option<(String, String)>, IpAddr), Response> {
-    let peer = peer_of(request.extensions());
+    let peer = peer_of();
     let basic = apps::basic_credentials(
         request
             .headers()
@@ -1720,5 +1728,11 @@ mod tests {
         assert!(is_json(b"application/vnd.api+json"));
         assert!(!is_json(b"text/plain"));
         assert!(!is_json(b"application/x-www-form-urlencoded"));
+        assert!(is_json(b"  application/json  ;q=1"));
+        assert!(!is_json(b"application/jsonx"));
+        assert!(!is_json(b"application/+json"));
+        assert!(!is_json(b"application"));
+        assert!(!is_json(b"text/json"));
+        assert!(!is_json(&[0xff, 0xfe]));
     }
 }

@@ -10,12 +10,28 @@
 //!
 //! Graceful shutdown is axum's: stop accepting, tell every connection to
 //! finish its request in flight, wait until all have closed.
+//!
+//! The peer's address is a task-local of the connection's task ([`peer`]),
+//! not a `ConnectInfo` extension: hyper polls a request's handler inside that
+//! task, and an extension costs every request a map allocation and insert.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+
+tokio::task_local! {
+    /// The peer of the connection whose requests this task serves.
+    static PEER: SocketAddr;
+}
+
+/// The address of the peer whose request is being handled, when it came
+/// through [`serve`] (not for a request handed to a router in-process).
+pub(crate) fn peer() -> Option<SocketAddr> {
+    PEER.try_with(|peer| *peer).ok()
+}
 
 /// Serves `app` on `listener` until `stop` resolves, then drains.
 pub(crate) async fn serve(
@@ -45,15 +61,12 @@ pub(crate) async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
-        // Handlers see the peer's address as axum's `ConnectInfo`, as with
-        // `into_make_service_with_connect_info` (central's CIDR allow-lists).
-        let service = TowerToHyperService::new(
-            app.clone()
-                .layer(axum::Extension(axum::extract::ConnectInfo(remote))),
-        );
+        // Handlers see the peer's address through `peer()` (central's CIDR
+        // allow-lists): the task-local is set for the connection's task.
+        let service = TowerToHyperService::new(app.clone());
         let mut signal = signal_rx.clone();
         let close = close_rx.clone();
-        tokio::spawn(async move {
+        tokio::spawn(PEER.scope(remote, async move {
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
                 .timer(TokioTimer::new())
@@ -78,7 +91,7 @@ pub(crate) async fn serve(
                 }
             }
             drop(close);
-        });
+        }));
     }
     drop(listener);
     drop(signal_rx);

@@ -618,7 +618,7 @@ pub(crate) async fn submit(
 
 async fn submit_job(central: &Arc<Central>, name: &str, request: Request) -> Result<Job, ApiError> {
     refuse_when_stopping(central)?;
-    let caller = caller(central, request.headers(), peer_of(request.extensions()))?;
+    let caller = caller(central, request.headers(), peer_of())?;
     approved_method(central, &caller, name)?;
     let body = read_body(request, central.body_read_timeout, central.max_body_bytes)
         .await?
@@ -655,7 +655,7 @@ async fn submit_job(central: &Arc<Central>, name: &str, request: Request) -> Res
 /// callers cannot probe other callers' jobs).
 fn own_job(central: &Central, request: &Request, id: &str) -> Result<Job, ApiError> {
     refuse_when_stopping(central)?;
-    let caller = caller(central, request.headers(), peer_of(request.extensions()))?;
+    let caller = caller(central, request.headers(), peer_of())?;
     let job = central.bulk.job(id).map_err(storage)?;
     job.filter(|job| job.caller == caller.label())
         .ok_or_else(|| {

@@ -76,7 +76,7 @@ fn bad(message: impl Into<String>) -> ApiError {
 
 async fn answer(central: &Arc<Central>, request: Request) -> Result<Value, ApiError> {
     refuse_when_stopping(central)?;
-    let caller = caller(central, request.headers(), peer_of(request.extensions()))?;
+    let caller = caller(central, request.headers(), peer_of())?;
     let body = read_body(request, central.body_read_timeout, central.max_body_bytes)
         .await?
         .ok_or_else(|| bad("the body must be a composite request"))?;

@@ -22,10 +22,17 @@ struct Histogram {
     sum: f64,
 }
 
+/// One method's counts: requests by status, and their durations.
+#[derive(Default)]
+struct PerMethod {
+    statuses: BTreeMap<u16, u64>,
+    durations: Histogram,
+}
+
+/// By method name. A request only allocates when its method is seen first.
 #[derive(Default)]
 struct Inner {
-    requests: BTreeMap<(String, u16), u64>,
-    durations: BTreeMap<String, Histogram>,
+    methods: BTreeMap<String, PerMethod>,
 }
 
 /// The counters of one central node.
@@ -41,12 +48,17 @@ impl Metrics {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
-        *inner
-            .requests
-            .entry((method.to_string(), status))
-            .or_default() += 1;
+        if !inner.methods.contains_key(method) {
+            inner
+                .methods
+                .insert(method.to_owned(), PerMethod::default());
+        }
+        let Some(counts) = inner.methods.get_mut(method) else {
+            return;
+        };
+        *counts.statuses.entry(status).or_default() += 1;
         let seconds = duration.as_secs_f64();
-        let histogram = inner.durations.entry(method.to_string()).or_default();
+        let histogram = &mut counts.durations;
         histogram.count += 1;
         histogram.sum += seconds;
         for (bound, count) in BUCKETS.iter().zip(histogram.counts.iter_mut()) {
@@ -67,19 +79,22 @@ impl Metrics {
             "# HELP scl_central_requests_total Inbound API requests by method and HTTP status.\n",
         );
         out.push_str("# TYPE scl_central_requests_total counter\n");
-        for ((method, status), count) in &inner.requests {
-            let _ = writeln!(
-                out,
-                "scl_central_requests_total{{method=\"{}\",status=\"{status}\"}} {count}",
-                escape(method)
-            );
+        for (method, counts) in &inner.methods {
+            let method = escape(method);
+            for (status, count) in &counts.statuses {
+                let _ = writeln!(
+                    out,
+                    "scl_central_requests_total{{method=\"{method}\",status=\"{status}\"}} {count}"
+                );
+            }
         }
         out.push_str(
             "# HELP scl_central_request_duration_seconds Time to answer inbound API requests.\n",
         );
         out.push_str("# TYPE scl_central_request_duration_seconds histogram\n");
-        for (method, histogram) in &inner.durations {
+        for (method, counts) in &inner.methods {
             let method = escape(method);
+            let histogram = &counts.durations;
             for (bound, count) in BUCKETS.iter().zip(histogram.counts.iter()) {
                 let _ = writeln!(
                     out,
