@@ -6,7 +6,6 @@
 //! its result from async code (an axum handler, a timer task). Threads are
 //! started once and live as long as the pool.
 
-use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -29,7 +28,7 @@ pub struct ScriptPool {
 }
 
 struct PoolInner {
-    sender: Mutex<Option<mpsc::Sender<Job>>>,
+    sender: Mutex<Option<crossbeam_channel::Sender<Job>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     size: usize,
 }
@@ -58,29 +57,19 @@ impl ScriptPool {
     /// Starts `size` threads (at least one) named `{name}-{n}`.
     pub fn new(name: &str, size: usize) -> std::io::Result<ScriptPool> {
         let size = size.max(1);
-        let (sender, receiver) = mpsc::channel::<Job>();
-        let receiver = Arc::new(Mutex::new(receiver));
+        // Every thread receives from the same multi-consumer queue: a job
+        // wakes one waiting thread (a `Mutex` around an mpsc receiver would
+        // also wake the next thread in line each time the lock is released).
+        let (sender, receiver) = crossbeam_channel::unbounded::<Job>();
         let mut threads = Vec::with_capacity(size);
         for n in 0..size {
-            let receiver = Arc::clone(&receiver);
+            let receiver = receiver.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("{name}-{n}"))
-                // JIT code checks its own stack budget (Limits::stack_bytes);
-                // leave room above it for host functions and the checker.
                 .stack_size(8 * 1024 * 1024)
                 .spawn(move || {
-                    loop {
-                        let job = {
-                            let guard = match receiver.lock() {
-                                Ok(guard) => guard,
-                                Err(poisoned) => poisoned.into_inner(),
-                            };
-                            guard.recv()
-                        };
-                        match job {
-                            Ok(job) => job(),
-                            Err(_) => return,
-                        }
+                    while let Ok(job) = receiver.recv() {
+                        job();
                     }
                 })?;
             threads.push(thread);

@@ -1083,10 +1083,15 @@ pub(crate) extern "C" fn rt_host_call(ctx: Ctx<'_>, function: i64, args: i64, n:
         if host.signature.ret == Type::Void {
             return 0;
         }
-        let mut path = format!("result of {}", host.signature.qualified_name());
-        match value_to_val(&value, &host.signature.ret, &mut path) {
+        // The path that names where a conversion failed is only built (by
+        // converting again) when one does: host calls are hot.
+        match value_to_val(&value, &host.signature.ret, &mut String::new()) {
             Ok(val) => ctx.give_val(val),
-            Err(message) => {
+            Err(_) => {
+                let mut path = format!("result of {}", host.signature.qualified_name());
+                let message = value_to_val(&value, &host.signature.ret, &mut path)
+                    .err()
+                    .unwrap_or_else(|| format!("{path}: cannot be converted"));
                 ctx.raise("type", "host_result", message);
                 0
             }
