@@ -30,6 +30,11 @@ use serde_json::{Value, json};
 mod bench_line;
 use bench_line::bench_line;
 
+/// The allocator of the `scl` binary (`src/main.rs`), so central runs here as it
+/// does there; the bare handler in the same process uses it too.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const CONNECTIONS: usize = 64;
 const KEY: &str = "scl_bench_key";
 
