@@ -28,6 +28,7 @@
 mod error;
 mod forwarder;
 mod model;
+mod record;
 pub mod replication;
 pub mod store;
 pub mod writer;
@@ -322,7 +323,7 @@ impl Saf {
             );
             message.updated_at_ms = now;
         }
-        let record = encode_message(&message)?;
+        let record = encode_message(&message);
         let index = index_key(&message);
         Ok((
             id.clone(),
@@ -651,5 +652,115 @@ pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
             Poll::Ready(output) => return output,
             Poll::Pending => std::thread::park(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pending message as format 1 stored it: its JSON.
+    const JSON_RECORD: &str = r#"{"id":"old-1","category":"notification","target":"Operators","payload":{"subject":"Pump down","to":["a@example.com"]},"policy":{"max_retries":4,"backoff":{"fixed":{"interval_ms":5000}}},"status":"retrying","created_at_ms":1763900000000,"updated_at_ms":1763900000200,"next_attempt_at_ms":1763900005200,"attempts":1,"attempts_before_requeue":0,"last_error":"421 try later","history":[{"at_ms":1763900000100,"outcome":"transient","status_code":421,"error":"421 try later","duration_ms":80}]}"#;
+
+    fn format_of(saf: &Saf) -> Vec<u8> {
+        let reader = saf.shared().read().expect("read");
+        let found = saf.shared().tables.meta.get(&reader.txn, b"format");
+        found.expect("meta").expect("format key").to_vec()
+    }
+
+    fn raw_record(saf: &Saf, id: &str) -> Vec<u8> {
+        let reader = saf.shared().read().expect("read");
+        let found = saf.shared().tables.messages.get(&reader.txn, id.as_bytes());
+        found.expect("get").expect("record").to_vec()
+    }
+
+    #[test]
+    fn a_buffer_of_json_records_keeps_working() {
+        let dir = tempfile::tempdir().expect("dir");
+        {
+            // Make a buffer of format 1 by hand: the format key and a JSON record with its
+            // index entry.
+            let shared = Shared::open(dir.path(), 1 << 20).expect("open");
+            let message = store::decode_message(b"old-1", JSON_RECORD.as_bytes()).expect("json");
+            let (table, key) = index_key(&message);
+            let mut wtxn = shared.env.write_txn().expect("write txn");
+            let tables = shared.tables;
+            tables.meta.put(&mut wtxn, b"format", b"1").expect("put");
+            tables
+                .messages
+                .put(&mut wtxn, b"old-1", JSON_RECORD.as_bytes())
+                .expect("put");
+            tables.index(table).put(&mut wtxn, &key, &[]).expect("put");
+            wtxn.commit().expect("commit");
+            shared.env.prepare_for_closing().wait();
+        }
+        let saf = Saf::open(SafConfig::new(dir.path())).expect("reopen");
+        assert_eq!(format_of(&saf), b"2", "opening marks the buffer format 2");
+
+        let report = saf.status("old-1").expect("status").expect("found");
+        assert_eq!(report.status, Status::Retrying);
+        assert_eq!(report.attempts, 1);
+        assert_eq!(report.attempts_remaining, 4);
+        assert_eq!(report.history[0].status_code, Some(421));
+        let listed = saf.list(&ListFilter::default()).expect("list");
+        assert_eq!(listed, vec![report]);
+
+        // The export is JSON lines, the record's own JSON.
+        let mut exported = Vec::new();
+        assert_eq!(
+            saf.export_jsonl(&ListFilter::default(), &mut exported)
+                .expect("export"),
+            1
+        );
+        let line: serde_json::Value = serde_json::from_slice(&exported).expect("a JSON line");
+        let original: serde_json::Value = serde_json::from_str(JSON_RECORD).expect("json");
+        assert_eq!(line, original);
+
+        // A change writes the record again, binary, with its history.
+        assert_eq!(
+            block_on(saf.discard(Selector::Id("old-1".into()))).expect("discard"),
+            1
+        );
+        assert_eq!(raw_record(&saf, "old-1")[0], record::BINARY_V1);
+        let message = saf.show("old-1").expect("show").expect("found");
+        assert_eq!(message.status, Status::Discarded);
+        assert_eq!(message.history.len(), 1);
+        assert_eq!(
+            message.payload.get(),
+            r#"{"subject":"Pump down","to":["a@example.com"]}"#
+        );
+
+        // The export of format 1 imports into a new buffer, stored binary there.
+        let other_dir = tempfile::tempdir().expect("dir");
+        let other = Saf::open(SafConfig::new(other_dir.path())).expect("open");
+        let report = block_on(other.import_jsonl(&mut exported.as_slice())).expect("import");
+        assert_eq!(report.imported, 1);
+        assert_eq!(raw_record(&other, "old-1")[0], record::BINARY_V1);
+        let imported = other.show("old-1").expect("show").expect("found");
+        assert_eq!(
+            serde_json::to_value(&imported).expect("json"),
+            original,
+            "every field survives export, import and the binary record"
+        );
+        other.close_and_wait().expect("close");
+        saf.close_and_wait().expect("close");
+    }
+
+    #[test]
+    fn a_buffer_of_an_unknown_format_is_refused() {
+        let dir = tempfile::tempdir().expect("dir");
+        {
+            let shared = Shared::open(dir.path(), 1 << 20).expect("open");
+            let mut wtxn = shared.env.write_txn().expect("write txn");
+            shared
+                .tables
+                .meta
+                .put(&mut wtxn, b"format", b"3")
+                .expect("put");
+            wtxn.commit().expect("commit");
+            shared.env.prepare_for_closing().wait();
+        }
+        let error = Saf::open(SafConfig::new(dir.path())).expect_err("format 3");
+        assert!(error.to_string().contains("format `3`"), "{error}");
     }
 }

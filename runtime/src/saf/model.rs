@@ -1,9 +1,10 @@
 //! The store-and-forward data model: what a buffered message is, its status, its
 //! retry policy and its attempt history.
 //!
-//! Every type here is plain data with serde derives: the same JSON shape is stored in LMDB,
-//! returned by status queries and written by `export` (one message per line), so an export
-//! can always be imported back.
+//! Every type here is plain data with serde derives: the same JSON shape is returned by
+//! status queries and written by `export` (one message per line), so an export can always be
+//! imported back. LMDB stores a compact binary record of [`Message`] instead
+//! ([`super::record`]); format 1 stored this JSON, which is still read.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -251,7 +252,8 @@ impl Attempt {
 
 /// A buffered message: everything needed to redo the operation, and its delivery state.
 ///
-/// This is the stored record, the status report and the export line at once.
+/// This is the stored record (in binary, `saf/record.rs`), the status report and the export
+/// line at once.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Message {
     /// Stable id: the caller's idempotency key, or a generated UUIDv7. Every attempt carries

@@ -53,7 +53,12 @@ use super::error::SafError;
 use super::store::{Shared, TableId};
 
 /// The version byte of every frame; a peer speaking another version is disconnected.
-pub const PROTOCOL_VERSION: u8 = 2;
+///
+/// Version 3: the `messages` records a batch or snapshot carries are binary
+/// (`saf/record.rs`). A node of version 2 reads only JSON records, so it must not hold a
+/// replica of a newer node (it would find them damaged on takeover): the two refuse each
+/// other, and a pair is upgraded node by node with the link down meanwhile.
+pub const PROTOCOL_VERSION: u8 = 3;
 /// Largest frame accepted (a snapshot chunk or batch is cut well below it).
 const MAX_FRAME_BYTES: usize = 256 << 20;
 /// A snapshot chunk is sent once it holds this many bytes of keys and values.

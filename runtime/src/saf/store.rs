@@ -5,12 +5,12 @@
 //!
 //! | table | key | value |
 //! | --- | --- | --- |
-//! | `messages` | message id | the [`Message`] as JSON |
+//! | `messages` | message id | the [`Message`] as a binary record (`record.rs`; JSON in format 1) |
 //! | `due` | target, `0x00`, next attempt (u64 ms), id | empty |
 //! | `parked` | parked at (u64 ms), id | empty |
 //! | `delivered` | delivered at (u64 ms), id | empty |
 //! | `discarded` | discarded at (u64 ms), id | empty |
-//! | `meta` | `format` | `1` |
+//! | `meta` | `format` | `2` (`1`: JSON records, read as well and marked `2` on open) |
 //!
 //! Every message is in `messages` and in exactly one index: `due` while pending or retrying
 //! (the forwarder's schedule, grouped by target so one slow target cannot hide another),
@@ -127,8 +127,12 @@ pub(crate) struct Shared {
     pub link: super::replication::LinkSlot,
 }
 
-/// The on-disk format version in `meta`.
-const FORMAT_VERSION: &[u8] = b"1";
+/// The on-disk format version in `meta`: `2`, binary records ([`super::record`]).
+const FORMAT_VERSION: &[u8] = b"2";
+/// The format before it, JSON records, which this version reads as well. Opening such a
+/// buffer marks it `2` at once (new records are binary), so an older version refuses it
+/// instead of finding records it cannot read.
+const FORMAT_VERSION_JSON: &[u8] = b"1";
 
 /// Where this process maps `file` (start address and length), from /proc/self/maps; `None`
 /// when it is not mapped or the list cannot be read.
@@ -218,13 +222,15 @@ impl Shared {
                 let discarded = opener.create_database::<Bytes, Bytes>(wtxn, Some("discarded"))?;
                 let meta = opener.create_database::<Bytes, Bytes>(wtxn, Some("meta"))?;
                 match meta.get(wtxn, b"format")? {
-                    Some(found) if found != FORMAT_VERSION => {
+                    Some(FORMAT_VERSION) => {}
+                    None | Some(FORMAT_VERSION_JSON) => {
+                        meta.put(wtxn, b"format", FORMAT_VERSION)?
+                    }
+                    Some(found) => {
                         return Ok(CommitOrAbort::Abort(
                             String::from_utf8_lossy(found).into_owned(),
                         ));
                     }
-                    Some(_) => {}
-                    None => meta.put(wtxn, b"format", FORMAT_VERSION)?,
                 }
                 Ok(CommitOrAbort::Commit((
                     messages, due, parked, delivered, discarded, meta,
@@ -237,7 +243,7 @@ impl Shared {
                 return Err(SafError::Storage {
                     path: path.to_owned(),
                     message: format!(
-                        "on-disk format `{found}` is not the supported format `1`; \
+                        "on-disk format `{found}` is not a supported format (`1` or `2`); \
                          export it with the version that wrote it"
                     ),
                 });
@@ -533,15 +539,15 @@ pub(crate) fn id_of_index_key(table: IndexTable, key: &[u8]) -> &[u8] {
     rest.get(8..).unwrap_or_default()
 }
 
+/// The message stored under `key` (its id): a binary record, or a JSON one of format 1
+/// ([`super::record`]).
 pub(crate) fn decode_message(key: &[u8], bytes: &[u8]) -> Result<Message, SafError> {
-    serde_json::from_slice(bytes).map_err(|error| SafError::Corrupt {
-        key: String::from_utf8_lossy(key).into_owned(),
-        message: error.to_string(),
-    })
+    super::record::decode(key, bytes)
 }
 
-pub(crate) fn encode_message(message: &Message) -> Result<Vec<u8>, SafError> {
-    serde_json::to_vec(message).map_err(|error| SafError::InvalidInput(error.to_string()))
+/// The stored record of a message (binary, [`super::record`]).
+pub(crate) fn encode_message(message: &Message) -> Vec<u8> {
+    super::record::encode(message)
 }
 
 /// Check an id or a target: non-empty, short enough for LMDB keys, and without NUL (the

@@ -370,9 +370,7 @@ fn apply(
                 config.history_limit,
             );
             let status = new.status;
-            if let Err(error) = replace(shared, txn, journal, Some(&old), &new)? {
-                return Ok(Err(error));
-            }
+            replace(shared, txn, journal, Some(&old), &new)?;
             Ok(Ok(Reply::Recorded(Some(status))))
         }
         CommandKind::Requeue { selector, resume } => operator_change(
@@ -442,9 +440,7 @@ fn apply(
                     skipped += 1;
                     continue;
                 }
-                if let Err(error) = replace(shared, txn, journal, None, message)? {
-                    return Ok(Err(error));
-                }
+                replace(shared, txn, journal, None, message)?;
                 imported += 1;
             }
             Ok(Ok(Reply::Imported { imported, skipped }))
@@ -488,11 +484,8 @@ fn replace(
     journal: &mut Journal,
     old: Option<&Message>,
     new: &Message,
-) -> Result<Result<(), SafError>, heed::Error> {
-    let record = match encode_message(new) {
-        Ok(record) => record,
-        Err(error) => return Ok(Err(error)),
-    };
+) -> Result<(), heed::Error> {
+    let record = encode_message(new);
     let (new_table, new_key) = index_key(new);
     if let Some(old) = old {
         let (old_table, old_key) = index_key(old);
@@ -502,7 +495,7 @@ fn replace(
     }
     journal.put(shared, txn, TableId::Messages, new.id.as_bytes(), &record)?;
     journal.put(shared, txn, new_table.into(), &new_key, &[])?;
-    Ok(Ok(()))
+    Ok(())
 }
 
 /// The message after one more attempt: delivered, rescheduled, or parked.
@@ -613,9 +606,7 @@ fn operator_change(
                     },
                 }));
             };
-            if let Err(error) = replace(shared, txn, journal, Some(&old), &new)? {
-                return Ok(Err(error));
-            }
+            replace(shared, txn, journal, Some(&old), &new)?;
             Ok(Ok(Reply::Changed {
                 count: 1,
                 resume: None,
@@ -630,9 +621,7 @@ fn operator_change(
             let mut count = 0;
             for old in matches {
                 if let Some(new) = change(&old) {
-                    if let Err(error) = replace(shared, txn, journal, Some(&old), &new)? {
-                        return Ok(Err(error));
-                    }
+                    replace(shared, txn, journal, Some(&old), &new)?;
                     count += 1;
                 }
             }
