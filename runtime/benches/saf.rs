@@ -19,6 +19,11 @@ use serde_json::json;
 mod bench_line;
 use bench_line::bench_line;
 
+/// The allocator of the `scl` binary (`src/main.rs`), so the RSS figures are the
+/// ones a site node has.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     if std::env::args().any(|arg| arg == "--million-child") {
         million();
