@@ -379,21 +379,36 @@ fn cell_to_json(value: ValueRef<'_>, boolean_column: bool) -> Value {
     }
 }
 
+/// The statement from the connection's cache of prepared statements, with its parameters
+/// bound, and the column cache with the compile count its entries are checked against.
+fn prepare_bound<'c>(
+    connection: &'c mut SqliteConnection,
+    statement: &Statement,
+) -> Result<
+    (
+        rusqlite::CachedStatement<'c>,
+        &'c mut ColumnCache,
+        &'c AtomicU64,
+    ),
+    rusqlite::Error,
+> {
+    let SqliteConnection {
+        connection, state, ..
+    } = connection;
+    let ConnectionState {
+        compiles, columns, ..
+    } = &mut **state;
+    let mut prepared = connection.prepare_cached(&statement.sql)?;
+    bind(&mut prepared, &statement.params)?;
+    Ok((prepared, columns, &**compiles))
+}
+
 /// Run a query: every row of its result, with the column list from the connection's cache.
 fn query_rows(
     connection: &mut SqliteConnection,
     statement: &Statement,
 ) -> Result<RowSet, rusqlite::Error> {
-    let SqliteConnection {
-        connection, state, ..
-    } = connection;
-    let ConnectionState {
-        compiles,
-        columns: cache,
-        ..
-    } = &mut **state;
-    let mut prepared = connection.prepare_cached(&statement.sql)?;
-    bind(&mut prepared, &statement.params)?;
+    let (mut prepared, cache, compiles) = prepare_bound(connection, statement)?;
     let mut columns: Option<Arc<ColumnInfo>> = None;
     let mut out = Vec::new();
     let mut rows = prepared.raw_query();
@@ -430,16 +445,7 @@ fn write_rows(
     statement: &Statement,
     sink: &mut dyn RowSink,
 ) -> Result<(), rusqlite::Error> {
-    let SqliteConnection {
-        connection, state, ..
-    } = connection;
-    let ConnectionState {
-        compiles,
-        columns: cache,
-        ..
-    } = &mut **state;
-    let mut prepared = connection.prepare_cached(&statement.sql)?;
-    bind(&mut prepared, &statement.params)?;
+    let (mut prepared, cache, compiles) = prepare_bound(connection, statement)?;
     let mut rows = prepared.raw_query();
     let Some(first) = rows.next()? else {
         return Ok(());
