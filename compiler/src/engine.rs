@@ -28,7 +28,7 @@ use crate::exec::{
     TimedExecution,
 };
 use crate::ir::{self, FuncIndex};
-use crate::runtime::convert::{repr_of, val_to_value, value_to_val};
+use crate::runtime::convert::{json_to_val, repr_of, val_to_json, val_to_value, value_to_val};
 use crate::runtime::{
     CtxInner, ExecCtx, HeapCounters, STATUS_OK, ScriptTables, Val, heap_counters, release,
     set_heap_counters,
@@ -652,6 +652,26 @@ impl Script {
     /// Calls `main` with a JSON object of named parameters; a missing, extra
     /// or mistyped field is an error of kind `type` naming it.
     pub fn call_main_json(&self, params: &serde_json::Value, options: &CallOptions<'_>) -> Outcome {
+        self.call_main_json_as(params, options, ResultForm::Value)
+    }
+
+    /// [`call_main_json`](Self::call_main_json) for hosts that answer in JSON
+    /// (central's API): the result comes back as [`Value::Json`], converted
+    /// straight from the script's value without building a [`Value`] first.
+    pub fn call_main_json_to_json(
+        &self,
+        params: &serde_json::Value,
+        options: &CallOptions<'_>,
+    ) -> Outcome {
+        self.call_main_json_as(params, options, ResultForm::Json)
+    }
+
+    fn call_main_json_as(
+        &self,
+        params: &serde_json::Value,
+        options: &CallOptions<'_>,
+        form: ResultForm,
+    ) -> Outcome {
         let Some(index) = self.function_index("main") else {
             return failed(ScriptError::new(
                 "type",
@@ -682,9 +702,9 @@ impl Script {
             match object.get(name) {
                 // An optional parameter given as `null` is the same as one left out.
                 Some(serde_json::Value::Null) | None if matches!(ty, Type::Optional(_)) => {
-                    args.push(Value::Null);
+                    args.push(None);
                 }
-                Some(value) => args.push(Value::Json(value.clone())),
+                Some(value) => args.push(Some(value)),
                 None => {
                     return failed(ScriptError::new(
                         "type",
@@ -694,13 +714,13 @@ impl Script {
                 }
             }
         }
-        self.call_index(index, args, options)
+        self.call_index(index, Args::Json(&args), options, form)
     }
 
     /// Calls any function of the script by name.
     pub fn call(&self, function: &str, args: Vec<Value>, options: &CallOptions<'_>) -> Outcome {
         match self.function_index(function) {
-            Some(index) => self.call_index(index, args, options),
+            Some(index) => self.call_index(index, Args::Values(&args), options, ResultForm::Value),
             None => failed(ScriptError::new(
                 "type",
                 "unknown_function",
@@ -709,7 +729,13 @@ impl Script {
         }
     }
 
-    fn call_index(&self, index: FuncIndex, args: Vec<Value>, options: &CallOptions<'_>) -> Outcome {
+    fn call_index(
+        &self,
+        index: FuncIndex,
+        args: Args<'_>,
+        options: &CallOptions<'_>,
+        form: ResultForm,
+    ) -> Outcome {
         let inner = &*self.inner;
         let signature = &inner.lowered.signatures[index.0 as usize];
         if args.len() != signature.params.len() {
@@ -751,14 +777,15 @@ impl Script {
         });
 
         let mut arg_vals = Vec::with_capacity(args.len());
-        for ((name, ty), value) in signature.params.iter().zip(&args) {
+        for (at, (name, ty)) in signature.params.iter().enumerate() {
             // The path names where a conversion failed; it is only built
             // (by converting again) when one does, to keep calls cheap.
-            match value_to_val(value, ty, &mut String::new()) {
+            match args.convert(at, ty, &mut String::new()) {
                 Ok(val) => arg_vals.push(val),
                 Err(_) => {
                     let mut path = format!("parameter `{name}`");
-                    let message = value_to_val(value, ty, &mut path)
+                    let message = args
+                        .convert(at, ty, &mut path)
                         .err()
                         .unwrap_or_else(|| format!("{path}: cannot be converted"));
                     drop(arg_vals);
@@ -820,7 +847,10 @@ impl Script {
         } else {
             let val = Val::from_bits(ret_bits, repr_of(&signature.ret));
             release_result(ret_bits, &signature.ret);
-            Ok(val_to_value(&val, &signature.ret))
+            Ok(match form {
+                ResultForm::Value => val_to_value(&val, &signature.ret),
+                ResultForm::Json => Value::Json(val_to_json(&val, &signature.ret)),
+            })
         };
         drop(arg_vals);
         let heap = heap_counters();
@@ -852,6 +882,48 @@ impl Script {
             },
         }
     }
+}
+
+/// Where the arguments of a call come from.
+enum Args<'a> {
+    /// Host values, in parameter order.
+    Values(&'a [Value]),
+    /// Fields of a JSON object, in parameter order; `None` for an optional
+    /// parameter left out or given as `null`.
+    Json(&'a [Option<&'a serde_json::Value>]),
+}
+
+impl Args<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Args::Values(values) => values.len(),
+            Args::Json(fields) => fields.len(),
+        }
+    }
+
+    /// Argument `at` as a run-time value of type `ty`.
+    fn convert(&self, at: usize, ty: &Type, path: &mut String) -> Result<Val, String> {
+        match self {
+            Args::Values(values) => match values.get(at) {
+                Some(value) => value_to_val(value, ty, path),
+                None => Err(format!("{path}: no argument")),
+            },
+            Args::Json(fields) => match fields.get(at) {
+                Some(Some(json)) => json_to_val(json, ty, path),
+                Some(None) => Ok(Val::Null),
+                None => Err(format!("{path}: no argument")),
+            },
+        }
+    }
+}
+
+/// What a call's result is handed back as.
+#[derive(Debug, Clone, Copy)]
+enum ResultForm {
+    /// A [`Value`] of the function's return type.
+    Value,
+    /// [`Value::Json`].
+    Json,
 }
 
 fn release_result(bits: i64, ty: &Type) {

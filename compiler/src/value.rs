@@ -53,6 +53,15 @@ impl Value {
         }
     }
 
+    /// [`to_json`](Self::to_json) without the copy when the value already is
+    /// [`Value::Json`].
+    pub fn into_json(self) -> serde_json::Value {
+        match self {
+            Value::Json(j) => j,
+            other => other.to_json(),
+        }
+    }
+
     /// A short description for error messages ("an int", "a list").
     pub fn describe(&self) -> &'static str {
         match self {

@@ -193,6 +193,40 @@ fn named_parameters_from_json() {
     );
 }
 
+/// `call_main_json_to_json` answers what `call_main_json` answers, as JSON:
+/// records, maps, lists, optionals and floats, and the same errors.
+#[test]
+fn json_results_match_value_results() {
+    let script = common::compile(
+        "type Line = { sku: string, qty: int, note: string? }\n\
+         fn main(lines: list<Line>, scale: float, tags: map<int>?) -> { total: float, lines: list<Line>, tags: map<int>?, first: Line? } {\n\
+             var first: Line? = null;\n\
+             if lines.len() > 0 { first = lines[0]; }\n\
+             return { total: scale * 2.0, lines: lines, tags: tags, first: first };\n\
+         }",
+    );
+    let options = CallOptions::default();
+    for params in [
+        serde_json::json!({ "lines": [{ "sku": "a", "qty": 2 }, { "sku": "ü", "qty": -1, "note": "x" }], "scale": 1.5, "tags": { "k": 1 } }),
+        serde_json::json!({ "lines": [], "scale": 0, "tags": null }),
+        serde_json::json!({ "lines": [], "scale": 2 }),
+    ] {
+        let as_value = script.call_main_json(&params, &options).result;
+        let as_json = script.call_main_json_to_json(&params, &options).result;
+        let expected = as_value.expect("runs").to_json();
+        assert_eq!(as_json, Ok(Value::Json(expected)), "{params}");
+    }
+    for bad in [
+        serde_json::json!({ "lines": [{ "sku": 1, "qty": 2 }], "scale": 1 }),
+        serde_json::json!({ "scale": 1 }),
+        serde_json::json!({ "lines": [], "scale": 1, "extra": true }),
+    ] {
+        let as_value = script.call_main_json(&bad, &options).result;
+        let as_json = script.call_main_json_to_json(&bad, &options).result;
+        assert_eq!(as_value.unwrap_err(), as_json.unwrap_err(), "{bad}");
+    }
+}
+
 #[test]
 fn any_function_by_name_and_unknown_names() {
     let script =

@@ -31,7 +31,10 @@ use crate::timelog::{TimeLog, Window, now_ms, rfc3339_ms};
 /// One script run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
-    /// When the run started: RFC 3339, UTC, milliseconds.
+    /// When the run started: RFC 3339, UTC, milliseconds. Not stored: the
+    /// log derives it from `unix_ms` when it reads a row (rows written by
+    /// earlier versions carry it and keep it).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub time: String,
     pub unix_ms: i64,
     /// `central` or the site's name.
@@ -131,7 +134,7 @@ impl RunRecord {
             })
             .collect();
         RunRecord {
-            time: rfc3339_ms(started_ms),
+            time: String::new(),
             unix_ms: started_ms,
             node: source.node.to_owned(),
             script: source.script.to_owned(),
@@ -279,8 +282,14 @@ impl RunLog {
 
     /// Queues a row for the writer; never blocks.
     pub fn record(&self, run: RunRecord) {
-        let sender = self.sender.lock().ok().and_then(|s| s.clone());
-        let Some(sender) = sender else { return };
+        // `try_send` under the lock (it never blocks) rather than a clone of
+        // the sender: no counter traffic on the channel per run.
+        let Ok(sender) = self.sender.lock() else {
+            return;
+        };
+        let Some(sender) = sender.as_ref() else {
+            return;
+        };
         match sender.try_send(Job::Row(Box::new(run))) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
@@ -337,7 +346,11 @@ pub fn read(log: &TimeLog, query: &RunQuery) -> Result<Vec<RunRecord>, String> {
         until_ms: query.until_ms,
         limit: query.limit.unwrap_or(DEFAULT_LIMIT),
     };
-    log.query(&window, |run: &RunRecord| query.keeps(run))
+    let mut rows = log.query(&window, |run: &RunRecord| query.keeps(run))?;
+    for row in rows.iter_mut().filter(|row| row.time.is_empty()) {
+        row.time = rfc3339_ms(row.unix_ms);
+    }
+    Ok(rows)
 }
 
 /// The writer's pace: at most one commit per this interval while rows keep

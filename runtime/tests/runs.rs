@@ -173,6 +173,12 @@ async fn every_run_leaves_a_row_on_its_node() {
     assert_eq!(store["logs"], json!(["INFO stored 7", "WARN second line"]));
     assert!(store["duration_ms"].as_f64() > Some(0.0), "{store}");
     assert!(store["cpu_ms"].as_f64() > Some(0.0), "{store}");
+    // `time` is not stored; the log derives it from `unix_ms` on reading.
+    let unix_ms = store["unix_ms"].as_i64().expect("unix_ms");
+    let time = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(unix_ms)
+        .expect("in range")
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    assert_eq!(store["time"], json!(time), "{store}");
     let divide = by_script(&runs, "Divide")[0];
     assert_eq!(divide["status"], "FAILURE");
     assert!(

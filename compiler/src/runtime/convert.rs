@@ -118,7 +118,7 @@ pub(crate) fn val_to_json(val: &Val, ty: &Type) -> Json {
             Body::List(items) => {
                 let element = element_type(ty);
                 let items = items.borrow();
-                Json::Array(items.iter().map(|v| val_to_json(v, &element)).collect())
+                Json::Array(items.iter().map(|v| val_to_json(v, element)).collect())
             }
             Body::Map(entries) => {
                 let element = element_type(ty);
@@ -126,7 +126,7 @@ pub(crate) fn val_to_json(val: &Val, ty: &Type) -> Json {
                 Json::Object(
                     entries
                         .iter()
-                        .map(|(k, v)| (k.clone(), val_to_json(v, &element)))
+                        .map(|(k, v)| (k.clone(), val_to_json(v, element)))
                         .collect(),
                 )
             }
@@ -150,10 +150,13 @@ fn strip_optional(ty: &Type) -> &Type {
     }
 }
 
-fn element_type(ty: &Type) -> Type {
+/// The element type of a list or map type (`json` for anything else); a
+/// reference, so converting a list of records clones no type.
+fn element_type(ty: &Type) -> &Type {
+    static JSON: Type = Type::Json;
     match strip_optional(ty) {
-        Type::List(t) | Type::Map(t) => (**t).clone(),
-        _ => Type::Json,
+        Type::List(t) | Type::Map(t) => t,
+        _ => &JSON,
     }
 }
 
@@ -441,7 +444,7 @@ pub(crate) fn val_to_value(val: &Val, ty: &Type) -> Value {
                     items
                         .borrow()
                         .iter()
-                        .map(|v| val_to_value(v, &element))
+                        .map(|v| val_to_value(v, element))
                         .collect(),
                 )
             }
@@ -451,22 +454,19 @@ pub(crate) fn val_to_value(val: &Val, ty: &Type) -> Value {
                     entries
                         .borrow()
                         .iter()
-                        .map(|(k, v)| (k.clone(), val_to_value(v, &element)))
+                        .map(|(k, v)| (k.clone(), val_to_value(v, element)))
                         .collect(),
                 )
             }
-            Body::Record(fields) => {
-                let names = record_type(ty)
-                    .map(|r| r.fields.clone())
-                    .unwrap_or_default();
-                Value::Record(
-                    names
-                        .iter()
-                        .zip(fields)
-                        .map(|((name, t), v)| (name.clone(), val_to_value(v, t)))
-                        .collect(),
-                )
-            }
+            Body::Record(fields) => Value::Record(
+                record_type(ty)
+                    .map(|r| r.fields.as_slice())
+                    .unwrap_or_default()
+                    .iter()
+                    .zip(fields)
+                    .map(|((name, t), v)| (name.clone(), val_to_value(v, t)))
+                    .collect(),
+            ),
         },
     }
 }

@@ -7,6 +7,7 @@
 //! disabled key) matched.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 use subtle::{ConditionallySelectable, ConstantTimeEq};
@@ -16,7 +17,8 @@ use crate::deployment::ApiKeyDef;
 /// One stored key: its name, its hash and whether it is enabled.
 #[derive(Clone)]
 struct StoredKey {
-    name: String,
+    /// Shared with every request that presents the key (no copy per call).
+    name: Arc<str>,
     hash: [u8; 32],
     enabled: bool,
 }
@@ -40,7 +42,7 @@ impl std::fmt::Debug for KeyTable {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum KeyCheck {
     /// An enabled key, by name.
-    Valid(String),
+    Valid(Arc<str>),
     /// No stored key matches, or the matching key is disabled (one answer
     /// for both, so callers cannot tell them apart).
     Invalid,
@@ -54,7 +56,7 @@ impl KeyTable {
             .iter()
             .filter_map(|(name, def)| {
                 decode_hex(&def.sha256).map(|hash| StoredKey {
-                    name: name.clone(),
+                    name: Arc::from(name.as_str()),
                     hash,
                     enabled: def.enabled,
                 })
@@ -77,7 +79,7 @@ impl KeyTable {
             return KeyCheck::Invalid;
         }
         match self.keys.get(index as usize) {
-            Some(key) if key.enabled => KeyCheck::Valid(key.name.clone()),
+            Some(key) if key.enabled => KeyCheck::Valid(Arc::clone(&key.name)),
             _ => KeyCheck::Invalid,
         }
     }

@@ -631,7 +631,7 @@ async fn submit_job(central: &Arc<Central>, name: &str, request: Request) -> Res
             crate::keys::generate_key().map_err(|e| storage(e.to_string()))?
         ),
         method: name.to_owned(),
-        caller: caller.label(),
+        caller: caller.label().into_owned(),
         status: "QUEUED".into(),
         total: records.len() as u64,
         processed: 0,
@@ -657,7 +657,7 @@ fn own_job(central: &Central, request: &Request, id: &str) -> Result<Job, ApiErr
     refuse_when_stopping(central)?;
     let caller = caller(central, request.headers(), peer_of())?;
     let job = central.bulk.job(id).map_err(storage)?;
-    job.filter(|job| job.caller == caller.label())
+    job.filter(|job| *job.caller == *caller.label())
         .ok_or_else(|| {
             ApiError::new(
                 StatusCode::NOT_FOUND,
