@@ -152,6 +152,13 @@ fn make_target(tier: Tier) -> Result<isa::OwnedTargetIsa, String> {
             },
         )
         .map_err(|e| e.to_string())?;
+    // The run's fuel lives in the pinned register (r15 on x86-64, x21 on
+    // AArch64) while generated code runs: see `limit_check`. Cranelift has
+    // a pinned register on these two hosts only, which are the ones the
+    // engine runs on.
+    flag_builder
+        .set("enable_pinned_reg", "true")
+        .map_err(|e| e.to_string())?;
     flag_builder
         .set("use_colocated_libcalls", "false")
         .map_err(|e| e.to_string())?;
@@ -649,6 +656,15 @@ fn build_entry(
     let depth = builder
         .ins()
         .load(types::I64, flags(), ctx, CTX_OFFSETS.max_depth);
+    // The run's fuel goes into the pinned register for the call and back
+    // into the budget after it. The register is callee-saved for our
+    // caller (Rust), so its old value is kept and put back.
+    let callers = builder.ins().get_pinned_reg(types::I64);
+    let budget = builder
+        .ins()
+        .load(pointer_type(), flags(), ctx, CTX_OFFSETS.budget);
+    let fuel = builder.ins().load(types::I64, flags(), budget, BUDGET_FUEL);
+    builder.ins().set_pinned_reg(fuel);
     let mut args = vec![ctx, depth];
     for (i, &repr) in params.iter().enumerate() {
         let bits = builder
@@ -658,6 +674,9 @@ fn build_entry(
     }
     let sig = builder.import_signature(function_signature(call_conv, params, *ret));
     let call = builder.ins().call_indirect(sig, callee, &args);
+    let left = builder.ins().get_pinned_reg(types::I64);
+    builder.ins().store(flags(), left, budget, BUDGET_FUEL);
+    builder.ins().set_pinned_reg(callers);
     if let Some(repr) = *ret {
         let result = builder.inst_results(call)[0];
         let bits = to_bits(&mut builder, result, repr);
@@ -1890,10 +1909,18 @@ impl<'a, 'b> Translator<'a, 'b> {
     }
 
     /// The inline check at function entries (`enter`) and loop heads: one
-    /// decrement of the run's budget compared with its floor (fuel, and the
-    /// deadline the ticker folds into the floor), and at entries the hidden depth argument and the
-    /// stack pointer against the stack budget. The runtime is only called
-    /// when one trips.
+    /// decrement of the run's fuel compared with the budget's floor (fuel,
+    /// and the deadline the ticker folds into the floor), and at entries the
+    /// hidden depth argument and the stack pointer against the stack budget.
+    /// The runtime is only called when one trips.
+    ///
+    /// The fuel itself is in the pinned register, never in memory, while
+    /// generated code runs: the entry trampoline loads it from the budget
+    /// and stores it back, and so does the slow path around its call into
+    /// the runtime (the only runtime code that reads or refills it). A
+    /// counter in memory made every entry and loop head wait for the store
+    /// of the one before (store-to-load forwarding); in fib that chain was
+    /// about a tenth of the run time.
     fn limit_check(&mut self, enter: bool, site: Option<Site>) {
         // The context's budget pointer and stack limit never change while a
         // run goes on, and the context pointer is valid throughout: read-only
@@ -1903,12 +1930,9 @@ impl<'a, 'b> Translator<'a, 'b> {
             .builder
             .ins()
             .load(pointer_type(), fixed, self.ctx, CTX_OFFSETS.budget);
-        let fuel = self
-            .builder
-            .ins()
-            .load(types::I64, flags(), budget, BUDGET_FUEL);
+        let fuel = self.builder.ins().get_pinned_reg(types::I64);
         let fuel = self.builder.ins().iadd_imm_s(fuel, -1);
-        self.builder.ins().store(flags(), fuel, budget, BUDGET_FUEL);
+        self.builder.ins().set_pinned_reg(fuel);
         // The ticker raises the floor at the deadline: a plain load each
         // time (never shared or hoisted), which the compare can fold in.
         let floor = self
@@ -1953,12 +1977,19 @@ impl<'a, 'b> Translator<'a, 'b> {
         }
         self.builder.seal_block(slow);
         self.builder.switch_to_block(slow);
+        // The runtime reads the fuel from the budget and may refill it.
+        self.builder.ins().store(flags(), fuel, budget, BUDGET_FUEL);
         if enter {
             let depth = self.depth_left;
             self.call_rt(RtFn::EnterSlow, &[depth]);
         } else {
             self.call_rt(RtFn::PollSlow, &[]);
         }
+        let fuel = self
+            .builder
+            .ins()
+            .load(types::I64, flags(), budget, BUDGET_FUEL);
+        self.builder.ins().set_pinned_reg(fuel);
         // A limit error goes to the error edge, otherwise on to `next`
         // through a cold block of its own: `next` then has one edge from the
         // hot path and one from cold code, and the edge cranelift splits for
