@@ -1078,6 +1078,10 @@ enum Pending {
         raise: RtFn,
         then: Block,
     },
+    /// The quick tier's shared raise of merged checks (see
+    /// [`Translator::flush_checks`]): the raise function's address arrives
+    /// as a second block argument.
+    SharedRaiseAny { block: Block, then: Block },
 }
 
 struct Translator<'a, 'b> {
@@ -1086,6 +1090,12 @@ struct Translator<'a, 'b> {
     shared_locate: HashMap<BlockId, Block>,
     /// The quick tier's shared raises, by raise function and handler block.
     shared_raise: HashMap<(RtFn, BlockId), Block>,
+    /// The quick tier's shared raises of merged checks, by handler block.
+    shared_raise_any: HashMap<BlockId, Block>,
+    /// The quick tier's arithmetic checks not branched on yet (see
+    /// [`Translator::flush_checks`]): each failure condition, its raise
+    /// and site, in program order.
+    pending_checks: Vec<(Value, RtFn, Site)>,
     builder: FunctionBuilder<'b>,
     decls: &'a Decls,
     blocks: Vec<Block>,
@@ -1156,6 +1166,8 @@ impl<'a, 'b> Translator<'a, 'b> {
             pending: Vec::new(),
             shared_locate: HashMap::new(),
             shared_raise: HashMap::new(),
+            shared_raise_any: HashMap::new(),
+            pending_checks: Vec::new(),
             builder,
             decls,
             blocks,
@@ -1286,6 +1298,9 @@ impl<'a, 'b> Translator<'a, 'b> {
                 self.constants.clear();
             }
             for inst in &block.insts {
+                if !self.defers_checks(&inst.kind, inst.site) {
+                    self.flush_checks();
+                }
                 self.joining_run = self.in_run(&inst.kind, inst.site);
                 if !self.joining_run {
                     self.check_run();
@@ -1309,6 +1324,7 @@ impl<'a, 'b> Translator<'a, 'b> {
                     };
                 }
             }
+            self.flush_checks();
             self.check_run();
             if !continues(index + 1) {
                 self.terminator(&block.term);
@@ -1350,6 +1366,9 @@ impl<'a, 'b> Translator<'a, 'b> {
             self.local_values[index] = Some(value);
             return;
         }
+        // A handler may read this register: it must not see a value
+        // computed after a failed check.
+        self.flush_checks();
         self.builder.def_var(self.vars[index], value);
     }
 
@@ -1359,17 +1378,7 @@ impl<'a, 'b> Translator<'a, 'b> {
     /// resolve for every compile).
     fn call_rt(&mut self, func: RtFn, args: &[Value]) -> Value {
         let pointer = func.pointer();
-        let arity = pointer.arity();
-        let sig = match self.runtime_sigs[arity] {
-            Some(sig) => sig,
-            None => {
-                let sig = self
-                    .builder
-                    .import_signature(self.decls.runtime_sigs[arity].clone());
-                self.runtime_sigs[arity] = Some(sig);
-                sig
-            }
-        };
+        let sig = self.runtime_sig(pointer.arity());
         let address = self
             .builder
             .ins()
@@ -1379,6 +1388,20 @@ impl<'a, 'b> Translator<'a, 'b> {
         all.extend_from_slice(args);
         let call = self.builder.ins().call_indirect(sig, address, &all);
         self.builder.inst_results(call)[0]
+    }
+
+    /// The imported signature of runtime functions of `arity`.
+    fn runtime_sig(&mut self, arity: usize) -> SigRef {
+        match self.runtime_sigs[arity] {
+            Some(sig) => sig,
+            None => {
+                let sig = self
+                    .builder
+                    .import_signature(self.decls.runtime_sigs[arity].clone());
+                self.runtime_sigs[arity] = Some(sig);
+                sig
+            }
+        }
     }
 
     fn ctx_load(&mut self, offset: i32) -> Value {
@@ -1548,9 +1571,27 @@ impl<'a, 'b> Translator<'a, 'b> {
         self.branch_to_error(status, error, site);
     }
 
-    /// Branches to a cold block calling `raise` (then the error edge) when `cond` holds.
+    /// Branches to a cold block calling `raise` (then the error edge) when
+    /// `cond` holds. The quick tier only notes the check, and branches once
+    /// for the checks of consecutive arithmetic (see
+    /// [`Translator::flush_checks`]).
     fn fail_if(&mut self, cond: Value, raise: RtFn, site: Option<Site>) {
         let Some(site) = site else { return };
+        if self.decls.tier == Tier::Quick {
+            if self
+                .pending_checks
+                .first()
+                .is_some_and(|(_, _, first)| first.on_error != site.on_error)
+            {
+                self.flush_checks();
+            }
+            self.pending_checks.push((cond, raise, site));
+            return;
+        }
+        self.branch_to_raise(cond, raise, site);
+    }
+
+    fn branch_to_raise(&mut self, cond: Value, raise: RtFn, site: Site) {
         let fail = match self.decls.tier {
             Tier::Quick => self.shared_raise(raise, site.on_error),
             Tier::Optimized => {
@@ -1566,6 +1607,118 @@ impl<'a, 'b> Translator<'a, 'b> {
             }
         };
         self.branch_to_error(cond, fail, site);
+    }
+
+    /// Whether an instruction may come between an arithmetic check and its
+    /// branch (quick tier): integer arithmetic and other instructions
+    /// without effects, into a register only this block sees, with the
+    /// handler of the checks already noted. Such an instruction computes a
+    /// value no one can observe if a noted check failed: its register is dead on the
+    /// error edge, and it neither traps nor touches memory (a division
+    /// branches on its own checks before it divides).
+    fn defers_checks(&self, kind: &InstKind, site: Option<Site>) -> bool {
+        if self.pending_checks.is_empty() {
+            return true;
+        }
+        let local = |var: &ir::Var| self.local[var.0 as usize];
+        let same_handler = site.is_none_or(|site| {
+            self.pending_checks
+                .first()
+                .is_none_or(|(_, _, first)| first.on_error == site.on_error)
+        });
+        match kind {
+            InstKind::IntArith { dst, .. } | InstKind::IntNeg { dst, .. } => {
+                local(dst) && same_handler
+            }
+            InstKind::Const { dst, .. }
+            | InstKind::Copy { dst, .. }
+            | InstKind::FloatArith { dst, .. }
+            | InstKind::FloatNeg { dst, .. }
+            | InstKind::Cmp { dst, .. }
+            | InstKind::Not { dst, .. }
+            | InstKind::IsNull { dst, .. }
+            | InstKind::IntToFloat { dst, .. } => local(dst),
+            _ => false,
+        }
+    }
+
+    /// Branches on the noted arithmetic checks (quick tier): one branch for
+    /// all of them, to the raise of the first that failed in program order
+    /// (its raise function and span chosen with `select`s), so that
+    /// `total += k * 3` or `x / (n - 3)` cost one CLIF block instead of two
+    /// or three.
+    fn flush_checks(&mut self) {
+        if self.pending_checks.is_empty() {
+            return;
+        }
+        let checks = std::mem::take(&mut self.pending_checks);
+        if let [(cond, raise, site)] = checks[..] {
+            self.branch_to_raise(cond, raise, site);
+            return;
+        }
+        let (last_cond, last_raise, last_site) = *checks.last().expect("two checks or more");
+        let same_raise = checks.iter().all(|&(_, raise, _)| raise == last_raise);
+        let mut failed = last_cond;
+        let mut span = self.builder.ins().iconst(types::I64, pack_span(last_site));
+        let mut raise = (!same_raise).then(|| {
+            self.builder
+                .ins()
+                .iconst(pointer_type(), last_raise.pointer().address() as i64)
+        });
+        // While every later check has the same span (or raise), the chain
+        // is that constant and a check with the same one needs no `select`.
+        let mut uniform_span = Some(pack_span(last_site));
+        let mut uniform_raise = Some(last_raise);
+        for &(cond, check_raise, site) in checks[..checks.len() - 1].iter().rev() {
+            failed = self.builder.ins().bor(cond, failed);
+            if uniform_span != Some(pack_span(site)) {
+                let here = self.builder.ins().iconst(types::I64, pack_span(site));
+                span = self.builder.ins().select(cond, here, span);
+                uniform_span = None;
+            }
+            if let Some(chosen) = raise
+                && uniform_raise != Some(check_raise)
+            {
+                let address = self
+                    .builder
+                    .ins()
+                    .iconst(pointer_type(), check_raise.pointer().address() as i64);
+                raise = Some(self.builder.ins().select(cond, address, chosen));
+                uniform_raise = None;
+            }
+        }
+        let next = self.builder.create_block();
+        if let Some(raise) = raise {
+            let fail = self.shared_raise_any(last_site.on_error);
+            self.builder.ins().brif(
+                failed,
+                fail,
+                &[BlockArg::Value(span), BlockArg::Value(raise)],
+                next,
+                &[],
+            );
+        } else {
+            let fail = self.shared_raise(last_raise, last_site.on_error);
+            self.builder
+                .ins()
+                .brif(failed, fail, &[BlockArg::Value(span)], next, &[]);
+        }
+        self.builder.seal_block(next);
+        self.builder.switch_to_block(next);
+    }
+
+    fn shared_raise_any(&mut self, on_error: BlockId) -> Block {
+        if let Some(&block) = self.shared_raise_any.get(&on_error) {
+            return block;
+        }
+        let then = self.shared_locate(on_error);
+        let block = self.builder.create_block();
+        self.builder.set_cold_block(block);
+        self.builder.append_block_param(block, types::I64);
+        self.builder.append_block_param(block, pointer_type());
+        self.pending.push(Pending::SharedRaiseAny { block, then });
+        self.shared_raise_any.insert(on_error, block);
+        block
     }
 
     fn emit_pending(&mut self) {
@@ -1602,6 +1755,16 @@ impl<'a, 'b> Translator<'a, 'b> {
                     self.builder.switch_to_block(block);
                     let span = self.builder.block_params(block)[0];
                     self.call_rt(raise, &[]);
+                    self.builder.ins().jump(then, &[BlockArg::Value(span)]);
+                }
+                Pending::SharedRaiseAny { block, then } => {
+                    self.builder.switch_to_block(block);
+                    let (span, raise) = (
+                        self.builder.block_params(block)[0],
+                        self.builder.block_params(block)[1],
+                    );
+                    let sig = self.runtime_sig(0);
+                    self.builder.ins().call_indirect(sig, raise, &[self.ctx]);
                     self.builder.ins().jump(then, &[BlockArg::Value(span)]);
                 }
             }
@@ -1657,12 +1820,16 @@ impl<'a, 'b> Translator<'a, 'b> {
                             let min = self.builder.ins().icmp_imm_s(IntCC::Equal, a, i64::MIN);
                             let overflow = self.builder.ins().band(min, minus_one);
                             self.fail_if(overflow, RtFn::RaiseOverflow, site);
+                            // The hardware traps on a zero divisor: the
+                            // checks branch before the division.
+                            self.flush_checks();
                             self.builder.ins().sdiv(a, b)
                         } else {
                             // `x % -1` is 0; dividing by 1 instead avoids the
                             // hardware trap on `i64::MIN % -1`.
                             let one = self.builder.ins().iconst(types::I64, 1);
                             let divisor = self.builder.ins().select(minus_one, one, b);
+                            self.flush_checks();
                             self.builder.ins().srem(a, divisor)
                         }
                     }
