@@ -10,7 +10,8 @@
 //! branch. In the quick tier every site with the same handler shares one
 //! such block (the site's span travels as a block argument), and a run of
 //! calls that only allocate shares one status check (see
-//! [`Translator::in_run`]), which keeps the function small to compile:
+//! [`Translator::in_run`]), as do the checks of consecutive arithmetic (see
+//! [`Translator::flush_checks`]), which keeps the function small to compile:
 //! cranelift's cost grows with CLIF blocks far more than with instructions
 //! (about 22,000 host instructions per block at `opt_level=none`).
 //!
