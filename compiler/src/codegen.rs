@@ -153,12 +153,19 @@ fn make_target(tier: Tier) -> Result<isa::OwnedTargetIsa, String> {
             },
         )
         .map_err(|e| e.to_string())?;
-    // The run's fuel lives in the pinned register (r15 on x86-64, x21 on
-    // AArch64) while generated code runs: see `limit_check`. Cranelift has
-    // a pinned register on these two hosts only, which are the ones the
-    // engine runs on.
+    // Optimized code keeps the run's fuel in the pinned register (r15 on
+    // x86-64, x21 on AArch64): see `limit_check`. Cranelift has a pinned
+    // register on these two hosts only, which are the ones the engine runs
+    // on. Quick code keeps the register for allocation.
     flag_builder
-        .set("enable_pinned_reg", "true")
+        .set(
+            "enable_pinned_reg",
+            if fuel_in_register(tier) {
+                "true"
+            } else {
+                "false"
+            },
+        )
         .map_err(|e| e.to_string())?;
     flag_builder
         .set("use_colocated_libcalls", "false")
@@ -170,6 +177,16 @@ fn make_target(tier: Tier) -> Result<isa::OwnedTargetIsa, String> {
     isa_builder
         .finish(settings::Flags::new(flag_builder))
         .map_err(|e| e.to_string())
+}
+
+/// Whether a tier's code keeps the run's fuel in the pinned register (the
+/// optimized tier) or decrements it in the budget (the quick tier, whose
+/// single-pass register allocator pays for every register taken away with
+/// spills: quick fib ran about 4% slower with the register pinned, and
+/// compiles took 1.2% more instructions). A run executes wholly in one tier,
+/// so each run keeps to one of the two.
+fn fuel_in_register(tier: Tier) -> bool {
+    tier == Tier::Optimized
 }
 
 pub(crate) fn compile(module: &ir::Module, tier: Tier) -> Result<NativeCode, String> {
@@ -217,10 +234,12 @@ pub(crate) fn compile(module: &ir::Module, tier: Tier) -> Result<NativeCode, Str
         };
         shape_of.push(index);
     }
-    // Trampolines depend on the signature only: most come compiled from
-    // the process-wide cache, the rest are compiled with the script.
-    let cached: Vec<Option<*const u8>> =
-        shapes.iter().map(shared_entry).collect::<Result<_, _>>()?;
+    // Trampolines depend on the signature and tier only: most come compiled
+    // from the process-wide cache, the rest are compiled with the script.
+    let cached: Vec<Option<*const u8>> = shapes
+        .iter()
+        .map(|shape| shared_entry(shape, tier))
+        .collect::<Result<_, _>>()?;
     let mut entry_ids = Vec::with_capacity(shapes.len());
     for (index, cached) in cached.iter().enumerate() {
         if cached.is_some() {
@@ -333,8 +352,9 @@ pub(crate) fn compile(module: &ir::Module, tier: Tier) -> Result<NativeCode, Str
     })
 }
 
-/// Entry trampolines compiled once per process: one per signature, in a
-/// module of their own that is never freed. A trampoline is a few
+/// Entry trampolines compiled once per process: one per signature and tier
+/// (the tiers keep the fuel in different places), in a module of their own
+/// that is never freed. A trampoline is a few
 /// instructions, but cranelift charges about 40 µs for any function, and
 /// scripts share a handful of signatures.
 struct EntryCache {
@@ -354,9 +374,14 @@ const SHARED_ENTRIES_MAX: usize = 1024;
 
 /// The shared trampoline for `shape`, compiled on first use; `None` once
 /// the cache is full.
-fn shared_entry(shape: &Shape) -> Result<Option<*const u8>, String> {
-    static CACHE: std::sync::Mutex<Option<EntryCache>> = std::sync::Mutex::new(None);
-    let mut guard = CACHE
+fn shared_entry(shape: &Shape, tier: Tier) -> Result<Option<*const u8>, String> {
+    static QUICK: std::sync::Mutex<Option<EntryCache>> = std::sync::Mutex::new(None);
+    static OPTIMIZED: std::sync::Mutex<Option<EntryCache>> = std::sync::Mutex::new(None);
+    let cache = match tier {
+        Tier::Quick => &QUICK,
+        Tier::Optimized => &OPTIMIZED,
+    };
+    let mut guard = cache
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     if let Some(cache) = guard.as_ref()
@@ -370,7 +395,7 @@ fn shared_entry(shape: &Shape) -> Result<Option<*const u8>, String> {
     {
         return Ok(None);
     }
-    let isa = target(Tier::Quick)?;
+    let isa = target(tier)?;
     let cache = guard.get_or_insert_with(|| EntryCache {
         module: JITModule::new(JITBuilder::with_isa(isa.clone(), default_libcall_names())),
         entries: HashMap::new(),
@@ -389,7 +414,7 @@ fn shared_entry(shape: &Shape) -> Result<Option<*const u8>, String> {
     ctx.func.name = UserFuncName::user(0, id.as_u32());
     let mut builder_ctx = FunctionBuilderContext::new();
     let builder = FunctionBuilder::new(&mut ctx.func, &mut builder_ctx);
-    build_entry(builder, call_conv, isa.frontend_config(), shape);
+    build_entry(builder, call_conv, isa.frontend_config(), shape, tier);
     cache
         .module
         .define_function(id, &mut ctx)
@@ -579,6 +604,7 @@ impl Work<'_> {
                         self.decls.call_conv,
                         self.decls.frontend,
                         &self.shapes[shape],
+                        self.decls.tier,
                     );
                     (id, format!("entry {shape}"))
                 }
@@ -638,14 +664,16 @@ fn entry_signature(call_conv: CallConv) -> Signature {
     sig
 }
 
-/// The entry trampoline of one signature: unpacks `argv`, calls the
-/// function at the address it is given with the run's call depth, and
-/// stores the result as bits.
+/// The entry trampoline of one signature and tier: unpacks `argv`, calls
+/// the function at the address it is given with the run's call depth (and,
+/// for the optimized tier, its fuel in the pinned register), and stores the
+/// result as bits.
 fn build_entry(
     mut builder: FunctionBuilder<'_>,
     call_conv: CallConv,
     frontend: TargetFrontendConfig,
     shape: &Shape,
+    tier: Tier,
 ) {
     let (params, ret) = shape;
     let block = builder.create_block();
@@ -657,15 +685,18 @@ fn build_entry(
     let depth = builder
         .ins()
         .load(types::I64, flags(), ctx, CTX_OFFSETS.max_depth);
-    // The run's fuel goes into the pinned register for the call and back
-    // into the budget after it. The register is callee-saved for our
-    // caller (Rust), so its old value is kept and put back.
-    let callers = builder.ins().get_pinned_reg(types::I64);
-    let budget = builder
-        .ins()
-        .load(pointer_type(), flags(), ctx, CTX_OFFSETS.budget);
-    let fuel = builder.ins().load(types::I64, flags(), budget, BUDGET_FUEL);
-    builder.ins().set_pinned_reg(fuel);
+    // Optimized code: the run's fuel goes into the pinned register for the
+    // call and back into the budget after it. The register is callee-saved
+    // for our caller (Rust), so its old value is kept and put back.
+    let pinned = fuel_in_register(tier).then(|| {
+        let callers = builder.ins().get_pinned_reg(types::I64);
+        let budget = builder
+            .ins()
+            .load(pointer_type(), flags(), ctx, CTX_OFFSETS.budget);
+        let fuel = builder.ins().load(types::I64, flags(), budget, BUDGET_FUEL);
+        builder.ins().set_pinned_reg(fuel);
+        (callers, budget)
+    });
     let mut args = vec![ctx, depth];
     for (i, &repr) in params.iter().enumerate() {
         let bits = builder
@@ -675,9 +706,11 @@ fn build_entry(
     }
     let sig = builder.import_signature(function_signature(call_conv, params, *ret));
     let call = builder.ins().call_indirect(sig, callee, &args);
-    let left = builder.ins().get_pinned_reg(types::I64);
-    builder.ins().store(flags(), left, budget, BUDGET_FUEL);
-    builder.ins().set_pinned_reg(callers);
+    if let Some((callers, budget)) = pinned {
+        let left = builder.ins().get_pinned_reg(types::I64);
+        builder.ins().store(flags(), left, budget, BUDGET_FUEL);
+        builder.ins().set_pinned_reg(callers);
+    }
     if let Some(repr) = *ret {
         let result = builder.inst_results(call)[0];
         let bits = to_bits(&mut builder, result, repr);
@@ -2082,13 +2115,15 @@ impl<'a, 'b> Translator<'a, 'b> {
     /// hidden depth argument and the stack pointer against the stack budget.
     /// The runtime is only called when one trips.
     ///
-    /// The fuel itself is in the pinned register, never in memory, while
-    /// generated code runs: the entry trampoline loads it from the budget
-    /// and stores it back, and so does the slow path around its call into
-    /// the runtime (the only runtime code that reads or refills it). A
-    /// counter in memory made every entry and loop head wait for the store
-    /// of the one before (store-to-load forwarding); in fib that chain was
-    /// about a tenth of the run time.
+    /// In the optimized tier the fuel itself is in the pinned register,
+    /// never in memory, while generated code runs: the entry trampoline
+    /// loads it from the budget and stores it back, and so does the slow
+    /// path around its call into the runtime (the only runtime code that
+    /// reads or refills it). A counter in memory made every entry and loop
+    /// head wait for the store of the one before (store-to-load
+    /// forwarding); in fib that chain was about a tenth of the run time.
+    /// The quick tier decrements the budget's counter in memory (see
+    /// [`fuel_in_register`]).
     fn limit_check(&mut self, enter: bool, site: Option<Site>) {
         // The context's budget pointer and stack limit never change while a
         // run goes on, and the context pointer is valid throughout: read-only
@@ -2098,9 +2133,20 @@ impl<'a, 'b> Translator<'a, 'b> {
             .builder
             .ins()
             .load(pointer_type(), fixed, self.ctx, CTX_OFFSETS.budget);
-        let fuel = self.builder.ins().get_pinned_reg(types::I64);
+        let pinned = fuel_in_register(self.decls.tier);
+        let fuel = if pinned {
+            self.builder.ins().get_pinned_reg(types::I64)
+        } else {
+            self.builder
+                .ins()
+                .load(types::I64, flags(), budget, BUDGET_FUEL)
+        };
         let fuel = self.builder.ins().iadd_imm_s(fuel, -1);
-        self.builder.ins().set_pinned_reg(fuel);
+        if pinned {
+            self.builder.ins().set_pinned_reg(fuel);
+        } else {
+            self.builder.ins().store(flags(), fuel, budget, BUDGET_FUEL);
+        }
         // The ticker raises the floor at the deadline: a plain load each
         // time (never shared or hoisted), which the compare can fold in.
         let floor = self
@@ -2146,18 +2192,22 @@ impl<'a, 'b> Translator<'a, 'b> {
         self.builder.seal_block(slow);
         self.builder.switch_to_block(slow);
         // The runtime reads the fuel from the budget and may refill it.
-        self.builder.ins().store(flags(), fuel, budget, BUDGET_FUEL);
+        if pinned {
+            self.builder.ins().store(flags(), fuel, budget, BUDGET_FUEL);
+        }
         if enter {
             let depth = self.depth_left;
             self.call_rt(RtFn::EnterSlow, &[depth]);
         } else {
             self.call_rt(RtFn::PollSlow, &[]);
         }
-        let fuel = self
-            .builder
-            .ins()
-            .load(types::I64, flags(), budget, BUDGET_FUEL);
-        self.builder.ins().set_pinned_reg(fuel);
+        if pinned {
+            let fuel = self
+                .builder
+                .ins()
+                .load(types::I64, flags(), budget, BUDGET_FUEL);
+            self.builder.ins().set_pinned_reg(fuel);
+        }
         // A limit error goes to the error edge, otherwise on to `next`
         // through a cold block of its own: `next` then has one edge from the
         // hot path and one from cold code, and the edge cranelift splits for

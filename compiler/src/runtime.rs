@@ -290,7 +290,7 @@ pub struct ExecCtx<'s> {
     /// (timeout, fuel, heap, depth) is pending: no `catch` may take it.
     pub(crate) status: u64,
     /// The run's step budget ([`Budget`](crate::exec::Budget)): generated
-    /// code decrements the fuel (kept in a register while it runs) at every
+    /// code decrements the fuel (optimized code keeps it in a register) at every
     /// function entry and loop head and calls the runtime when it goes below
     /// the budget's floor (fuel used up, or the deadline passed and the
     /// ticker raised the floor).
