@@ -2,11 +2,20 @@
 //! a 200-line script, fib(30) against the same function compiled by rustc in
 //! the same run, and the overhead of calling a compiled `main`. Prints
 //! medians; compare ratios, not absolute figures, on a shared machine.
+//!
+//! The process runs on the `scl` binary's allocator (mimalloc), as the
+//! engine does in the binary; `docs/benchmarks.md` (session 9) gives the
+//! compile figures with the system allocator too.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use scl_compiler::{Backend, CallOptions, CompileOptions, Engine, Value};
+
+/// The allocator of the `scl` binary (`runtime/src/main.rs`), which embeds
+/// the engine.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();

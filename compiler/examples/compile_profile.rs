@@ -10,6 +10,11 @@ use scl_compiler::{CompileOptions, Engine};
 mod two_hundred_lines;
 use two_hundred_lines::two_hundred_lines;
 
+/// The allocator of the `scl` binary (`runtime/src/main.rs`), which embeds
+/// the engine: the front end and cranelift allocate many small objects.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]

@@ -3,7 +3,8 @@
 //!
 //! **How limits interrupt generated code.** Nothing ever preempts a script
 //! from outside. Generated code checks, inline, at every loop head
-//! `fuel - 1 < floor` on the run's [`Budget`], and at every function entry
+//! `fuel - 1 < floor` against the run's [`Budget`] (optimized code keeps the
+//! fuel itself in a register, see [`Budget`]), and at every function entry
 //! that as well as `depth_left == 0` (the remaining call depth travels as a
 //! hidden argument of every script function) and `sp < stack_limit`. The
 //! deadline is folded into that compare: while an execution with a timeout
@@ -358,6 +359,16 @@ pub(crate) fn call_host(
 
 /// The step budget of one execution, which generated code decrements at
 /// every function entry and loop head: `fuel - 1 < floor` calls the runtime.
+///
+/// Quick code and the reference evaluator decrement `fuel` itself. While
+/// optimized code runs, the count is in cranelift's pinned register, not in
+/// `fuel`: the entry trampoline loads it from here and stores it back when
+/// the call returns, and the slow path of a check stores it before it calls
+/// the runtime and loads it again after (the runtime reads it and may refill
+/// it). So Rust code sees the current count whenever generated code calls it
+/// for a tripped check, and the final count after the run; during an
+/// optimized run, host functions see the count as it was when the run
+/// started.
 ///
 /// `floor` carries the deadline: it is 0 until a timed execution passes its
 /// deadline, when the ticker thread sets it to `i64::MAX`, so the next check

@@ -290,9 +290,10 @@ pub struct ExecCtx<'s> {
     /// (timeout, fuel, heap, depth) is pending: no `catch` may take it.
     pub(crate) status: u64,
     /// The run's step budget ([`Budget`](crate::exec::Budget)): generated
-    /// code decrements `(*budget).fuel` at every function entry and loop
-    /// head and calls the runtime when it goes below zero (fuel used up, or
-    /// the deadline passed and the ticker tripped it).
+    /// code decrements the fuel (optimized code keeps it in a register) at every
+    /// function entry and loop head and calls the runtime when it goes below
+    /// the budget's floor (fuel used up, or the deadline passed and the
+    /// ticker raised the floor).
     pub(crate) budget: *const crate::exec::Budget,
     /// The lowest stack address calls may reach (the stack budget).
     pub(crate) stack_limit: u64,

@@ -209,3 +209,45 @@ fn main() -> int {
 }"#;
     assert_eq!(ok(src, vec![]), Value::Int(1 + 3 + 4 + 5 + 6));
 }
+
+/// The quick tier branches once for the checks of consecutive arithmetic
+/// (`a * b + c`, `x / (n - k)`): whichever of them fails, the error must be
+/// the first failing one's, at its place, as the evaluator and the optimized
+/// tier report it (`err` compares all three), also inside a `try`.
+#[test]
+fn merged_arithmetic_checks_report_the_first_failure() {
+    let product = "fn main(a: int, b: int, c: int) -> int { return a * b + c; }";
+    let max = i64::MAX;
+    // The failing operation by its text: `a * b` or the whole `a * b + c`.
+    for (args, failing) in [
+        (vec![max, 2, 0], "a * b"),
+        (vec![max, 1, 1], "a * b + c"),
+        (vec![max, 2, -1], "a * b"),
+    ] {
+        let error = err(product, args.into_iter().map(Value::Int).collect());
+        let span = error.span.expect("a located error");
+        assert_eq!(error.code, "overflow");
+        assert_eq!(&product[span.start as usize..span.end as usize], failing);
+    }
+    let quotient = "fn main(x: int, n: int) -> int { return x / (n - 3); }";
+    for (args, code, column) in [
+        (vec![1, i64::MIN], "overflow", 46),
+        (vec![1, 3], "division_by_zero", 41),
+        (vec![i64::MIN, 2], "overflow", 41),
+    ] {
+        let error = err(quotient, args.into_iter().map(Value::Int).collect());
+        assert_eq!((error.code.as_str(), error.column), (code, Some(column)));
+    }
+    let caught = "fn main(x: int, n: int) -> string {\n    var total = 7;\n    try {\n        total = total * x + x / (n - 3);\n    } catch e {\n        return \"${e.code} ${total}\";\n    }\n    return \"ok ${total}\";\n}";
+    for (args, expected) in [
+        (vec![2, 4], "ok 16"),
+        (vec![i64::MAX, 4], "overflow 7"),
+        (vec![1, 3], "division_by_zero 7"),
+        (vec![1, i64::MIN], "overflow 7"),
+    ] {
+        assert_eq!(
+            ok(caught, args.into_iter().map(Value::Int).collect()),
+            Value::String(expected.into())
+        );
+    }
+}

@@ -5,7 +5,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use scl_compiler::{Backend, CallOptions, Limits, Status, Value};
+use scl_compiler::{
+    Backend, CallOptions, CompileOptions, Engine, HostContext, HostError, Limits, Status, Value,
+};
+use scl_lang::modules::Owner;
 
 #[test]
 fn infinite_loop_stops_at_its_deadline() {
@@ -280,4 +283,77 @@ fn heap_limit_inside_a_run_of_allocations_names_the_failing_one() {
     }
     // The limits make different calls of the run fail.
     assert!(places.len() > 1, "{places:?}");
+}
+
+/// Generated code keeps the run's fuel in a register: a host function that
+/// runs another script in the middle of a run (with its own fuel) must leave
+/// the outer run's count as it was, in both tiers, as the evaluator counts.
+#[test]
+fn a_nested_run_inside_a_host_call_keeps_the_outer_fuel() {
+    let inner = std::sync::Arc::new(
+        Engine::default()
+            .compile(
+                "fn main(n: int) -> int { var s = 0; for i in 0..n { s += i; } return s; }",
+                &CompileOptions::default(),
+            )
+            .unwrap(),
+    );
+    inner.optimize().unwrap();
+    let mut engine = Engine::default();
+    engine
+        .register_fn(
+            Owner::Module("Nested".into()),
+            "Run",
+            &["n"],
+            move |_: &mut HostContext<'_, '_>, n: i64| {
+                let options = CallOptions {
+                    limits: Limits {
+                        fuel: Some(1_000_000),
+                        ..Limits::default()
+                    },
+                    ..CallOptions::default()
+                };
+                let outcome = inner.call_main(vec![Value::Int(n * 10)], &options);
+                assert!(outcome.stats.fuel_used > 0);
+                match outcome.result {
+                    Ok(Value::Int(sum)) => Ok::<i64, HostError>(sum),
+                    other => panic!("the nested run failed: {other:?}"),
+                }
+            },
+        )
+        .unwrap();
+    let outer = engine
+        .compile(
+            "fn main() -> int { var total = 0; for k in 0..40 { total += Nested.Run(k); } return total; }",
+            &CompileOptions::default(),
+        )
+        .unwrap();
+    outer.optimize().unwrap();
+    for fuel in [20, 1_000] {
+        let outcomes: Vec<_> = [Backend::Jit, Backend::JitOptimized, Backend::Eval]
+            .into_iter()
+            .map(|backend| {
+                let options = CallOptions {
+                    limits: Limits {
+                        fuel: Some(fuel),
+                        ..Limits::default()
+                    },
+                    backend,
+                    ..CallOptions::default()
+                };
+                outer.call_main(vec![], &options)
+            })
+            .collect();
+        for outcome in &outcomes[1..] {
+            assert_eq!(outcome.result, outcomes[0].result, "fuel {fuel}");
+            assert_eq!(outcome.stats.fuel_used, outcomes[0].stats.fuel_used);
+            assert_eq!(outcome.stats.status, outcomes[0].stats.status);
+        }
+        let expected = if fuel == 20 {
+            Status::Limit
+        } else {
+            Status::Success
+        };
+        assert_eq!(outcomes[0].stats.status, expected, "fuel {fuel}");
+    }
 }

@@ -179,12 +179,16 @@ impl<'source> Parser<'source> {
         self.at(&TokenKind::Eof)
     }
 
-    fn bump(&mut self) -> Token {
-        let token = self.current().clone();
+    /// Consumes the current token and gives its span (the token itself
+    /// stays readable through [`Parser::previous`]; cloning it here would
+    /// copy every identifier's text once more).
+    fn bump(&mut self) -> Span {
+        let token = self.current();
+        let span = token.span;
         if self.position < self.tokens.len() && token.kind != TokenKind::Eof {
             self.position += 1;
         }
-        token
+        span
     }
 
     fn eat(&mut self, kind: &TokenKind) -> bool {
@@ -493,7 +497,7 @@ impl<'source> Parser<'source> {
     }
 
     fn parse_fn(&mut self) -> Option<FnDecl> {
-        let start = self.bump().span.start;
+        let start = self.bump().start;
         let Some(name) = self.expect_ident("a function name") else {
             self.recover_item();
             return None;
@@ -503,7 +507,7 @@ impl<'source> Parser<'source> {
             self.recover_item();
             return None;
         }
-        let open = self.bump().span;
+        let open = self.bump();
         let params = self.parse_comma_list(open, PARENS, Parser::parse_param);
         let ret = if self.eat(&TokenKind::Arrow) {
             Some(self.parse_type())
@@ -541,7 +545,7 @@ impl<'source> Parser<'source> {
     }
 
     fn parse_type_decl(&mut self) -> Option<TypeDecl> {
-        let start = self.bump().span.start;
+        let start = self.bump().start;
         let Some(name) = self.expect_ident("a type name") else {
             self.recover_item();
             return None;
@@ -668,7 +672,7 @@ impl<'source> Parser<'source> {
             TokenKind::Ident(name) => {
                 let ident = Ident {
                     name,
-                    span: self.bump().span,
+                    span: self.bump(),
                 };
                 let is_container = ident.name == "list" || ident.name == "map";
                 if !(is_container && self.at(&TokenKind::Lt)) {
@@ -687,7 +691,7 @@ impl<'source> Parser<'source> {
                 }
             }
             TokenKind::LBrace => {
-                let open = self.bump().span;
+                let open = self.bump();
                 TypeExprKind::Record(self.parse_comma_list(open, BRACES, Parser::parse_field_type))
             }
             TokenKind::Error => {
@@ -716,7 +720,7 @@ impl<'source> Parser<'source> {
 
     /// Parses `{ statements }` (at its `{`).
     fn parse_block(&mut self) -> Block {
-        let open = self.bump().span;
+        let open = self.bump();
         // A `{` that opens a block is a synchronisation point.
         self.panicking = false;
         if !self.enter() {
@@ -759,11 +763,12 @@ impl<'source> Parser<'source> {
             TokenKind::For => self.parse_for(),
             TokenKind::Try => self.parse_try(),
             TokenKind::Break | TokenKind::Continue => {
-                let kind = if self.bump().kind == TokenKind::Break {
+                let kind = if self.at(&TokenKind::Break) {
                     StmtKind::Break
                 } else {
                     StmtKind::Continue
                 };
+                self.bump();
                 self.end_statement(false);
                 kind
             }
@@ -854,7 +859,8 @@ impl<'source> Parser<'source> {
     }
 
     fn parse_let(&mut self) -> StmtKind {
-        let mutable = self.bump().kind == TokenKind::Var;
+        let mutable = self.at(&TokenKind::Var);
+        self.bump();
         let Some(name) = self.expect_ident("a variable name") else {
             self.recover_statement();
             return StmtKind::Error;
@@ -950,7 +956,7 @@ impl<'source> Parser<'source> {
     }
 
     fn parse_if(&mut self) -> Stmt {
-        let start = self.bump().span.start;
+        let start = self.bump().start;
         let cond = self.parse_expr();
         let Some(then_block) = self.parse_statement_block() else {
             return Stmt {
@@ -1208,7 +1214,7 @@ impl<'source> Parser<'source> {
             TokenKind::Bang => UnaryOp::Not,
             _ => return self.parse_postfix(),
         };
-        let start = self.bump().span.start;
+        let start = self.bump().start;
         if !self.enter() {
             let token_span = self.current().span;
             return self.error_expr(token_span);
@@ -1239,7 +1245,7 @@ impl<'source> Parser<'source> {
                         return expr;
                     };
                     if self.at(&TokenKind::LParen) {
-                        let open = self.bump().span;
+                        let open = self.bump();
                         let args =
                             self.parse_comma_list(open, PARENS, |parser| Some(parser.parse_expr()));
                         let span = self.span_from(expr.span.start);
@@ -1261,7 +1267,7 @@ impl<'source> Parser<'source> {
                     }
                 }
                 TokenKind::LBracket => {
-                    let open = self.bump().span;
+                    let open = self.bump();
                     let index = self.parse_expr();
                     if !self.eat(&TokenKind::RBracket) {
                         if self.at_list_terminator(BRACKETS) {
@@ -1287,7 +1293,7 @@ impl<'source> Parser<'source> {
                     );
                 }
                 TokenKind::LParen => {
-                    let open = self.bump().span;
+                    let open = self.bump();
                     let args =
                         self.parse_comma_list(open, PARENS, |parser| Some(parser.parse_expr()));
                     let span = self.span_from(expr.span.start);
@@ -1314,8 +1320,8 @@ impl<'source> Parser<'source> {
     }
 
     fn parse_primary(&mut self) -> Expr {
-        let token = self.current().clone();
-        let literal = match &token.kind {
+        let span = self.current().span;
+        let literal = match self.kind() {
             TokenKind::Int(value) => Some(ExprKind::Int(*value)),
             TokenKind::Float(value) => Some(ExprKind::Float(*value)),
             TokenKind::True => Some(ExprKind::Bool(true)),
@@ -1323,7 +1329,7 @@ impl<'source> Parser<'source> {
             TokenKind::Null => Some(ExprKind::Null),
             TokenKind::Ident(name) => Some(ExprKind::Name(Ident {
                 name: name.clone(),
-                span: token.span,
+                span,
             })),
             // The lexer reported it already.
             TokenKind::Error => Some(ExprKind::Error),
@@ -1331,12 +1337,12 @@ impl<'source> Parser<'source> {
         };
         if let Some(kind) = literal {
             self.bump();
-            return self.make(kind, token.span);
+            return self.make(kind, span);
         }
-        match token.kind {
+        match self.kind() {
             TokenKind::StrStart => self.parse_string(),
             TokenKind::LParen => {
-                let open = self.bump().span;
+                let open = self.bump();
                 let inner = self.parse_expr();
                 if !self.eat(&TokenKind::RParen) {
                     if self.at_list_terminator(PARENS) {
@@ -1354,21 +1360,21 @@ impl<'source> Parser<'source> {
                 inner
             }
             TokenKind::LBracket => {
-                let open = self.bump().span;
+                let open = self.bump();
                 let elements =
                     self.parse_comma_list(open, BRACKETS, |parser| Some(parser.parse_expr()));
                 let span = self.span_from(open.start);
                 self.make(ExprKind::List(elements), span)
             }
             TokenKind::LBrace => {
-                let open = self.bump().span;
+                let open = self.bump();
                 let fields = self.parse_comma_list(open, BRACES, Parser::parse_field_init);
                 let span = self.span_from(open.start);
                 self.make(ExprKind::Record(fields), span)
             }
             _ => {
                 self.unexpected("an expression");
-                self.error_expr(token.span)
+                self.error_expr(span)
             }
         }
     }
@@ -1377,7 +1383,7 @@ impl<'source> Parser<'source> {
         let name = match self.kind().clone() {
             TokenKind::Ident(name) => Ident {
                 name,
-                span: self.bump().span,
+                span: self.bump(),
             },
             TokenKind::StrStart => self.parse_string_key()?,
             _ => self.expect_field_name("a field name")?,
@@ -1424,7 +1430,7 @@ impl<'source> Parser<'source> {
 
     /// Parses a string literal at its `StrStart`.
     fn parse_string(&mut self) -> Expr {
-        let start = self.bump().span.start;
+        let start = self.bump().start;
         let mut parts = Vec::new();
         loop {
             match self.kind().clone() {
