@@ -4,7 +4,9 @@
 //! [`Value`] is plain owned data (`Send + Sync`), independent of the
 //! run-time representation: crossing the boundary copies. Host handles
 //! ([`HostObject`]) are the exception: they are shared (`Arc`) so a script can
-//! hold a `Connection` and pass it back to the host's methods.
+//! hold a `Connection` and pass it back to the host's methods. Map keys and
+//! record field names are shared text (`Arc<str>`), so a host that builds many
+//! maps with the same keys (a query's rows) copies each key once, not per map.
 
 use std::any::Any;
 use std::fmt;
@@ -23,9 +25,9 @@ pub enum Value {
     String(String),
     List(Vec<Value>),
     /// A `map<T>`, in insertion order.
-    Map(Vec<(String, Value)>),
+    Map(Vec<(Arc<str>, Value)>),
     /// A record, fields in canonical (sorted) order.
-    Record(Vec<(String, Value)>),
+    Record(Vec<(Arc<str>, Value)>),
     Json(serde_json::Value),
     Host(HostObject),
 }
@@ -45,7 +47,7 @@ impl Value {
             Value::Map(entries) | Value::Record(entries) => J::Object(
                 entries
                     .iter()
-                    .map(|(k, v)| (k.clone(), v.to_json()))
+                    .map(|(k, v)| (String::from(&**k), v.to_json()))
                     .collect(),
             ),
             Value::Json(j) => j.clone(),

@@ -24,6 +24,12 @@ use scl_runtime::deployment::{DatabaseDef, DatabaseDriver};
 use scl_stdlib::database::host::CONNECTION_TYPE;
 use scl_stdlib::database::{Database, DatabaseLimits, QueryCall, SqlConnector};
 
+/// The allocator of the `scl` binary (`src/main.rs`), which is where scripts run their queries:
+/// both sides allocate through it (the module side's result is a few small allocations per row,
+/// the plain side's a `String`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const ROUNDS: usize = 20;
 
 fn settings(driver: DatabaseDriver, url: &str, base: &Path) -> ConnectionSettings {

@@ -420,21 +420,18 @@ fn status_value(report: &crate::saf::StatusReport) -> Value {
         ))
     };
     Value::Record(vec![
+        ("attempts".into(), Value::Int(i64::from(report.attempts))),
+        ("created_at".into(), time(report.created_at_ms)),
+        ("id".into(), Value::String(report.id.clone())),
         (
-            "attempts".to_owned(),
-            Value::Int(i64::from(report.attempts)),
-        ),
-        ("created_at".to_owned(), time(report.created_at_ms)),
-        ("id".to_owned(), Value::String(report.id.clone())),
-        (
-            "last_error".to_owned(),
+            "last_error".into(),
             report.last_error.clone().map_or(Value::Null, Value::String),
         ),
         (
-            "status".to_owned(),
+            "status".into(),
             Value::String(report.status.as_str().to_owned()),
         ),
-        ("updated_at".to_owned(), time(report.updated_at_ms)),
+        ("updated_at".into(), time(report.updated_at_ms)),
     ])
 }
 

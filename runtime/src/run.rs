@@ -562,7 +562,7 @@ fn empty_value(
                     "status" => Value::String("dry-run".to_string()),
                     _ => empty_value(state, field_type, qualified, args)?,
                 };
-                fields.push((name.clone(), value));
+                fields.push((name.as_str().into(), value));
             }
             Value::Record(fields)
         }

@@ -6,6 +6,7 @@
 use std::cmp::Ordering;
 use std::fmt::Write as _;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use indexmap::IndexMap;
 use scl_lang::types::Type;
@@ -454,7 +455,7 @@ pub(crate) fn val_to_value(val: &Val, ty: &Type) -> Value {
                     entries
                         .borrow()
                         .iter()
-                        .map(|(k, v)| (k.clone(), val_to_value(v, element)))
+                        .map(|(k, v)| (Arc::from(k.as_str()), val_to_value(v, element)))
                         .collect(),
                 )
             }
@@ -464,7 +465,7 @@ pub(crate) fn val_to_value(val: &Val, ty: &Type) -> Value {
                     .unwrap_or_default()
                     .iter()
                     .zip(fields)
-                    .map(|((name, t), v)| (name.clone(), val_to_value(v, t)))
+                    .map(|((name, t), v)| (Arc::from(name.as_str()), val_to_value(v, t)))
                     .collect(),
             ),
         },
@@ -506,7 +507,7 @@ pub(crate) fn value_to_val(value: &Value, ty: &Type, path: &mut String) -> Resul
                 push_key(path, key);
                 let converted = value_to_val(item, element, path);
                 path.truncate(len);
-                out.insert(key.clone(), converted?);
+                out.insert(String::from(&**key), converted?);
             }
             Ok(Val::Obj(Obj::map(out)))
         }
@@ -515,7 +516,7 @@ pub(crate) fn value_to_val(value: &Value, ty: &Type, path: &mut String) -> Resul
             for (name, field_ty) in &record.fields {
                 let len = path.len();
                 push_key(path, name);
-                let converted = match entries.iter().find(|(k, _)| k == name) {
+                let converted = match entries.iter().find(|(k, _)| **k == **name) {
                     Some((_, item)) => value_to_val(item, field_ty, path),
                     None if matches!(field_ty, Type::Optional(_)) => Ok(Val::Null),
                     None => Err(format!("{path}: missing field `{name}`")),

@@ -198,7 +198,7 @@ impl Routes {
                         let mut entries = Vec::with_capacity(names.len());
                         for name in names {
                             match values.remove(&name) {
-                                Some(value) => entries.push((name, Value::Json(value))),
+                                Some(value) => entries.push((name.into(), Value::Json(value))),
                                 None => return Err(missing_attribute(instance, &name)),
                             }
                         }
@@ -217,7 +217,7 @@ impl Routes {
                 let values: BTreeMap<String, serde_json::Value> = match args.next() {
                     Some(Value::Map(entries)) => entries
                         .into_iter()
-                        .map(|(name, value)| (name, value.to_json()))
+                        .map(|(name, value)| (String::from(&*name), value.to_json()))
                         .collect(),
                     Some(Value::Json(serde_json::Value::Object(map))) => map.into_iter().collect(),
                     _ => return Err(internal("SetAttributes wants a map of values")),

@@ -46,8 +46,9 @@ const COLUMN_CACHE: usize = 256;
 #[derive(Debug, PartialEq)]
 struct ColumnInfo {
     /// Already made unique ([`RowSet::unique_columns`]), so that a [`RowSink`] takes them as
-    /// they are, without a check per query.
-    names: Vec<String>,
+    /// they are, without a check per query; shared, so each row's map keys are these same
+    /// texts (no copy per cell).
+    names: Vec<Arc<str>>,
     booleans: Vec<bool>,
 }
 
@@ -100,7 +101,10 @@ impl ColumnCache {
             booleans.push(is_boolean_declaration(column.decl_type()));
         }
         let info = Arc::new(ColumnInfo {
-            names: RowSet::unique_columns(names),
+            names: RowSet::unique_columns(names)
+                .into_iter()
+                .map(Arc::from)
+                .collect(),
             booleans,
         });
         if self.entries.len() >= COLUMN_CACHE && !self.entries.contains_key(&key) {
@@ -433,7 +437,11 @@ fn query_rows(
         None => cache.columns(&statement.sql, compiles.load(Ordering::Relaxed), &prepared),
     };
     Ok(RowSet {
-        columns: info.names.clone(),
+        columns: info
+            .names
+            .iter()
+            .map(|name| String::from(&**name))
+            .collect(),
         rows: out,
     })
 }
@@ -662,9 +670,9 @@ mod tests {
             self.rows.push(Vec::new());
         }
 
-        fn cell(&mut self, column: &str, value: Value) {
+        fn cell(&mut self, column: &Arc<str>, value: Value) {
             if let Some(row) = self.rows.last_mut() {
-                row.push((column.to_owned(), value));
+                row.push((String::from(&**column), value));
             }
         }
 

@@ -75,9 +75,9 @@ pub fn register(engine: &mut Engine, service: Arc<NotifyService>) -> Result<(), 
                 .map_err(host_error)?;
             // Record fields in canonical (sorted) order.
             Ok(Value::Record(vec![
-                ("id".to_owned(), Value::String(delivery.id)),
+                ("id".into(), Value::String(delivery.id)),
                 (
-                    "status".to_owned(),
+                    "status".into(),
                     Value::String(delivery.status.as_str().to_owned()),
                 ),
             ]))

@@ -12,6 +12,7 @@
 //! runtime handle. Unit tests use in-memory implementations; integration tests use the
 //! runtime's real drivers against real servers.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -24,8 +25,10 @@ use super::value::{RowSet, Statement};
 /// Where a query's rows go as a driver reads them: [`SqlSession::query_into`] and
 /// [`SqlConnector::query_once`] call `start_row`, then `cell` once per column in column order,
 /// then `end_row`, for each row of the first result set. Column names are unique within the
-/// result (renamed as [`RowSet::with_unique_columns`] does). After an error the sink may hold
-/// part of the rows; the caller drops it.
+/// result (renamed as [`RowSet::with_unique_columns`] does) and shared: a driver makes each
+/// name once per result (SQLite once per cached statement) and hands every row the same
+/// `Arc`, which the script's maps keep as their keys. After an error the sink may hold part of
+/// the rows; the caller drops it.
 ///
 /// This is what lets the script host call build its `list<map<json>>` straight from the
 /// driver's rows: no vector per row, no vector of rows and no copy of the column names in
@@ -35,14 +38,7 @@ pub trait RowSink {
     fn start_row(&mut self, width: usize);
 
     /// The next cell of the current row.
-    fn cell(&mut self, column: &str, value: Value);
-
-    /// [`RowSink::cell`] with a column name the caller no longer needs (the last row of a
-    /// [`RowSet`] gives its names away), so a sink that keeps names can take it instead of
-    /// copying it.
-    fn owned_cell(&mut self, column: String, value: Value) {
-        self.cell(&column, value);
-    }
+    fn cell(&mut self, column: &Arc<str>, value: Value);
 
     /// The current row is complete.
     fn end_row(&mut self);

@@ -56,17 +56,45 @@ pub struct DatabaseCounters {
     pub dml_rows: u64,
 }
 
-/// A script's `Connection` value: a named connection and which handle it is.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+/// A script's `Connection` value: a named connection and which handle it is. It keeps the
+/// connection's connector (looked up once, by `Database.Connection(name)`), so a statement
+/// does not look the name up again. Two handles are equal when they are the same handle of
+/// the same connection.
+#[derive(Clone)]
 pub struct ConnectionHandle {
     name: Arc<str>,
     id: u64,
+    connector: Arc<dyn SqlConnector>,
 }
 
 impl ConnectionHandle {
     /// The connection name from the deployment.
     pub fn name(&self) -> &str {
         &self.name
+    }
+}
+
+impl PartialEq for ConnectionHandle {
+    fn eq(&self, other: &ConnectionHandle) -> bool {
+        self.id == other.id && self.name == other.name
+    }
+}
+
+impl Eq for ConnectionHandle {}
+
+impl std::hash::Hash for ConnectionHandle {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
+        self.id.hash(state);
+    }
+}
+
+impl std::fmt::Debug for ConnectionHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionHandle")
+            .field("name", &self.name)
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -152,10 +180,11 @@ impl DatabaseExecution {
 
     /// `Database.Connection(name)`: a handle on a defined connection (no server contact).
     pub fn connection(&self, name: &str) -> Result<ConnectionHandle, DatabaseError> {
-        self.database.connector(name)?;
+        let connector = Arc::clone(self.database.connector(name)?);
         Ok(ConnectionHandle {
             name: Arc::from(name),
             id: self.next_handle.fetch_add(1, Ordering::Relaxed),
+            connector,
         })
     }
 
@@ -202,7 +231,7 @@ impl DatabaseExecution {
         sql: &str,
         params: Vec<SqlValue>,
     ) -> Result<RowSet, DatabaseError> {
-        let connector = self.database.connector(handle.name())?;
+        let connector = &handle.connector;
         let statement = statement(&self.database, connector.as_ref(), sql, params)
             .map_err(|e| e.for_connection(handle.name()))?;
         self.run(connector, handle, |session| session.query(&statement))
@@ -220,7 +249,7 @@ impl DatabaseExecution {
         params: Vec<SqlValue>,
         sink: &mut dyn RowSink,
     ) -> Result<(), DatabaseError> {
-        let connector = self.database.connector(handle.name())?;
+        let connector = &handle.connector;
         let statement = statement(&self.database, connector.as_ref(), sql, params)
             .map_err(|e| e.for_connection(handle.name()))?;
         match self.charge_and_pin(handle)? {
@@ -240,7 +269,7 @@ impl DatabaseExecution {
         sql: &str,
         params: &[Value],
     ) -> Result<Value, DatabaseError> {
-        let connector = self.database.connector(handle.name())?;
+        let connector = &handle.connector;
         let statement = prepare(&self.database, connector.as_ref(), sql, params)
             .map_err(|e| e.for_connection(handle.name()))?;
         self.run(connector, handle, |session| session.query(&statement))
@@ -254,7 +283,7 @@ impl DatabaseExecution {
         sql: &str,
         params: &[Value],
     ) -> Result<i64, DatabaseError> {
-        let connector = self.database.connector(handle.name())?;
+        let connector = &handle.connector;
         let statement = prepare(&self.database, connector.as_ref(), sql, params)
             .map_err(|e| e.for_connection(handle.name()))?;
         let rows = self.run(connector, handle, |session| session.execute(&statement))?;
@@ -269,7 +298,7 @@ impl DatabaseExecution {
         name: &str,
         params: &Map<String, Value>,
     ) -> Result<Vec<Map<String, Value>>, DatabaseError> {
-        let connector = self.database.connector(handle.name())?;
+        let connector = &handle.connector;
         let statement = procedure_statement(connector.driver(), name, params)
             .map_err(|e| e.for_connection(handle.name()))?;
         self.run(connector, handle, |session| session.query(&statement))
@@ -286,7 +315,7 @@ impl DatabaseExecution {
             )
             .for_connection(handle.name()));
         }
-        let connector = self.database.connector(handle.name())?;
+        let connector = &handle.connector;
         let mut session = connector
             .checkout()
             .map_err(|e| e.for_connection(handle.name()))?;

@@ -514,9 +514,9 @@ impl RowSink for Collected {
         self.rows.push(Vec::new());
     }
 
-    fn cell(&mut self, column: &str, value: Value) {
+    fn cell(&mut self, column: &std::sync::Arc<str>, value: Value) {
         if let Some(row) = self.rows.last_mut() {
-            row.push((column.to_owned(), value));
+            row.push((String::from(&**column), value));
         }
     }
 

@@ -171,21 +171,18 @@ impl RowSet {
     }
 
     /// The rows, with unique column names, written to `sink` (what a driver without its own
-    /// [`super::SqlSession::query_into`] does).
-    /// The last row gives the names themselves ([`RowSink::owned_cell`]) instead of copies.
+    /// [`super::SqlSession::query_into`] does). Each name becomes one shared `Arc<str>` that
+    /// every row's cell gets (nothing is made for a result without rows).
     pub fn write_to(self, sink: &mut dyn RowSink) {
-        let RowSet { mut columns, rows } = self.with_unique_columns();
-        let count = rows.len();
-        for (index, row) in rows.into_iter().enumerate() {
+        if self.rows.is_empty() {
+            return;
+        }
+        let RowSet { columns, rows } = self.with_unique_columns();
+        let columns: Vec<Arc<str>> = columns.into_iter().map(Arc::from).collect();
+        for row in rows {
             sink.start_row(row.len());
-            if index + 1 < count {
-                for (column, value) in columns.iter().zip(row) {
-                    sink.cell(column, value);
-                }
-            } else {
-                for (column, value) in std::mem::take(&mut columns).into_iter().zip(row) {
-                    sink.owned_cell(column, value);
-                }
+            for (column, value) in columns.iter().zip(row) {
+                sink.cell(column, value);
             }
             sink.end_row();
         }

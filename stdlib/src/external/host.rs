@@ -78,9 +78,9 @@ fn arguments(args: &[Value]) -> Result<(&str, &str, serde_json::Value), HostErro
 /// The script's `Delivery` record (fields in canonical order).
 fn delivery_value(delivery: Delivery) -> Value {
     Value::Record(vec![
-        ("id".to_owned(), Value::String(delivery.id)),
+        ("id".into(), Value::String(delivery.id)),
         (
-            "status".to_owned(),
+            "status".into(),
             Value::String(delivery.status.as_str().to_owned()),
         ),
     ])
