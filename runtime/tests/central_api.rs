@@ -39,6 +39,21 @@ async fn success_returns_the_value() {
         )
         .await;
     assert_eq!((status, body), (200, json!(7)));
+    // Each method has a literal route; a percent-encoded name takes the
+    // generic `/api/{method}` route and reaches the same method.
+    let response = fixture
+        .client
+        .post(format!("{}/api/Ech%6F", fixture.base))
+        .header("X-API-Key", ERP_KEY)
+        .json(&json!({ "name": "b", "count": 4 }))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(
+        response.json::<Value>().await.expect("json"),
+        json!({ "name": "b", "count": 4 })
+    );
     // Database.Connection reaches central's own databases (seed CD-IA-10).
     let (status, body) = fixture
         .call("DbAnswer", Some(ERP_KEY), json!({ "value": 42 }))
