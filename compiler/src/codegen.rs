@@ -1554,16 +1554,8 @@ impl<'a, 'b> Translator<'a, 'b> {
                 src,
                 owned: true,
             } => self.local_slots[slot.0 as usize] && local(src),
-            InstKind::Const { dst, .. }
-            | InstKind::Copy { dst, .. }
-            | InstKind::LoadSlot { dst, .. }
-            | InstKind::FloatArith { dst, .. }
-            | InstKind::FloatNeg { dst, .. }
-            | InstKind::Cmp { dst, .. }
-            | InstKind::Not { dst, .. }
-            | InstKind::IsNull { dst, .. }
-            | InstKind::IntToFloat { dst, .. } => local(dst),
-            _ => false,
+            InstKind::LoadSlot { dst, .. } => local(dst),
+            _ => pure_dst(kind).is_some_and(local),
         }
     }
 
@@ -1664,15 +1656,7 @@ impl<'a, 'b> Translator<'a, 'b> {
             InstKind::IntArith { dst, .. } | InstKind::IntNeg { dst, .. } => {
                 local(dst) && same_handler
             }
-            InstKind::Const { dst, .. }
-            | InstKind::Copy { dst, .. }
-            | InstKind::FloatArith { dst, .. }
-            | InstKind::FloatNeg { dst, .. }
-            | InstKind::Cmp { dst, .. }
-            | InstKind::Not { dst, .. }
-            | InstKind::IsNull { dst, .. }
-            | InstKind::IntToFloat { dst, .. } => local(dst),
-            _ => false,
+            _ => pure_dst(kind).is_some_and(local),
         }
     }
 
@@ -2313,5 +2297,23 @@ impl<'a, 'b> Translator<'a, 'b> {
                 self.return_error();
             }
         }
+    }
+}
+
+/// The register of an instruction that neither traps, nor touches memory,
+/// nor has any other effect (constants, copies, float arithmetic,
+/// comparisons, `!`, null tests, int-to-float): what may sit inside a run of
+/// calls or between an arithmetic check and its branch.
+fn pure_dst(kind: &InstKind) -> Option<&ir::Var> {
+    match kind {
+        InstKind::Const { dst, .. }
+        | InstKind::Copy { dst, .. }
+        | InstKind::FloatArith { dst, .. }
+        | InstKind::FloatNeg { dst, .. }
+        | InstKind::Cmp { dst, .. }
+        | InstKind::Not { dst, .. }
+        | InstKind::IsNull { dst, .. }
+        | InstKind::IntToFloat { dst, .. } => Some(dst),
+        _ => None,
     }
 }
