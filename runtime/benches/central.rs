@@ -15,7 +15,8 @@
 //! cores and so flatters the slower server; `SCL_BENCH_LOADGEN=reqwest`
 //! forces the latter.
 //!
-//! `cargo bench -p scl-runtime --bench central [-- SECONDS ROUNDS]`; prints
+//! `cargo bench -p scl-runtime --bench central [-- SECONDS ROUNDS [NAME...]]`
+//! (NAME: `central`, `routed`, `routed_http`; all when none is given); prints
 //! requests/s, p50 and p99 per round and the medians with their ratios. Never
 //! asserts on time: the machine is shared.
 
@@ -215,6 +216,8 @@ fn main() {
         .collect();
     let seconds: f64 = args.first().and_then(|a| a.parse().ok()).unwrap_or(3.0);
     let rounds: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(3);
+    let only: Vec<String> = args.iter().skip(2).cloned().collect();
+    let wanted = move |name: &str| only.is_empty() || only.iter().any(|o| o == name);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -269,9 +272,11 @@ fn main() {
         let body = json!({ "name": "pump", "count": 3 }).to_string();
         let loader = Loader::pick(client.clone());
         println!("load generator: {}", loader.name());
-        compare(&loader, "central", &central_url, &bare_url, &body, seconds, rounds).await;
+        if wanted("central") {
+            compare(&loader, "central", &central_url, &bare_url, &body, seconds, rounds).await;
+        }
         let _ = central.shutdown().await;
-        routed(&client, &loader, seconds, rounds).await;
+        routed(&client, &loader, seconds, rounds, &wanted).await;
     });
 }
 
@@ -343,7 +348,13 @@ async fn compare(
 
 /// `Route.To(code).GetAttributes(["Speed", "Running"])` through central to a
 /// site in this process, against a bare axum handler with the same answer.
-async fn routed(client: &reqwest::Client, loader: &Loader, seconds: f64, rounds: usize) {
+async fn routed(
+    client: &reqwest::Client,
+    loader: &Loader,
+    seconds: f64,
+    rounds: usize,
+    wanted: &dyn Fn(&str) -> bool,
+) {
     const TOKEN: &str = "bench-site-token";
     let dir = tempfile::tempdir().expect("temp dir");
     let site_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -381,8 +392,7 @@ async fn routed(client: &reqwest::Client, loader: &Loader, seconds: f64, rounds:
     let site = scl_runtime::site::Site::start(options, &deployment)
         .await
         .expect("site starts");
-    let site_router = scl_runtime::site::api::router(&site);
-    let served = site_router.clone();
+    let served = scl_runtime::site::api::router(&site);
     tokio::spawn(async move {
         let _ = axum::serve(site_listener, served).await;
     });
@@ -408,12 +418,15 @@ async fn routed(client: &reqwest::Client, loader: &Loader, seconds: f64, rounds:
     // handed to the site's router); `routed_http`: the same site over loopback HTTP, as
     // separate central and site processes reach each other.
     for (name, in_process) in [("routed", true), ("routed_http", false)] {
+        if !wanted(name) {
+            continue;
+        }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let mut in_process_sites = std::collections::HashMap::new();
         if in_process {
-            in_process_sites.insert("plant-a".to_owned(), site_router.clone());
+            in_process_sites.insert("plant-a".to_owned(), site.clone());
         }
         let central = central::start(
             Arc::clone(&deployment),

@@ -173,10 +173,10 @@ pub struct CentralConfig {
     /// Where the modules report events (permanent failures); default: the
     /// tracing log.
     pub events: Arc<dyn NodeEvents>,
-    /// Routers of sites running in this process (`scl serve --role all`), by site name:
-    /// `Route.To` hands their requests to the router instead of going over loopback HTTP.
-    /// A site with a standby is always reached over HTTP (its active node can change).
-    pub in_process_sites: HashMap<String, axum::Router>,
+    /// Sites running in this process (`scl serve --role all`), by site name: `Route.To`
+    /// calls them directly ([`crate::protocol::LocalSite`]) instead of going over loopback
+    /// HTTP. A site with a standby is always reached over HTTP (its active node can change).
+    pub in_process_sites: HashMap<String, crate::site::Site>,
 }
 
 /// Reads an environment variable by name.

@@ -128,13 +128,56 @@ pub struct WitnessAnswer {
     pub active: bool,
 }
 
+/// A future of a [`LocalSite`] call.
+pub type LocalFuture<'a, T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, RemoteError>> + Send + 'a>>;
+
+/// A site running in this process (`scl serve --role all`), reached without HTTP: the
+/// instance routes of the internal API as typed calls. Each answers what its route
+/// answers, and an error is the [`RemoteError`] the HTTP client makes of the route's error
+/// answer (same kind, code, message and status). Implemented by [`crate::site::Site`].
+pub trait LocalSite: Send + Sync {
+    /// `attributes/get`: the values of `names`, in that order.
+    fn get_attributes(
+        &self,
+        instance: &str,
+        names: &[String],
+    ) -> Result<Vec<serde_json::Value>, RemoteError>;
+
+    /// `call`: runs `script` of `instance` with `params` and waits for its result.
+    fn call<'a>(
+        &'a self,
+        instance: &'a str,
+        script: &'a str,
+        params: serde_json::Value,
+    ) -> LocalFuture<'a, serde_json::Value>;
+
+    /// `attributes/set`: writes `values` through the instance and waits for it.
+    fn set_attributes<'a>(
+        &'a self,
+        instance: &'a str,
+        values: Vec<(String, serde_json::Value)>,
+    ) -> LocalFuture<'a, ()>;
+}
+
+/// A site in this process: its router for every route, its typed calls for the instance
+/// routes.
+#[derive(Clone)]
+struct InProcess {
+    router: axum::Router,
+    site: Arc<dyn LocalSite>,
+}
+
 /// Central's client for one site's internal API.
 ///
 /// A site that runs in the same process as central (`scl serve --role all`) can be given
-/// to the client as its router ([`SiteClient::in_process`]): every request is then the same
-/// HTTP request (method, path, token header, JSON body) handed to the site's router without
-/// a socket, and answered the same way, so both transports share the site's one handler
-/// and its checks. The site keeps its listener for everything outside the process.
+/// to the client ([`SiteClient::in_process`]). The instance routes (`call`,
+/// `attributes/get`, `attributes/set`) are then typed calls into the site ([`LocalSite`]):
+/// no request, token check or JSON text, with the same answers and errors, and
+/// `attributes/get` without waiting at all ([`SiteClient::local`]). Every other request is
+/// the same HTTP request (method, path, token header, JSON body) handed to the site's
+/// router without a socket, and answered the same way. The site keeps its listener for
+/// everything outside the process.
 #[derive(Clone)]
 pub struct SiteClient {
     site: String,
@@ -144,8 +187,8 @@ pub struct SiteClient {
     active: Arc<AtomicUsize>,
     token: String,
     http: reqwest::Client,
-    /// The site's router when it runs in this process.
-    local: Option<axum::Router>,
+    /// The site when it runs in this process.
+    local: Option<InProcess>,
     /// The bound of a request without a shorter deadline (the HTTP client's own timeout).
     timeout: Duration,
 }
@@ -189,11 +232,17 @@ impl SiteClient {
         })
     }
 
-    /// The same client for a site running in this process: requests go to `router` (the
-    /// site's [`crate::site::api::router`]) directly instead of over loopback HTTP.
-    pub fn in_process(mut self, router: axum::Router) -> SiteClient {
-        self.local = Some(router);
+    /// The same client for a site running in this process: instance requests go to `site`
+    /// as typed calls, the others to `router` (the site's [`crate::site::api::router`]),
+    /// instead of over loopback HTTP.
+    pub fn in_process(mut self, router: axum::Router, site: Arc<dyn LocalSite>) -> SiteClient {
+        self.local = Some(InProcess { router, site });
         self
+    }
+
+    /// The site, when it runs in this process.
+    pub fn local(&self) -> Option<&dyn LocalSite> {
+        self.local.as_ref().map(|local| &*local.site)
     }
 
     /// The same client for a site that runs as an active/standby pair: a request goes to
@@ -250,6 +299,11 @@ impl SiteClient {
         params: serde_json::Value,
         deadline: Option<Duration>,
     ) -> Result<serde_json::Value, RemoteError> {
+        if let Some(local) = self.local() {
+            return self
+                .in_time(deadline, local.call(instance, script, params))
+                .await;
+        }
         let body = CallRequest {
             script: script.to_owned(),
             params,
@@ -265,6 +319,10 @@ impl SiteClient {
         names: Vec<String>,
         deadline: Option<Duration>,
     ) -> Result<BTreeMap<String, serde_json::Value>, RemoteError> {
+        if let Some(local) = self.local() {
+            let values = local.get_attributes(instance, &names)?;
+            return Ok(names.into_iter().zip(values).collect());
+        }
         let path = format!("/internal/instances/{}/attributes/get", encode(instance));
         let response: AttributesResponse = self
             .post(&path, &GetAttributesRequest { names }, deadline)
@@ -278,6 +336,12 @@ impl SiteClient {
         values: BTreeMap<String, serde_json::Value>,
         deadline: Option<Duration>,
     ) -> Result<(), RemoteError> {
+        if let Some(local) = self.local() {
+            let values = values.into_iter().collect();
+            return self
+                .in_time(deadline, local.set_attributes(instance, values))
+                .await;
+        }
         let path = format!("/internal/instances/{}/attributes/set", encode(instance));
         let _: serde_json::Value = self
             .post(&path, &SetAttributesRequest { values }, deadline)
@@ -377,7 +441,7 @@ impl SiteClient {
         &self,
         build: impl Fn(&str) -> reqwest::RequestBuilder,
     ) -> Result<R, RemoteError> {
-        if let Some(router) = &self.local {
+        if let Some(InProcess { router, .. }) = &self.local {
             let request = build(IN_PROCESS_BASE)
                 .build()
                 .map_err(|e| self.transport_error(&e))?;
@@ -457,6 +521,18 @@ impl SiteClient {
             message,
             status: Some(status.as_u16()),
         })
+    }
+
+    /// An in-process call bounded as an HTTP request would be: by `deadline`, else by the
+    /// client's own timeout.
+    async fn in_time<T>(
+        &self,
+        deadline: Option<Duration>,
+        call: LocalFuture<'_, T>,
+    ) -> Result<T, RemoteError> {
+        tokio::time::timeout(deadline.unwrap_or(self.timeout), call)
+            .await
+            .unwrap_or_else(|_| Err(self.timeout_error()))
     }
 
     fn timeout_error(&self) -> RemoteError {

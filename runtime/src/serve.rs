@@ -216,7 +216,7 @@ async fn run(request: &ServeRequest, deployment: Deployment) -> Result<(), Strin
         }
     };
     let mut sites = Vec::new();
-    // Routers of the sites this process runs, for central's in-process `Route.To`.
+    // The sites this process runs, for central's in-process `Route.To`.
     let mut in_process_sites = HashMap::new();
     // Nodes of active/standby pairs; a pair node that ends on its own ends the process.
     let mut pairs = Vec::new();
@@ -274,7 +274,7 @@ async fn run(request: &ServeRequest, deployment: Deployment) -> Result<(), Strin
             .map_err(|e| format!("site `{name}`: cannot listen on {}: {e}", definition.listen))?;
         tracing::info!(site = %name, listen = %definition.listen, "site node serving");
         let router = crate::site::api::router(&site);
-        in_process_sites.insert(name.clone(), router.clone());
+        in_process_sites.insert(name.clone(), site.clone());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(async move {
             // The site API has the same slow-client protection as central's.

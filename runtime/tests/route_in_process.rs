@@ -1,5 +1,5 @@
-//! `Route.To` to a site running in central's process (`scl serve --role all`): central hands
-//! each request to the site's router instead of going over loopback HTTP. The site here is a
+//! `Route.To` to a site running in central's process (`scl serve --role all`): central calls
+//! the site directly (`LocalSite`) instead of going over loopback HTTP. The site here is a
 //! real [`Site`] (its instances, attributes and scripts) and the deployment gives it a URL on
 //! which nothing listens, so every answer below can only have come through the in-process
 //! path. Errors, attribute writes, instance scripts and the method's deadline behave as over
@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use scl_runtime::central::{self, CentralConfig};
 use scl_runtime::deployment::Deployment;
 use scl_runtime::keys::sha256_hex;
+use scl_runtime::protocol::{RemoteError, SiteClient};
 use scl_runtime::site::{EnvLookup, Site, SiteOptions};
 use serde_json::{Value, json};
 
@@ -96,7 +97,7 @@ impl Plant {
             .await
             .expect("the site starts");
         let mut in_process_sites = HashMap::new();
-        in_process_sites.insert("plant-a".to_owned(), scl_runtime::site::api::router(&site));
+        in_process_sites.insert("plant-a".to_owned(), site.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -197,5 +198,150 @@ async fn routed_calls_reach_an_in_process_site_without_a_socket() {
         started.elapsed()
     );
 
+    plant.stop().await;
+}
+
+/// The typed in-process calls answer exactly what the HTTP routes answer: every result and
+/// every error (kind, code, message, status) of the same operations, asked once over a real
+/// socket to the site's router and once through `SiteClient::in_process`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_process_answers_equal_the_http_answers() {
+    let plant = Plant::start().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let router = scl_runtime::site::api::router(&plant.site);
+    let served = router.clone();
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, served).await;
+    });
+    let limit = Duration::from_secs(30);
+    let http = SiteClient::new("plant-a", &url, TOKEN, limit).expect("client");
+    let local = SiteClient::new("plant-a", "http://127.0.0.1:9", TOKEN, limit)
+        .expect("client")
+        .in_process(router, Arc::new(plant.site.clone()));
+    assert!(local.local().is_some() && http.local().is_none());
+
+    type Answer = Result<Value, RemoteError>;
+    type Asked<'c> = std::pin::Pin<Box<dyn std::future::Future<Output = Answer> + 'c>>;
+    type Ask = Box<dyn for<'c> Fn(&'c SiteClient) -> Asked<'c>>;
+    async fn get(client: &SiteClient, instance: &str, names: &[&str]) -> Answer {
+        let names = names.iter().map(|n| n.to_string()).collect();
+        client
+            .get_attributes(instance, names, None)
+            .await
+            .map(|values| json!(values))
+    }
+    async fn set(client: &SiteClient, instance: &str, values: Value) -> Answer {
+        let values = serde_json::from_value(values).expect("a map");
+        client
+            .set_attributes(instance, values, None)
+            .await
+            .map(|()| Value::Null)
+    }
+    async fn call(client: &SiteClient, instance: &str, script: &str, params: Value) -> Answer {
+        client.call(instance, script, params, None).await
+    }
+    async fn both(
+        http: &SiteClient,
+        local: &SiteClient,
+        case: &str,
+        ask: impl for<'c> Fn(&'c SiteClient) -> Asked<'c>,
+    ) -> Answer {
+        let over_http = ask(http).await;
+        let in_process = ask(local).await;
+        assert_eq!(over_http, in_process, "{case}");
+        over_http
+    }
+
+    let read = both(&http, &local, "read", |c| {
+        Box::pin(get(c, "PUMP-1", &["Speed", "Running", "Speed"]))
+    })
+    .await;
+    assert_eq!(read, Ok(json!({ "Speed": 1450.0, "Running": true })));
+    let unknown = both(&http, &local, "unknown attribute", |c| {
+        Box::pin(get(c, "PUMP-1", &["Speed", "Pressure"]))
+    })
+    .await;
+    assert_eq!(
+        unknown.map_err(|e| (e.kind, e.code, e.status)),
+        Err(("not_found".into(), "unknown_attribute".into(), Some(404)))
+    );
+    let cases: Vec<(&str, Ask)> = vec![
+        (
+            "read of an unknown instance",
+            Box::new(|c| Box::pin(get(c, "PUMP-9", &["Speed"]))),
+        ),
+        (
+            "write",
+            Box::new(|c| Box::pin(set(c, "PUMP-1", json!({ "Speed": 1200.5 })))),
+        ),
+        (
+            "mistyped write",
+            Box::new(|c| Box::pin(set(c, "PUMP-1", json!({ "Speed": "fast" })))),
+        ),
+        (
+            "write of an unknown attribute",
+            Box::new(|c| Box::pin(set(c, "PUMP-1", json!({ "Pressure": 1 })))),
+        ),
+        (
+            "write to an unknown instance",
+            Box::new(|c| Box::pin(set(c, "PUMP-9", json!({ "Speed": 1.0 })))),
+        ),
+        (
+            "call",
+            Box::new(|c| Box::pin(call(c, "PUMP-1", "Scaled", json!({ "factor": 3 })))),
+        ),
+        (
+            "call of an unknown script",
+            Box::new(|c| Box::pin(call(c, "PUMP-1", "Nope", json!({})))),
+        ),
+        (
+            "call with a mistyped parameter",
+            Box::new(|c| Box::pin(call(c, "PUMP-1", "Scaled", json!({ "factor": "x" })))),
+        ),
+        (
+            "call with a missing parameter",
+            Box::new(|c| Box::pin(call(c, "PUMP-1", "Scaled", json!({})))),
+        ),
+        (
+            "call on an unknown instance",
+            Box::new(|c| Box::pin(call(c, "PUMP-9", "Scaled", json!({ "factor": 3 })))),
+        ),
+    ];
+    let mut succeeded = Vec::new();
+    for (case, ask) in &cases {
+        if both(&http, &local, case, ask).await.is_ok() {
+            succeeded.push(*case);
+        }
+    }
+    assert_eq!(succeeded, ["write", "call"], "every other case fails");
+    assert_eq!(
+        get(&local, "PUMP-1", &["Speed"]).await,
+        Ok(json!({ "Speed": 1200.5 }))
+    );
+
+    // A call longer than the deadline ends as the same timeout error on both transports.
+    let spin = |c: &SiteClient| {
+        let c = c.clone();
+        async move {
+            c.call(
+                "PUMP-1",
+                "Spin",
+                json!({ "factor": 1 }),
+                Some(Duration::from_millis(300)),
+            )
+            .await
+        }
+    };
+    let (over_http, in_process) = tokio::join!(spin(&http), spin(&local));
+    assert_eq!(over_http, in_process);
+    assert_eq!(
+        over_http.map_err(|e| (e.kind, e.code)),
+        Err(("timeout".into(), "site_timeout".into()))
+    );
+
+    server.abort();
     plant.stop().await;
 }

@@ -54,7 +54,7 @@ impl Routes {
     pub(crate) fn new(
         deployment: &Deployment,
         env: &dyn Fn(&str) -> Option<String>,
-        in_process: &HashMap<String, axum::Router>,
+        in_process: &HashMap<String, crate::site::Site>,
         handle: tokio::runtime::Handle,
     ) -> Result<Routes, String> {
         let mut sites: HashMap<String, Arc<SiteClient>> = HashMap::new();
@@ -72,8 +72,8 @@ impl Routes {
             let mut client = SiteClient::new(name, &site.url, &token, SITE_REQUEST_CEILING)?;
             if let Some(standby) = &site.standby {
                 client = client.with_standby(&standby.get_ref().url);
-            } else if let Some(router) = in_process.get(name) {
-                client = client.in_process(router.clone());
+            } else if let Some(site) = in_process.get(name) {
+                client = client.in_process(crate::site::api::router(site), Arc::new(site.clone()));
             }
             let client = Arc::new(client);
             ordered.push(Arc::clone(&client));
@@ -175,11 +175,11 @@ impl Routes {
             }
             "GetAttribute" => {
                 let name = string_arg(args.next())?;
-                self.handle
-                    .block_on(site.get_attributes(instance, vec![name.clone()], Some(remaining)))
-                    .and_then(|mut values| {
+                self.read(site, instance, std::slice::from_ref(&name), remaining)
+                    .and_then(|values| {
                         values
-                            .remove(&name)
+                            .into_iter()
+                            .next()
                             .map(Value::Json)
                             .ok_or_else(|| missing_attribute(instance, &name))
                     })
@@ -192,18 +192,15 @@ impl Routes {
                         .collect::<Result<_, _>>()?,
                     _ => return Err(internal("GetAttributes wants a list of names")),
                 };
-                self.handle
-                    .block_on(site.get_attributes(instance, names.clone(), Some(remaining)))
-                    .and_then(|mut values| {
-                        let mut entries = Vec::with_capacity(names.len());
-                        for name in names {
-                            match values.remove(&name) {
-                                Some(value) => entries.push((name.into(), Value::Json(value))),
-                                None => return Err(missing_attribute(instance, &name)),
-                            }
-                        }
-                        Ok(Value::Map(entries))
-                    })
+                self.read(site, instance, &names, remaining).map(|values| {
+                    Value::Map(
+                        names
+                            .into_iter()
+                            .zip(values)
+                            .map(|(name, value)| (name.into(), Value::Json(value)))
+                            .collect(),
+                    )
+                })
             }
             "SetAttribute" => {
                 let name = string_arg(args.next())?;
@@ -235,6 +232,32 @@ impl Routes {
                 remote(error)
             }
         })
+    }
+
+    /// The values of `names`, in that order: straight from a site in this process (a
+    /// read waits for nothing), else one request within `remaining`.
+    fn read(
+        &self,
+        site: &SiteClient,
+        instance: &str,
+        names: &[String],
+        remaining: Duration,
+    ) -> Result<Vec<serde_json::Value>, RemoteError> {
+        if let Some(local) = site.local() {
+            return local.get_attributes(instance, names);
+        }
+        let values =
+            self.handle
+                .block_on(site.get_attributes(instance, names.to_vec(), Some(remaining)))?;
+        names
+            .iter()
+            .map(|name| {
+                values
+                    .get(name)
+                    .cloned()
+                    .ok_or_else(|| missing_attribute(instance, name))
+            })
+            .collect()
     }
 }
 

@@ -116,33 +116,9 @@ fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, Response> {
 }
 
 fn call_error(failure: CallError) -> Response {
-    match failure {
-        CallError::NotFound(message) => error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            Some("not_found"),
-            message,
-        ),
-        CallError::BadParams { code, message } => {
-            error(StatusCode::BAD_REQUEST, &code, Some("type"), message)
-        }
-        CallError::Failed {
-            kind,
-            code,
-            message,
-        } => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            &code,
-            Some(&kind),
-            message,
-        ),
-        CallError::Unavailable(message) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            Some("unreachable"),
-            message,
-        ),
-    }
+    let (status, code, kind, message) = failure.answer();
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    error(status, code, Some(kind), message)
 }
 
 async fn call(
@@ -183,32 +159,13 @@ async fn get_attributes(
         Ok(request) => request,
         Err(response) => return response,
     };
-    let Some(instance) = state.site.shared.instance(&code) else {
-        return error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            Some("not_found"),
-            format!("instance `{code}` is not on this site"),
-        );
-    };
-    let snapshot = instance.snapshot();
-    let mut values = BTreeMap::new();
-    for name in request.names {
-        match snapshot.get(&name) {
-            Some(value) => {
-                values.insert(name, value.clone());
-            }
-            None => {
-                return error(
-                    StatusCode::NOT_FOUND,
-                    "unknown_attribute",
-                    Some("not_found"),
-                    format!("instance `{code}` has no attribute `{name}`"),
-                );
-            }
+    match instance::get_attributes(&state.site.shared, &code, &request.names) {
+        Ok(values) => {
+            let values: BTreeMap<_, _> = request.names.into_iter().zip(values).collect();
+            axum::Json(AttributesResponse { values }).into_response()
         }
+        Err(failure) => call_error(failure),
     }
-    axum::Json(AttributesResponse { values }).into_response()
 }
 
 async fn set_attributes(

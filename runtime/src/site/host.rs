@@ -215,5 +215,8 @@ fn call_error(error: CallError) -> HostError {
             message,
         } => HostError::new(&kind, &code, message),
         CallError::Unavailable(message) => HostError::new("unavailable", "unavailable", message),
+        CallError::UnknownAttribute(message) => {
+            HostError::new("not_found", "unknown_attribute", message)
+        }
     }
 }

@@ -80,6 +80,50 @@ pub enum CallError {
     },
     /// The site is shutting down (HTTP 503).
     Unavailable(String),
+    /// An attribute the instance does not have, read by name (HTTP 404).
+    UnknownAttribute(String),
+}
+
+impl CallError {
+    /// What the internal API answers for it: HTTP status, error code, error kind and
+    /// message. The HTTP routes and the in-process client ([`super::LocalSite`]) both
+    /// answer from here, so the two transports cannot differ.
+    pub fn answer(&self) -> (u16, &str, &str, &str) {
+        match self {
+            CallError::NotFound(message) => (404, "not_found", "not_found", message),
+            CallError::UnknownAttribute(message) => {
+                (404, "unknown_attribute", "not_found", message)
+            }
+            CallError::BadParams { code, message } => (400, code, "type", message),
+            CallError::Failed {
+                kind,
+                code,
+                message,
+            } => (500, code, kind, message),
+            CallError::Unavailable(message) => (503, "unavailable", "unreachable", message),
+        }
+    }
+}
+
+/// The values of `names` of instance `code`, in the order asked (one lock of its state,
+/// no copy of the attributes not asked for).
+pub(crate) fn get_attributes(
+    shared: &SiteShared,
+    code: &str,
+    names: &[String],
+) -> Result<Vec<serde_json::Value>, CallError> {
+    let instance = shared
+        .instance(code)
+        .ok_or_else(|| CallError::NotFound(format!("instance `{code}` is not on this site")))?;
+    let state = lock(&instance.state);
+    names
+        .iter()
+        .map(|name| {
+            state.attributes.get(name).cloned().ok_or_else(|| {
+                CallError::UnknownAttribute(format!("instance `{code}` has no attribute `{name}`"))
+            })
+        })
+        .collect()
 }
 
 /// Creates or updates the actors for the instances of a new deployment.

@@ -32,7 +32,7 @@ use tokio::task::JoinHandle;
 use crate::deployment::Deployment;
 use crate::modules::NodeEvents;
 use crate::pool::ScriptPool;
-use crate::protocol::Bundle;
+use crate::protocol::{Bundle, LocalFuture, RemoteError};
 use crate::saf::replication::{LinkMetrics, LinkStatus};
 use crate::saf::{Category, Forwarder, ForwarderConfig, Saf, SafConfig};
 
@@ -471,5 +471,57 @@ impl Site {
         instance: &str,
     ) -> Option<std::collections::BTreeMap<String, serde_json::Value>> {
         self.shared.instance(instance).map(|i| i.snapshot())
+    }
+}
+
+/// Central's typed calls into a site of the same process ([`crate::protocol::SiteClient::in_process`]):
+/// the same work and the same answers as the internal API's instance routes in [`api`].
+impl crate::protocol::LocalSite for Site {
+    fn get_attributes(
+        &self,
+        instance: &str,
+        names: &[String],
+    ) -> Result<Vec<serde_json::Value>, RemoteError> {
+        instance::get_attributes(&self.shared, instance, names).map_err(remote)
+    }
+
+    fn call<'a>(
+        &'a self,
+        instance: &'a str,
+        script: &'a str,
+        params: serde_json::Value,
+    ) -> LocalFuture<'a, serde_json::Value> {
+        self.shared
+            .metrics
+            .internal_requests
+            .fetch_add(1, Ordering::Relaxed);
+        Box::pin(async move {
+            instance::call(&self.shared, instance, script, params)
+                .await
+                .map_err(remote)
+        })
+    }
+
+    fn set_attributes<'a>(
+        &'a self,
+        instance: &'a str,
+        values: Vec<(String, serde_json::Value)>,
+    ) -> LocalFuture<'a, ()> {
+        Box::pin(async move {
+            instance::set(&self.shared, instance, values)
+                .await
+                .map_err(remote)
+        })
+    }
+}
+
+/// A failure as central's client reads it from the route's error answer.
+fn remote(failure: instance::CallError) -> RemoteError {
+    let (status, code, kind, message) = failure.answer();
+    RemoteError {
+        kind: kind.to_owned(),
+        code: code.to_owned(),
+        message: message.to_owned(),
+        status: Some(status),
     }
 }
