@@ -28,7 +28,9 @@ use crate::exec::{
     TimedExecution,
 };
 use crate::ir::{self, FuncIndex};
-use crate::runtime::convert::{json_to_val, repr_of, val_to_json, val_to_value, value_to_val};
+use crate::runtime::convert::{
+    JsonOf, json_to_val, repr_of, val_to_json, val_to_value, value_to_val,
+};
 use crate::runtime::{
     CtxInner, ExecCtx, HeapCounters, STATUS_OK, ScriptTables, Val, heap_counters, release,
     set_heap_counters,
@@ -666,11 +668,26 @@ impl Script {
         self.call_main_json_as(params, options, ResultForm::Json)
     }
 
+    /// [`call_main_json`](Self::call_main_json) for hosts that answer with JSON
+    /// text (central's HTTP API): on success the result is written to `out` as
+    /// JSON text, straight from the script's value (the same text as
+    /// serializing [`call_main_json_to_json`](Self::call_main_json_to_json)'s
+    /// result), and the outcome's value is [`Value::Null`]. `out` is left as it
+    /// was when the call fails.
+    pub fn call_main_json_into(
+        &self,
+        params: &serde_json::Value,
+        options: &CallOptions<'_>,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
+        self.call_main_json_as(params, options, ResultForm::Text(out))
+    }
+
     fn call_main_json_as(
         &self,
         params: &serde_json::Value,
         options: &CallOptions<'_>,
-        form: ResultForm,
+        form: ResultForm<'_>,
     ) -> Outcome {
         let Some(index) = self.function_index("main") else {
             return failed(ScriptError::new(
@@ -734,7 +751,7 @@ impl Script {
         index: FuncIndex,
         args: Args<'_>,
         options: &CallOptions<'_>,
-        form: ResultForm,
+        form: ResultForm<'_>,
     ) -> Outcome {
         let inner = &*self.inner;
         let signature = &inner.lowered.signatures[index.0 as usize];
@@ -843,14 +860,34 @@ impl Script {
                 .take()
                 .unwrap_or_else(|| ScriptError::new("script", "internal", "unknown error")))
         } else if signature.ret == Type::Void {
+            if let ResultForm::Text(out) = form {
+                out.extend_from_slice(b"null");
+            }
             Ok(Value::Null)
         } else {
             let val = Val::from_bits(ret_bits, repr_of(&signature.ret));
             release_result(ret_bits, &signature.ret);
-            Ok(match form {
-                ResultForm::Value => val_to_value(&val, &signature.ret),
-                ResultForm::Json => Value::Json(val_to_json(&val, &signature.ret)),
-            })
+            match form {
+                ResultForm::Value => Ok(val_to_value(&val, &signature.ret)),
+                ResultForm::Json => Ok(Value::Json(val_to_json(&val, &signature.ret))),
+                ResultForm::Text(out) => {
+                    let json = JsonOf {
+                        val: &val,
+                        ty: &signature.ret,
+                    };
+                    let start = out.len();
+                    serde_json::to_writer(&mut *out, &json)
+                        .map(|()| Value::Null)
+                        .map_err(|error| {
+                            out.truncate(start);
+                            ScriptError::new(
+                                "script",
+                                "internal",
+                                format!("the result cannot be written as JSON: {error}"),
+                            )
+                        })
+                }
+            }
         };
         drop(arg_vals);
         let heap = heap_counters();
@@ -918,12 +955,14 @@ impl Args<'_> {
 }
 
 /// What a call's result is handed back as.
-#[derive(Debug, Clone, Copy)]
-enum ResultForm {
+#[derive(Debug)]
+enum ResultForm<'o> {
     /// A [`Value`] of the function's return type.
     Value,
     /// [`Value::Json`].
     Json,
+    /// JSON text appended to the buffer; the outcome's value is [`Value::Null`].
+    Text(&'o mut Vec<u8>),
 }
 
 fn release_result(bits: i64, ty: &Type) {

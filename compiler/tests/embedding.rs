@@ -214,7 +214,16 @@ fn json_results_match_value_results() {
         let as_value = script.call_main_json(&params, &options).result;
         let as_json = script.call_main_json_to_json(&params, &options).result;
         let expected = as_value.expect("runs").to_json();
-        assert_eq!(as_json, Ok(Value::Json(expected)), "{params}");
+        assert_eq!(as_json, Ok(Value::Json(expected.clone())), "{params}");
+        let mut text = b"[".to_vec();
+        let outcome = script.call_main_json_into(&params, &options, &mut text);
+        assert_eq!(outcome.result, Ok(Value::Null), "{params}");
+        let expected = format!("[{}", serde_json::to_string(&expected).expect("text"));
+        assert_eq!(
+            String::from_utf8(text).expect("utf-8"),
+            expected,
+            "{params}"
+        );
     }
     for bad in [
         serde_json::json!({ "lines": [{ "sku": 1, "qty": 2 }], "scale": 1 }),
@@ -223,7 +232,57 @@ fn json_results_match_value_results() {
     ] {
         let as_value = script.call_main_json(&bad, &options).result;
         let as_json = script.call_main_json_to_json(&bad, &options).result;
-        assert_eq!(as_value.unwrap_err(), as_json.unwrap_err(), "{bad}");
+        let mut text = Vec::new();
+        let as_text = script.call_main_json_into(&bad, &options, &mut text).result;
+        assert_eq!(as_value.clone().unwrap_err(), as_json.unwrap_err(), "{bad}");
+        assert_eq!(as_value.unwrap_err(), as_text.unwrap_err(), "{bad}");
+        assert!(text.is_empty(), "{bad}");
+    }
+}
+
+/// JSON text written straight from a script's value is the text of the JSON value the same
+/// call returns, for every kind of value: floats JSON cannot hold, `json` values, nested
+/// optionals, maps in insertion order, empty lists and records, and `void`.
+#[test]
+fn json_text_results_match_json_results() {
+    for (ret, body) in [
+        ("float", "return 0.1 + 0.2;"),
+        ("float", "return 1.0 / 0.0;"),
+        ("list<float>", "return [1.0, 2.5e300, 0.0 / 0.0, -0.0];"),
+        ("int", "return -9223372036854775807 - 1;"),
+        ("string", "return \"ü \\\" \\n \u{1}\";"),
+        (
+            "map<int?>",
+            "var m: map<int?> = {}; m[\"z\"] = 1; m[\"a\"] = null; return m;",
+        ),
+        (
+            "json",
+            "let j: json = { b: [1, 2], c: 2.5, a: true, d: { e: \"f\" } }; return j;",
+        ),
+        (
+            "{ a: int?, b: list<string>, c: {} }",
+            "return { a: null, b: [], c: {} };",
+        ),
+        ("list<{ x: float }>?", "return [{ x: 1.0 }, { x: 2.0 }];"),
+        ("bool?", "return null;"),
+        ("void", "return;"),
+    ] {
+        let script = common::compile(&format!("fn main() -> {ret} {{ {body} }}"));
+        let options = CallOptions::default();
+        let params = serde_json::json!({});
+        let as_json = match script.call_main_json_to_json(&params, &options).result {
+            Ok(Value::Json(json)) => json,
+            Ok(Value::Null) => serde_json::Value::Null,
+            other => panic!("{ret}: {other:?}"),
+        };
+        let mut text = Vec::new();
+        let outcome = script.call_main_json_into(&params, &options, &mut text);
+        assert_eq!(outcome.result, Ok(Value::Null), "{ret}");
+        assert_eq!(
+            String::from_utf8(text).expect("utf-8"),
+            serde_json::to_string(&as_json).expect("text"),
+            "{ret}: {body}"
+        );
     }
 }
 

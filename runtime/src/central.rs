@@ -733,7 +733,7 @@ async fn respond(central: &Arc<Central>, name: &str, request: Request) -> Respon
         "_unknown"
     };
     let response = match answer(central, name, request, started).await {
-        Ok(value) => (StatusCode::OK, axum::Json(value)).into_response(),
+        Ok(reply) => reply.into_response(),
         Err(error) => error.into_response(),
     };
     central
@@ -747,7 +747,7 @@ async fn answer(
     name: &str,
     request: Request,
     started: Instant,
-) -> Result<serde_json::Value, ApiError> {
+) -> Result<Reply, ApiError> {
     refuse_when_stopping(central)?;
     // The caller first, so that callers without a key learn nothing about the methods.
     let caller = caller(central, request.headers(), peer_of())?;
@@ -766,7 +766,57 @@ async fn answer(
             }
         },
     };
-    invoke(central, &caller.label(), name, method, params, started).await
+    invoke(
+        central,
+        &caller.label(),
+        name,
+        method,
+        params,
+        started,
+        Form::Text,
+    )
+    .await
+}
+
+/// How a caller wants a method's result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Form {
+    /// JSON text, written straight from the script's value (an HTTP answer).
+    Text,
+    /// A JSON value, for callers that look inside it (composite and bulk requests).
+    Value,
+}
+
+/// A method's result, in the [`Form`] asked for.
+#[derive(Debug)]
+pub(crate) enum Reply {
+    Text(Vec<u8>),
+    Value(serde_json::Value),
+}
+
+impl Reply {
+    /// The result as a JSON value.
+    pub(crate) fn into_value(self) -> serde_json::Value {
+        match self {
+            Reply::Value(value) => value,
+            // Text the engine wrote from a value: it reads back.
+            Reply::Text(text) => serde_json::from_slice(&text).unwrap_or_default(),
+        }
+    }
+}
+
+impl IntoResponse for Reply {
+    fn into_response(self) -> Response {
+        match self {
+            Reply::Text(text) => (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                text,
+            )
+                .into_response(),
+            Reply::Value(value) => (StatusCode::OK, axum::Json(value)).into_response(),
+        }
+    }
 }
 
 /// 503 while the node stops, so callers retry on another node.
@@ -820,7 +870,8 @@ async fn invoke(
     method: &Method,
     params: serde_json::Value,
     started: Instant,
-) -> Result<serde_json::Value, ApiError> {
+    form: Form,
+) -> Result<Reply, ApiError> {
     if !params.is_object() {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -837,8 +888,8 @@ async fn invoke(
         };
         return Err(ApiError::new(StatusCode::BAD_REQUEST, code, error.message));
     }
-    match run(central, method, params, started).await {
-        Ok(value) => Ok(value),
+    match run(central, method, params, started, form).await {
+        Ok(reply) => Ok(reply),
         Err(failure) if failure.code == codes::SHUTTING_DOWN => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             codes::SHUTTING_DOWN,
@@ -1030,7 +1081,8 @@ fn run_inline(
     method: &Method,
     params: &serde_json::Value,
     deadline: Instant,
-) -> Option<scl_compiler::Outcome> {
+    form: Form,
+) -> Option<Ran> {
     let remaining = deadline.saturating_duration_since(Instant::now());
     let limits = Limits {
         timeout: Some(remaining.min(INLINE_TIME)),
@@ -1039,12 +1091,20 @@ fn run_inline(
         stack_bytes: INLINE_STACK_BYTES,
         ..Limits::default()
     };
-    let ran = execute(central, &method.script, params, deadline, limits, true);
+    let ran = execute(
+        central,
+        &method.script,
+        params,
+        deadline,
+        limits,
+        true,
+        form,
+    );
     if matches!(ran.outcome.stats.status, Status::Limit | Status::Timeout) {
         return None;
     }
     record(central, &method.name, &ran);
-    Some(ran.outcome)
+    Some(ran)
 }
 
 /// Runs the method on the script pool with its full limits.
@@ -1053,7 +1113,8 @@ async fn run_on_pool(
     method: &Method,
     params: serde_json::Value,
     deadline: Instant,
-) -> Result<scl_compiler::Outcome, Failure> {
+    form: Form,
+) -> Result<Ran, Failure> {
     let shared = Arc::clone(central);
     let script = method.script.clone();
     let name = Arc::clone(&method.name);
@@ -1067,9 +1128,9 @@ async fn run_on_pool(
             heap_bytes: Some(crate::pool::SCRIPT_HEAP_BYTES),
             ..Limits::default()
         };
-        let ran = execute(&shared, &script, &params, deadline, limits, false);
+        let ran = execute(&shared, &script, &params, deadline, limits, false, form);
         record(&shared, &name, &ran);
-        Some(ran.outcome)
+        Some(ran)
     });
     match tokio::time::timeout_at((deadline + DEADLINE_GRACE).into(), job).await {
         Err(_) | Ok(Ok(None)) => Err(method_timed_out(method)),
@@ -1078,14 +1139,16 @@ async fn run_on_pool(
             safe_message: "the node is shutting down",
             detail: "the script threads were stopped".into(),
         }),
-        Ok(Ok(Some(outcome))) => Ok(outcome),
+        Ok(Ok(Some(ran))) => Ok(ran),
     }
 }
 
-/// What one run of a method left: its outcome, the connections whose open
-/// transactions were rolled back, and when it started (for the execution log).
+/// What one run of a method left: its outcome, its result as JSON text (when
+/// asked for in [`Form::Text`]), the connections whose open transactions were
+/// rolled back, and when it started (for the execution log).
 struct Ran {
     outcome: scl_compiler::Outcome,
+    text: Vec<u8>,
     rolled_back: Vec<String>,
     started_ms: i64,
 }
@@ -1102,6 +1165,7 @@ fn execute(
     deadline: Instant,
     limits: Limits,
     inline: bool,
+    form: Form,
 ) -> Ran {
     let scope = (!inline).then(|| central.modules.scope(Some(Arc::new(ApiRun { deadline }))));
     let options = CallOptions {
@@ -1113,13 +1177,18 @@ fn execute(
         ..CallOptions::default()
     };
     let started_ms = crate::timelog::now_ms();
-    let outcome = script.call_main_json_to_json(params, &options);
+    let mut text = Vec::new();
+    let outcome = match form {
+        Form::Text => script.call_main_json_into(params, &options, &mut text),
+        Form::Value => script.call_main_json_to_json(params, &options),
+    };
     // Roll back what the script left open, on this thread.
     let rolled_back = scope
         .map(|scope| scope.end().rolled_back)
         .unwrap_or_default();
     Ran {
         outcome,
+        text,
         rolled_back,
         started_ms,
     }
@@ -1165,19 +1234,26 @@ async fn run(
     method: &Method,
     params: serde_json::Value,
     started: Instant,
-) -> Result<serde_json::Value, Failure> {
+    form: Form,
+) -> Result<Reply, Failure> {
     let deadline = started + method.timeout;
     let inline = if method.calls_host {
         None
     } else {
-        run_inline(central, method, &params, deadline)
+        run_inline(central, method, &params, deadline, form)
     };
-    let outcome = match inline {
-        Some(outcome) => outcome,
-        None => run_on_pool(central, method, params, deadline).await?,
+    let ran = match inline {
+        Some(ran) => ran,
+        None => run_on_pool(central, method, params, deadline, form).await?,
     };
+    let outcome = ran.outcome;
     let error = match outcome.result {
-        Ok(value) => return Ok(value.into_json()),
+        Ok(value) => {
+            return Ok(match form {
+                Form::Text => Reply::Text(ran.text),
+                Form::Value => Reply::Value(value.into_json()),
+            });
+        }
         Err(error) => error,
     };
     let at = match (error.line, error.column) {

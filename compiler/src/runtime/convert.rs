@@ -144,6 +144,62 @@ pub(crate) fn val_to_json(val: &Val, ty: &Type) -> Json {
     }
 }
 
+/// A value of static type `ty` as JSON text: the same text as serializing
+/// [`val_to_json`]'s result, written without building that JSON value.
+pub(crate) struct JsonOf<'a> {
+    pub val: &'a Val,
+    pub ty: &'a Type,
+}
+
+impl serde::Serialize for JsonOf<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        // A float JSON cannot hold (NaN, infinities) is `null`, as in `float_json`.
+        let float = |serializer: S, x: f64| match x.is_finite() {
+            true => serializer.serialize_f64(x),
+            false => serializer.serialize_unit(),
+        };
+        match self.val {
+            Val::Null => serializer.serialize_unit(),
+            Val::Int(i) => serializer.serialize_i64(*i),
+            Val::Float(x) => float(serializer, *x),
+            Val::Bool(b) => serializer.serialize_bool(*b),
+            Val::Obj(obj) => match &obj.body {
+                Body::Str(s) => serializer.serialize_str(s),
+                Body::Int(i) => serializer.serialize_i64(*i),
+                Body::Float(x) => float(serializer, *x),
+                Body::Bool(b) => serializer.serialize_bool(*b),
+                Body::Json(j) => j.serialize(serializer),
+                Body::Host(h) => serializer.collect_str(&format_args!("<{}>", h.type_name())),
+                Body::List(items) => {
+                    let ty = element_type(self.ty);
+                    serializer.collect_seq(items.borrow().iter().map(|val| JsonOf { val, ty }))
+                }
+                Body::Map(entries) => {
+                    let ty = element_type(self.ty);
+                    serializer.collect_map(
+                        entries
+                            .borrow()
+                            .iter()
+                            .map(|(key, val)| (key, JsonOf { val, ty })),
+                    )
+                }
+                Body::Record(fields) => {
+                    let record = record_type(self.ty);
+                    let count = record.map_or(0, |r| r.fields.len().min(fields.len()));
+                    let mut map = serializer.serialize_map(Some(count))?;
+                    if let Some(record) = record {
+                        for ((name, ty), val) in record.fields.iter().zip(fields) {
+                            map.serialize_entry(name, &JsonOf { val, ty })?;
+                        }
+                    }
+                    map.end()
+                }
+            },
+        }
+    }
+}
+
 fn strip_optional(ty: &Type) -> &Type {
     match ty {
         Type::Optional(inner) => inner,

@@ -39,7 +39,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{
-    ApiError, Central, approved_method, caller, codes, invoke, peer_of, read_body,
+    ApiError, Central, Form, Reply, approved_method, caller, codes, invoke, peer_of, read_body,
     refuse_when_stopping,
 };
 use crate::timelog::{now_ms, rfc3339_ms};
@@ -483,8 +483,10 @@ async fn run_job(central: &Arc<Central>, mut job: Job, batch_size: usize) {
                 method,
                 params,
                 Instant::now(),
+                Form::Value,
             )
-            .await;
+            .await
+            .map(Reply::into_value);
             // A node that stops mid-batch leaves the batch to the next node
             // (or itself, after the restart) instead of recording 503s.
             if matches!(&answer, Err(error) if error.code == codes::SHUTTING_DOWN) {

@@ -28,8 +28,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
-    ApiError, Caller, Central, approved_method, caller, codes, invoke, peer_of, read_body,
-    refuse_when_stopping,
+    ApiError, Caller, Central, Form, Reply, approved_method, caller, codes, invoke, peer_of,
+    read_body, refuse_when_stopping,
 };
 
 /// The most sub-requests one composite request may carry.
@@ -162,7 +162,17 @@ async fn run_one(
     let method = approved_method(central, caller, &sub.method)?;
     let params = resolve(&sub.params, results)?;
     let label = caller.label();
-    let answer = invoke(central, &label, &sub.method, method, params, started).await;
+    let answer = invoke(
+        central,
+        &label,
+        &sub.method,
+        method,
+        params,
+        started,
+        Form::Value,
+    )
+    .await
+    .map(Reply::into_value);
     let status = match &answer {
         Ok(_) => 200,
         Err(error) => error.status.as_u16(),
