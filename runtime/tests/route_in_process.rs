@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 
 const KEY: &str = "scl_in_process_key";
 const TOKEN: &str = "in-process-site-token";
+const ADMIN_KEY: &str = "scl_in_process_admin";
 
 fn closed_port() -> u16 {
     // Bound and released: nothing listens there while the test runs.
@@ -36,6 +37,9 @@ fn write(dir: &std::path::Path, name: &str, text: &str) {
 struct Plant {
     _dir: tempfile::TempDir,
     site: Site,
+    /// `plant-b`: a site of its own, reached over loopback HTTP.
+    elsewhere: Site,
+    elsewhere_server: tokio::task::JoinHandle<()>,
     central: central::CentralHandle,
     http: reqwest::Client,
 }
@@ -44,6 +48,10 @@ impl Plant {
     async fn start() -> Plant {
         let dir = tempfile::tempdir().expect("dir");
         let port = closed_port();
+        let elsewhere_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let elsewhere = elsewhere_listener.local_addr().expect("addr");
         write(
             dir.path(),
             "get.scl",
@@ -74,12 +82,16 @@ impl Plant {
              [[site]]\nname = \"plant-a\"\nlisten = \"127.0.0.1:{port}\"\nurl = \"http://127.0.0.1:{port}\"\ntoken_env = \"IN_PROCESS_SITE_TOKEN\"\n\n\
              [templates.Pump.attributes]\nSpeed = {{ type = \"float\", default = 1450.0 }}\nRunning = {{ type = \"bool\", default = true }}\n\n\
              [templates.Pump.scripts]\nScaled = {{ file = \"scripts/scaled.scl\", kind = \"instance\" }}\nSpin = {{ file = \"scripts/spin.scl\", kind = \"instance\", timeout_s = 2 }}\n\n\
+             [[site]]\nname = \"plant-b\"\nlisten = \"{elsewhere}\"\nurl = \"http://{elsewhere}\"\ntoken_env = \"IN_PROCESS_SITE_TOKEN\"\n\n\
              [[instance]]\ncode = \"PUMP-1\"\ntemplate = \"Pump\"\nsite = \"plant-a\"\n\n\
+             [[instance]]\ncode = \"PUMP-2\"\ntemplate = \"Pump\"\nsite = \"plant-b\"\n\n\
              [api_keys.test]\nsha256 = \"{}\"\n\n\
+             [admin_keys.ops]\nsha256 = \"{}\"\n\n\
              [api_methods.Get]\nscript = \"get.scl\"\napproved_keys = [\"test\"]\n\n\
              [api_methods.Set]\nscript = \"set.scl\"\napproved_keys = [\"test\"]\n\n\
              [api_methods.Call]\nscript = \"call.scl\"\napproved_keys = [\"test\"]\ntimeout_s = 1\n",
-            sha256_hex(KEY)
+            sha256_hex(KEY),
+            sha256_hex(ADMIN_KEY)
         );
         write(dir.path(), "deploy.toml", &text);
         let config = dir.path().join("deploy.toml");
@@ -96,6 +108,20 @@ impl Plant {
         let site = Site::start(options, &deployment)
             .await
             .expect("the site starts");
+        let mut options = SiteOptions::new(
+            "plant-b",
+            config.clone(),
+            dir.path().join("data/site-plant-b"),
+            TOKEN.to_owned(),
+        );
+        options.env = Arc::clone(&env);
+        let site_b = Site::start(options, &deployment)
+            .await
+            .expect("the other site starts");
+        let served = scl_runtime::site::api::router(&site_b);
+        let elsewhere_server = tokio::spawn(async move {
+            let _ = axum::serve(elsewhere_listener, served).await;
+        });
         let mut in_process_sites = HashMap::new();
         in_process_sites.insert("plant-a".to_owned(), site.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -117,6 +143,8 @@ impl Plant {
         Plant {
             _dir: dir,
             site,
+            elsewhere: site_b,
+            elsewhere_server,
             central,
             http: reqwest::Client::new(),
         }
@@ -135,8 +163,26 @@ impl Plant {
         (status, response.json().await.expect("a JSON answer"))
     }
 
+    /// The rows of central's execution log for `script`.
+    async fn runs(&self, script: &str) -> Vec<Value> {
+        let response = self
+            .http
+            .get(format!(
+                "http://{}/admin/runs?script={script}&limit=1000",
+                self.central.local_addr()
+            ))
+            .header("X-Admin-Key", ADMIN_KEY)
+            .send()
+            .await
+            .expect("GET /admin/runs");
+        let body: Value = response.json().await.expect("a JSON answer");
+        body["runs"].as_array().cloned().unwrap_or_default()
+    }
+
     async fn stop(self) {
         let _ = self.central.shutdown().await;
+        self.elsewhere_server.abort();
+        self.elsewhere.shutdown().await;
         self.site.shutdown().await;
     }
 }
@@ -343,5 +389,58 @@ async fn in_process_answers_equal_the_http_answers() {
     );
 
     server.abort();
+    plant.stop().await;
+}
+
+/// A method that only reads attributes runs on the worker that took the request when the site
+/// is in this process; a read of a site elsewhere ends that inline run before anything
+/// happened and the method runs again on a script thread: the same answers either way, and
+/// one row in the execution log per call (the run that was given up leaves none).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_of_a_site_elsewhere_run_again_on_a_script_thread() {
+    let plant = Plant::start().await;
+    let mut calls = 0;
+    for code in ["PUMP-1", "PUMP-2", "PUMP-2", "PUMP-1"] {
+        let (status, body) = plant
+            .call(
+                "Get",
+                json!({ "code": code, "names": ["Running", "Speed"] }),
+            )
+            .await;
+        assert_eq!(
+            (status, &body),
+            (200, &json!({ "Running": true, "Speed": 1450.0 })),
+            "{code}"
+        );
+        calls += 1;
+    }
+    // A site's error is caught by the script on both paths.
+    for code in ["PUMP-1", "PUMP-2"] {
+        let (status, body) = plant
+            .call("Get", json!({ "code": code, "names": ["Pressure"] }))
+            .await;
+        assert_eq!(
+            (status, &body),
+            (
+                200,
+                &json!({ "kind": "not_found", "code": "unknown_attribute", "status": 404 })
+            ),
+            "{code}"
+        );
+        calls += 1;
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let rows = loop {
+        let rows = plant.runs("Get").await;
+        if rows.len() >= calls || Instant::now() > deadline {
+            break rows;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(rows.len(), calls, "{rows:#?}");
+    assert!(
+        rows.iter().all(|row| row["status"] == "SUCCESS"),
+        "{rows:#?}"
+    );
     plant.stop().await;
 }
