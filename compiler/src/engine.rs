@@ -612,27 +612,6 @@ impl Script {
         self.inner.lowered.module.calls_host()
     }
 
-    /// The signatures of the host functions the script calls, each once, in
-    /// the order of their first call in the code. A host can tell from them
-    /// where a script may run (central runs a method that only reads through
-    /// `Route` on the worker that took the request).
-    pub fn host_functions(&self) -> Vec<&HostFnSig> {
-        let table = &self.inner.tables.host_functions;
-        let mut called: Vec<&HostFnSig> = Vec::new();
-        for number in self.inner.lowered.module.host_calls() {
-            let Some(host) = usize::try_from(number).ok().and_then(|i| table.get(i)) else {
-                continue;
-            };
-            if !called
-                .iter()
-                .any(|seen| std::ptr::eq(*seen, &host.signature))
-            {
-                called.push(&host.signature);
-            }
-        }
-        called
-    }
-
     /// Which native code new calls run: [`Tier::Quick`] until the
     /// optimized tier has been compiled.
     pub fn tier(&self) -> Tier {

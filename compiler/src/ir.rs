@@ -317,28 +317,19 @@ impl Module {
     /// no effect outside its own run, so a host may run it where blocking is not
     /// allowed and run it again when it stopped early.
     pub fn calls_host(&self) -> bool {
-        self.host_calls().next().is_some()
-    }
-
-    /// The host functions the module calls, by their number in the engine's
-    /// host table (the first operand of each [`RtFn::HostCall`]), in code
-    /// order, repeats included.
-    pub fn host_calls(&self) -> impl Iterator<Item = i64> + '_ {
-        self.functions
-            .iter()
-            .flat_map(|function| &function.blocks)
-            .flat_map(|block| &block.insts)
-            .filter_map(|inst| match &inst.kind {
-                InstKind::Rt {
-                    func: RtFn::HostCall,
-                    args,
-                    ..
-                } => match args.first() {
-                    Some(Operand::Imm(number)) => Some(*number),
-                    _ => Some(-1),
-                },
-                _ => None,
+        self.functions.iter().any(|function| {
+            function.blocks.iter().any(|block| {
+                block.insts.iter().any(|inst| {
+                    matches!(
+                        inst.kind,
+                        InstKind::Rt {
+                            func: RtFn::HostCall,
+                            ..
+                        }
+                    )
+                })
             })
+        })
     }
 }
 

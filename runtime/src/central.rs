@@ -258,10 +258,9 @@ struct Method {
     params: Vec<(String, Type)>,
     approved_keys: Vec<String>,
     timeout: Duration,
-    /// Whether the method runs on the async worker first ([`run_inline`]): its
-    /// script calls no host function, or only `Route` reads that a site in this
-    /// process answers without waiting ([`route::may_run_inline`]).
-    inline_first: bool,
+    /// Whether the script calls a host function; one that does not runs on the
+    /// async worker first ([`run_inline`]).
+    calls_host: bool,
 }
 
 /// What the handlers share.
@@ -451,7 +450,7 @@ fn build(deployment: &Deployment, config: &CentralConfig) -> Result<Central, Str
             script.name.clone(),
             Method {
                 name: Arc::from(script.name.as_str()),
-                inline_first: route::may_run_inline(&compiled, &routes),
+                calls_host: compiled.calls_host(),
                 script: compiled,
                 params,
                 approved_keys: definition
@@ -1168,23 +1167,12 @@ fn execute(
     inline: bool,
     form: Form,
 ) -> Ran {
-    let scope = (!inline).then(|| {
-        central.modules.scope(Some(Arc::new(ApiRun {
-            deadline,
-            inline: false,
-        })))
-    });
-    // An inline run has no modules scope: all it may call is `Route` reads.
-    let inline_run = ApiRun {
-        deadline,
-        inline: true,
-    };
+    let scope = (!inline).then(|| central.modules.scope(Some(Arc::new(ApiRun { deadline }))));
     let options = CallOptions {
         limits,
-        host_data: match &scope {
-            Some(scope) => Some(scope as &(dyn std::any::Any + Sync)),
-            None => Some(&inline_run as &(dyn std::any::Any + Sync)),
-        },
+        host_data: scope
+            .as_ref()
+            .map(|scope| scope as &(dyn std::any::Any + Sync)),
         wall_time_as_cpu: inline,
         ..CallOptions::default()
     };
@@ -1249,10 +1237,10 @@ async fn run(
     form: Form,
 ) -> Result<Reply, Failure> {
     let deadline = started + method.timeout;
-    let inline = if method.inline_first {
-        run_inline(central, method, &params, deadline, form)
-    } else {
+    let inline = if method.calls_host {
         None
+    } else {
+        run_inline(central, method, &params, deadline, form)
     };
     let ran = match inline {
         Some(ran) => ran,

@@ -392,12 +392,11 @@ async fn in_process_answers_equal_the_http_answers() {
     plant.stop().await;
 }
 
-/// A method that only reads attributes runs on the worker that took the request when the site
-/// is in this process; a read of a site elsewhere ends that inline run before anything
-/// happened and the method runs again on a script thread: the same answers either way, and
-/// one row in the execution log per call (the run that was given up leaves none).
+/// With one site in central's process and another reached over HTTP, the same method reads
+/// both: the same answers and the same caught errors either way, and one row in the execution
+/// log per call.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reads_of_a_site_elsewhere_run_again_on_a_script_thread() {
+async fn one_method_reads_a_site_in_process_and_a_site_elsewhere() {
     let plant = Plant::start().await;
     let mut calls = 0;
     for code in ["PUMP-1", "PUMP-2", "PUMP-2", "PUMP-1"] {

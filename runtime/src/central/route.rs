@@ -25,34 +25,10 @@ use crate::deployment::Deployment;
 use crate::modules::RunScope;
 use crate::protocol::{RemoteError, SiteClient};
 
-/// Per-run data the Route functions read: when the method's time runs out,
-/// and whether the run is on an async worker ([`may_run_inline`]).
+/// Per-run data the Route functions read: when the method's time runs out.
 #[derive(Debug, Clone, Copy)]
 pub struct ApiRun {
     pub deadline: Instant,
-    /// An inline run may only read attributes of sites in this process; any
-    /// other `Route` call ends it with a limit error, and central runs the
-    /// method again on a script thread (nothing happened outside the run).
-    pub inline: bool,
-}
-
-/// Whether a method may run on the async worker that took its request
-/// before (if need be) on a script thread: its script calls no host function
-/// (it can only compute), or calls only `Route.To` and the attribute reads
-/// and central runs a site in its own process, whose attributes it reads
-/// without waiting (a read of a site elsewhere ends the inline run at once,
-/// and the method runs again on a script thread).
-pub(crate) fn may_run_inline(script: &scl_compiler::Script, routes: &Routes) -> bool {
-    script.host_functions().iter().all(|signature| {
-        let name = signature.name.as_str();
-        routes.has_local_sites()
-            && match &signature.owner {
-                Owner::Module(module) => module == "Route" && name == "To",
-                Owner::HostType(host) => {
-                    host == "RouteTarget" && matches!(name, "GetAttribute" | "GetAttributes")
-                }
-            }
-    })
 }
 
 /// Instance codes to the clients of their sites.
@@ -68,10 +44,6 @@ struct RouteTarget {
     instance: String,
     site: Arc<SiteClient>,
 }
-
-/// The code of the limit error that ends an inline run at a `Route` call it
-/// cannot make without waiting.
-pub(crate) const INLINE_REFUSED: &str = "needs_script_thread";
 
 /// The longest a single site request may take when no deadline is shorter.
 const SITE_REQUEST_CEILING: Duration = Duration::from_secs(300);
@@ -125,11 +97,6 @@ impl Routes {
         &self.sites
     }
 
-    /// Whether any site runs in this process.
-    pub(crate) fn has_local_sites(&self) -> bool {
-        self.sites.iter().any(|site| site.local().is_some())
-    }
-
     /// Registers `Route.To` and the `RouteTarget` methods.
     pub(crate) fn register(self: &Arc<Self>, engine: &mut Engine) -> Result<(), String> {
         for signature in scl_stdlib::signatures::module_table().functions {
@@ -181,28 +148,19 @@ impl Routes {
             _ => None,
         }
         .ok_or_else(|| internal("the RouteTarget receiver is missing"))?;
-        let run = *run_of(context).ok_or_else(|| internal("Route needs an api method run"))?;
-        let deadline = run.deadline;
+        let deadline = run_of(context)
+            .map(|run| run.deadline)
+            .ok_or_else(|| internal("Route needs an api method run"))?;
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
             return Err(time_is_up());
         }
-        let instance = target.instance.as_str();
-        let site = &target.site;
-        let local_read = site.local().is_some()
-            && matches!(signature.name.as_str(), "GetAttribute" | "GetAttributes");
-        if run.inline && !local_read {
-            // Not answerable without waiting: the run ends here, before anything
-            // happened outside it, and central runs it again on a script thread.
-            return Err(HostError::limit(
-                INLINE_REFUSED,
-                "this call needs a script thread",
-            ));
-        }
-        if !local_read && tokio::runtime::Handle::try_current().is_ok() {
+        if tokio::runtime::Handle::try_current().is_ok() {
             // Blocking here would stall the reactor: script threads never get here.
             return Err(internal("Route called on an async thread"));
         }
+        let instance = target.instance.as_str();
+        let site = &target.site;
         let result = match signature.name.as_str() {
             "Call" => {
                 let script = string_arg(args.next())?;
