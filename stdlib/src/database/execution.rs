@@ -31,7 +31,7 @@ use super::Database;
 use super::backend::{CachedWriteEntry, FailedAttempt, RowSink, SqlConnector, SqlSession};
 use super::error::{DatabaseError, DatabaseErrorKind};
 use super::procedure::procedure_statement;
-use super::value::{RowSet, SqlValue, Statement};
+use super::value::{RowSet, SqlParams, SqlValue, Statement};
 
 /// Name of the governor counter of queries (for the engine's limit table).
 pub const QUERY_COUNTER: &str = "database.queries";
@@ -229,7 +229,7 @@ impl DatabaseExecution {
         &self,
         handle: &ConnectionHandle,
         sql: &str,
-        params: Vec<SqlValue>,
+        params: SqlParams,
     ) -> Result<RowSet, DatabaseError> {
         let connector = &handle.connector;
         let statement = statement(&self.database, connector.as_ref(), sql, params)
@@ -246,7 +246,7 @@ impl DatabaseExecution {
         &self,
         handle: &ConnectionHandle,
         sql: &str,
-        params: Vec<SqlValue>,
+        params: SqlParams,
         sink: &mut dyn RowSink,
     ) -> Result<(), DatabaseError> {
         let connector = &handle.connector;
@@ -541,7 +541,7 @@ fn statement(
     database: &Database,
     connector: &dyn SqlConnector,
     sql: &str,
-    params: Vec<SqlValue>,
+    params: SqlParams,
 ) -> Result<Statement, DatabaseError> {
     let sql = database
         .translations()

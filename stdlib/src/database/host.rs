@@ -28,7 +28,7 @@ use serde_json::Map;
 
 use super::{
     ConnectionHandle, DML_ROWS_COUNTER, DatabaseError, DatabaseExecution, Delivery, QUERY_COUNTER,
-    RowSink, SqlValue,
+    RowSink, SqlParams, SqlValue,
 };
 
 /// The script-side name of a connection handle.
@@ -207,8 +207,8 @@ impl<'a> QueryCall<'a> {
 /// The script's parameter values as bound values, `@p1` first; the first that cannot be bound is
 /// the error. A plain loop into a list of the right size: collecting the `Result`s through an
 /// iterator adapter cost about three times as many instructions for a one-parameter query.
-fn script_params(items: &[Value]) -> Result<Vec<SqlValue>, DatabaseError> {
-    let mut params = Vec::with_capacity(items.len());
+fn script_params(items: &[Value]) -> Result<SqlParams, DatabaseError> {
+    let mut params = SqlParams::with_capacity(items.len());
     for (index, value) in items.iter().enumerate() {
         params.push(SqlValue::from_script(value, index + 1)?);
     }
@@ -229,8 +229,16 @@ impl ScriptRows {
     }
 }
 
+/// The rows list's room at its first row: most queries return one row or a few, and growing
+/// from empty went through the vector's general growth path (0.15k instructions for a one-row
+/// query against about 0.05k for an allocation of this size).
+const FIRST_ROWS: usize = 4;
+
 impl RowSink for ScriptRows {
     fn start_row(&mut self, width: usize) {
+        if self.rows.capacity() == 0 {
+            self.rows = Vec::with_capacity(FIRST_ROWS);
+        }
         self.row = Vec::with_capacity(width);
     }
 
