@@ -487,6 +487,44 @@ mod tests {
     }
 
     #[test]
+    fn a_threads_remembered_rewrites_are_its_caches_own_and_keyed_like_the_cache() {
+        let sql = "SELECT * FROM t WHERE a = @p1";
+        let first = Translations::default();
+        let remembered = first.translate(sql, Driver::Sqlite, 1).ok();
+        // Another cache on the same thread does its own rewrite and keeps it.
+        let second = Translations::default();
+        let other = second.translate(sql, Driver::Sqlite, 1).ok();
+        assert_eq!(second.len(), 1);
+        assert!(matches!((&remembered, &other), (Some(a), Some(b)) if !Arc::ptr_eq(a, b)));
+        // Driver and count are part of the key here too.
+        assert_eq!(
+            first.translate(sql, Driver::Mssql, 1).ok().as_deref(),
+            Some("SELECT * FROM t WHERE a = @P1")
+        );
+        assert!(first.translate(sql, Driver::Sqlite, 2).is_err());
+        assert_eq!(
+            first.translate(sql, Driver::Sqlite, 0).ok().as_deref(),
+            Some(sql)
+        );
+        // Pushed out of this thread's few by other texts, the rewrite comes from the shared
+        // map: still the same shared text.
+        for index in 0..=RECENT_KEPT {
+            let other = format!("SELECT {index} WHERE 1 = @p1");
+            assert!(first.translate(&other, Driver::Sqlite, 1).is_ok());
+        }
+        let again = first.translate(sql, Driver::Sqlite, 1).ok();
+        assert!(matches!((&remembered, &again), (Some(a), Some(b)) if Arc::ptr_eq(a, b)));
+        // Texts that differ only after the same length are told apart.
+        assert_eq!(
+            first
+                .translate("SELECT * FROM t WHERE b = @p1", Driver::Sqlite, 1)
+                .ok()
+                .as_deref(),
+            Some("SELECT * FROM t WHERE b = ?1")
+        );
+    }
+
+    #[test]
     fn translations_start_afresh_when_full() {
         let cache = Translations::default();
         for index in 0..TRANSLATIONS_KEPT {
