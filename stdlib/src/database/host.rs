@@ -216,11 +216,11 @@ fn script_params(items: &[Value]) -> Result<SqlParams, DatabaseError> {
 }
 
 /// A query's rows as the script's `list<map<json>>`, built cell by cell as the driver reads
-/// them: one map per row, keys in column order (unique, see [`RowSink`]).
+/// them: one map per row, keys in column order (unique, see [`RowSink`]). The row being read
+/// is the list's last map (no separate row vector to move into the list and leave behind).
 #[derive(Default)]
 struct ScriptRows {
     rows: Vec<Value>,
-    row: Vec<(Arc<str>, Value)>,
 }
 
 impl ScriptRows {
@@ -239,16 +239,16 @@ impl RowSink for ScriptRows {
         if self.rows.capacity() == 0 {
             self.rows = Vec::with_capacity(FIRST_ROWS);
         }
-        self.row = Vec::with_capacity(width);
+        self.rows.push(Value::Map(Vec::with_capacity(width)));
     }
 
     fn cell(&mut self, column: &Arc<str>, value: serde_json::Value) {
-        self.row.push((Arc::clone(column), Value::Json(value)));
+        if let Some(Value::Map(row)) = self.rows.last_mut() {
+            row.push((Arc::clone(column), Value::Json(value)));
+        }
     }
 
-    fn end_row(&mut self) {
-        self.rows.push(Value::Map(std::mem::take(&mut self.row)));
-    }
+    fn end_row(&mut self) {}
 }
 
 /// The run's execution, from its host data.
