@@ -80,53 +80,40 @@ struct ColumnCache {
 
 impl ColumnCache {
     /// The columns of `statement` (already stepped once), from the cache while no compile
-    /// happened since they were read.
+    /// happened since they were read. Borrowed from the cache (no reference count taken and
+    /// given back per query).
+    fn current(
+        &mut self,
+        sql: &Arc<str>,
+        compiles: u64,
+        statement: &rusqlite::Statement<'_>,
+    ) -> &Arc<ColumnInfo> {
+        let ColumnCache {
+            entries,
+            last,
+            hits,
+        } = self;
+        if last
+            .as_ref()
+            .is_some_and(|entry| entry.is_current(sql, compiles, statement))
+        {
+            *hits += 1;
+        } else {
+            *last = None;
+        }
+        &last
+            .get_or_insert_with(|| find_or_read(entries, hits, sql, compiles, statement))
+            .info
+    }
+
+    /// [`ColumnCache::current`], shared.
     fn columns(
         &mut self,
         sql: &Arc<str>,
         compiles: u64,
         statement: &rusqlite::Statement<'_>,
     ) -> Arc<ColumnInfo> {
-        if let Some(entry) = &self.last
-            && entry.is_current(sql, compiles, statement)
-        {
-            self.hits += 1;
-            return Arc::clone(&entry.info);
-        }
-        let key = Arc::as_ptr(sql).cast::<u8>() as usize;
-        if let Some(entry) = self.entries.get(&key)
-            && entry.is_current(sql, compiles, statement)
-        {
-            self.hits += 1;
-            let info = Arc::clone(&entry.info);
-            self.last = Some(entry.clone());
-            return info;
-        }
-        let count = statement.column_count();
-        let mut names = Vec::with_capacity(count);
-        let mut booleans = Vec::with_capacity(count);
-        for column in statement.columns() {
-            names.push(column.name().to_owned());
-            booleans.push(is_boolean_declaration(column.decl_type()));
-        }
-        let info = Arc::new(ColumnInfo {
-            names: RowSet::unique_columns(names)
-                .into_iter()
-                .map(Arc::from)
-                .collect(),
-            booleans,
-        });
-        if self.entries.len() >= COLUMN_CACHE && !self.entries.contains_key(&key) {
-            self.entries.clear();
-        }
-        let entry = CachedColumns {
-            sql: Arc::clone(sql),
-            compiles,
-            info: Arc::clone(&info),
-        };
-        self.last = Some(entry.clone());
-        self.entries.insert(key, entry);
-        info
+        Arc::clone(self.current(sql, compiles, statement))
     }
 }
 
@@ -142,11 +129,58 @@ struct CachedColumns {
 impl CachedColumns {
     /// Whether these are the columns of `statement` (the text `sql`) as it is compiled now:
     /// the same text, no compile on the connection since they were read, the same width.
-    fn is_current(&self, sql: &Arc<str>, compiles: u64, statement: &rusqlite::Statement<'_>) -> bool {
+    fn is_current(
+        &self,
+        sql: &Arc<str>,
+        compiles: u64,
+        statement: &rusqlite::Statement<'_>,
+    ) -> bool {
         self.compiles == compiles
             && Arc::ptr_eq(&self.sql, sql)
             && self.info.names.len() == statement.column_count()
     }
+}
+
+/// The [`ColumnCache`] entry for `sql` from its map if it is current, else the columns read from the
+/// statement (and kept).
+fn find_or_read(
+    entries: &mut HashMap<usize, CachedColumns, FastHash>,
+    hits: &mut u64,
+    sql: &Arc<str>,
+    compiles: u64,
+    statement: &rusqlite::Statement<'_>,
+) -> CachedColumns {
+    let key = Arc::as_ptr(sql).cast::<u8>() as usize;
+    if let Some(entry) = entries.get(&key)
+        && entry.is_current(sql, compiles, statement)
+    {
+        *hits += 1;
+        return entry.clone();
+    }
+    let count = statement.column_count();
+    let mut names = Vec::with_capacity(count);
+    let mut booleans = Vec::with_capacity(count);
+    for column in statement.columns() {
+        names.push(column.name().to_owned());
+        booleans.push(is_boolean_declaration(column.decl_type()));
+    }
+    let info = Arc::new(ColumnInfo {
+        names: RowSet::unique_columns(names)
+            .into_iter()
+            .map(Arc::from)
+            .collect(),
+        booleans,
+    });
+    if entries.len() >= COLUMN_CACHE && !entries.contains_key(&key) {
+        entries.clear();
+    }
+    let entry = CachedColumns {
+        sql: Arc::clone(sql),
+        compiles,
+        info,
+    };
+    entries.insert(key, entry.clone());
+    entry
 }
 
 /// A connection's own state besides rusqlite's, boxed so that the pooled object (which deadpool
@@ -329,9 +363,7 @@ impl SqlConnector for SqliteConnector {
         let Ok(object) = &mut borrowed else {
             return borrowed.map(|_| ());
         };
-        let result = with_deadline(object, |connection| {
-            write_rows(connection, statement, sink)
-        });
+        let result = with_deadline(object, |connection| write_rows(connection, statement, sink));
         if must_close(object)
             && let Ok(object) = borrowed
         {
@@ -510,14 +542,14 @@ fn write_rows(
         return Ok(());
     };
     // Read after the first step: that is where SQLite recompiles after a schema change.
-    let info = cache.columns(
+    let info = cache.current(
         &statement.sql,
         compiles.load(Ordering::Relaxed),
         first.as_ref(),
     );
-    write_row(first, &info, sink)?;
+    write_row(first, info, sink)?;
     while let Some(row) = rows.next()? {
-        write_row(row, &info, sink)?;
+        write_row(row, info, sink)?;
     }
     Ok(())
 }
