@@ -43,7 +43,7 @@ pub use execution::{
 };
 pub use host::{DatabaseScope, QueryCall, register_database};
 pub use placeholders::{Driver, Translations};
-pub use value::{RowSet, SqlValue, Statement};
+pub use value::{RowSet, SqlParams, SqlValue, Statement};
 
 struct Inner {
     connectors: BTreeMap<String, Arc<dyn SqlConnector>>,

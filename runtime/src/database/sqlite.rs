@@ -71,63 +71,116 @@ struct ColumnInfo {
 #[derive(Default)]
 struct ColumnCache {
     entries: HashMap<usize, CachedColumns, FastHash>,
+    /// The entry used last, checked first (a script repeating one query skips the hash
+    /// lookup); held like the entries, checked like them.
+    last: Option<CachedColumns>,
     /// Lookups answered from an entry (for tests).
     hits: u64,
 }
 
 impl ColumnCache {
     /// The columns of `statement` (already stepped once), from the cache while no compile
-    /// happened since they were read.
+    /// happened since they were read. Borrowed from the cache (no reference count taken and
+    /// given back per query).
+    fn current(
+        &mut self,
+        sql: &Arc<str>,
+        compiles: u64,
+        statement: &rusqlite::Statement<'_>,
+    ) -> &Arc<ColumnInfo> {
+        let ColumnCache {
+            entries,
+            last,
+            hits,
+        } = self;
+        if last
+            .as_ref()
+            .is_some_and(|entry| entry.is_current(sql, compiles, statement))
+        {
+            *hits += 1;
+        } else {
+            *last = None;
+        }
+        &last
+            .get_or_insert_with(|| find_or_read(entries, hits, sql, compiles, statement))
+            .info
+    }
+
+    /// [`ColumnCache::current`], shared.
     fn columns(
         &mut self,
         sql: &Arc<str>,
         compiles: u64,
         statement: &rusqlite::Statement<'_>,
     ) -> Arc<ColumnInfo> {
-        let key = Arc::as_ptr(sql).cast::<u8>() as usize;
-        if let Some(entry) = self.entries.get(&key)
-            && entry.compiles == compiles
-            && Arc::ptr_eq(&entry.sql, sql)
-            && entry.info.names.len() == statement.column_count()
-        {
-            self.hits += 1;
-            return Arc::clone(&entry.info);
-        }
-        let count = statement.column_count();
-        let mut names = Vec::with_capacity(count);
-        let mut booleans = Vec::with_capacity(count);
-        for column in statement.columns() {
-            names.push(column.name().to_owned());
-            booleans.push(is_boolean_declaration(column.decl_type()));
-        }
-        let info = Arc::new(ColumnInfo {
-            names: RowSet::unique_columns(names)
-                .into_iter()
-                .map(Arc::from)
-                .collect(),
-            booleans,
-        });
-        if self.entries.len() >= COLUMN_CACHE && !self.entries.contains_key(&key) {
-            self.entries.clear();
-        }
-        self.entries.insert(
-            key,
-            CachedColumns {
-                sql: Arc::clone(sql),
-                compiles,
-                info: Arc::clone(&info),
-            },
-        );
-        info
+        Arc::clone(self.current(sql, compiles, statement))
     }
 }
 
+#[derive(Clone)]
 struct CachedColumns {
     /// Keeps the text (and so the key's address) alive.
     sql: Arc<str>,
     /// The connection's compile count when the columns were read.
     compiles: u64,
     info: Arc<ColumnInfo>,
+}
+
+impl CachedColumns {
+    /// Whether these are the columns of `statement` (the text `sql`) as it is compiled now:
+    /// the same text, no compile on the connection since they were read, the same width.
+    fn is_current(
+        &self,
+        sql: &Arc<str>,
+        compiles: u64,
+        statement: &rusqlite::Statement<'_>,
+    ) -> bool {
+        self.compiles == compiles
+            && Arc::ptr_eq(&self.sql, sql)
+            && self.info.names.len() == statement.column_count()
+    }
+}
+
+/// The [`ColumnCache`] entry for `sql` from its map if it is current, else the columns read from the
+/// statement (and kept).
+fn find_or_read(
+    entries: &mut HashMap<usize, CachedColumns, FastHash>,
+    hits: &mut u64,
+    sql: &Arc<str>,
+    compiles: u64,
+    statement: &rusqlite::Statement<'_>,
+) -> CachedColumns {
+    let key = Arc::as_ptr(sql).cast::<u8>() as usize;
+    if let Some(entry) = entries.get(&key)
+        && entry.is_current(sql, compiles, statement)
+    {
+        *hits += 1;
+        return entry.clone();
+    }
+    let count = statement.column_count();
+    let mut names = Vec::with_capacity(count);
+    let mut booleans = Vec::with_capacity(count);
+    for column in statement.columns() {
+        names.push(column.name().to_owned());
+        booleans.push(is_boolean_declaration(column.decl_type()));
+    }
+    let info = Arc::new(ColumnInfo {
+        names: RowSet::unique_columns(names)
+            .into_iter()
+            .map(Arc::from)
+            .collect(),
+        booleans,
+    });
+    if entries.len() >= COLUMN_CACHE && !entries.contains_key(&key) {
+        entries.clear();
+    }
+    let entry = CachedColumns {
+        sql: Arc::clone(sql),
+        compiles,
+        info,
+    };
+    entries.insert(key, entry.clone());
+    entry
 }
 
 /// A connection's own state besides rusqlite's, boxed so that the pooled object (which deadpool
@@ -295,18 +348,61 @@ impl SqlConnector for SqliteConnector {
         }))
     }
 
-    /// The session on the stack instead of boxed (it is dropped, and the connection returned
-    /// or closed, the same way).
+    /// The pooled connection itself instead of a session: the same statement run with the
+    /// same deadline, and the connection returned or closed as dropping a session does
+    /// ([`must_close`]), without moving it into a session and out again (each move of the
+    /// pooled object is a `memcpy` of a few hundred bytes).
     fn query_once(
         &self,
         statement: &Statement,
         sink: &mut dyn RowSink,
     ) -> Result<(), DatabaseError> {
-        let mut session = SqliteSession {
-            object: Some(self.raw_checkout()?),
+        // Used where the pool's answer lies: taking the object out of the `Result` moved it
+        // twice more (two `memcpy`s of the object per statement).
+        let mut borrowed = self.raw_checkout();
+        let Ok(object) = &mut borrowed else {
+            return borrowed.map(|_| ());
         };
-        session.query_into(statement, sink)
+        let result = with_deadline(object, |connection| write_rows(connection, statement, sink));
+        if must_close(object)
+            && let Ok(object) = borrowed
+        {
+            drop(Object::take(object));
+        }
+        result
     }
+}
+
+/// Whether a borrowed connection must be closed instead of going back to the pool: it broke,
+/// or it still has a transaction open; no later borrower may inherit its state.
+fn must_close(connection: &SqliteConnection) -> bool {
+    connection.broken || !connection.connection.is_autocommit()
+}
+
+/// Run `work` on `connection` with the statement deadline armed; interruptions become
+/// timeouts.
+fn with_deadline<T>(
+    connection: &mut SqliteConnection,
+    work: impl FnOnce(&mut SqliteConnection) -> Result<T, rusqlite::Error>,
+) -> Result<T, DatabaseError> {
+    let timeout = connection.statement_timeout;
+    connection
+        .state
+        .deadline
+        .store(clock_nanos(Instant::now() + timeout), Ordering::Relaxed);
+    let result = work(connection);
+    connection.state.deadline.store(u64::MAX, Ordering::Relaxed);
+    result.map_err(|error| {
+        let error = sqlite_error(&error);
+        if error.kind == DatabaseErrorKind::Timeout {
+            DatabaseError::timeout(
+                "timeout",
+                format!("the statement ran longer than {} s", timeout.as_secs()),
+            )
+        } else {
+            error
+        }
+    })
 }
 
 struct SqliteSession {
@@ -325,25 +421,7 @@ impl SqliteSession {
         &mut self,
         work: impl FnOnce(&mut SqliteConnection) -> Result<T, rusqlite::Error>,
     ) -> Result<T, DatabaseError> {
-        let connection = self.connection()?;
-        let timeout = connection.statement_timeout;
-        connection
-            .state
-            .deadline
-            .store(clock_nanos(Instant::now() + timeout), Ordering::Relaxed);
-        let result = work(connection);
-        connection.state.deadline.store(u64::MAX, Ordering::Relaxed);
-        result.map_err(|error| {
-            let error = sqlite_error(&error);
-            if error.kind == DatabaseErrorKind::Timeout {
-                DatabaseError::timeout(
-                    "timeout",
-                    format!("the statement ran longer than {} s", timeout.as_secs()),
-                )
-            } else {
-                error
-            }
-        })
+        with_deadline(self.connection()?, work)
     }
 }
 
@@ -376,7 +454,12 @@ fn cell_to_json(value: ValueRef<'_>, boolean_column: bool) -> Value {
         ValueRef::Integer(int) if boolean_column && (int == 0 || int == 1) => Value::Bool(int == 1),
         ValueRef::Integer(int) => Value::from(int),
         ValueRef::Real(float) => scl_stdlib::database::value::float_to_json(float),
-        ValueRef::Text(bytes) => Value::String(String::from_utf8_lossy(bytes).into_owned()),
+        // Valid UTF-8 (nearly always) is copied after one check; `from_utf8_lossy` walks the
+        // text in chunks first (about 0.1k instructions for a short text).
+        ValueRef::Text(bytes) => Value::String(match std::str::from_utf8(bytes) {
+            Ok(text) => text.to_owned(),
+            Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+        }),
         ValueRef::Blob(bytes) => {
             Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
         }
@@ -459,14 +542,14 @@ fn write_rows(
         return Ok(());
     };
     // Read after the first step: that is where SQLite recompiles after a schema change.
-    let info = cache.columns(
+    let info = cache.current(
         &statement.sql,
         compiles.load(Ordering::Relaxed),
         first.as_ref(),
     );
-    write_row(first, &info, sink)?;
+    write_row(first, info, sink)?;
     while let Some(row) = rows.next()? {
-        write_row(row, &info, sink)?;
+        write_row(row, info, sink)?;
     }
     Ok(())
 }
@@ -535,7 +618,7 @@ impl SqlSession for SqliteSession {
 impl Drop for SqliteSession {
     fn drop(&mut self) {
         if let Some(object) = self.object.take()
-            && (object.broken || !object.connection.is_autocommit())
+            && must_close(&object)
         {
             // Close it instead of lending its state to the next borrower.
             drop(Object::take(object));
@@ -622,6 +705,7 @@ pub fn sqlite_error(error: &rusqlite::Error) -> DatabaseError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use scl_stdlib::database::SqlParams;
     use serde_json::json;
 
     thread_local! {
@@ -639,7 +723,10 @@ mod tests {
                     .or_insert_with(|| sql.into()),
             )
         });
-        Statement { sql, params }
+        Statement {
+            sql,
+            params: params.into(),
+        }
     }
 
     fn query(connection: &mut SqliteConnection, sql: &str) -> RowSet {
@@ -868,7 +955,7 @@ mod tests {
         let shared = statement(sql, Vec::new());
         let own = Statement {
             sql: sql.into(),
-            params: Vec::new(),
+            params: SqlParams::new(),
         };
         for statement in [&shared, &own, &shared, &own] {
             let rows = query_rows(&mut connection, statement).ok();

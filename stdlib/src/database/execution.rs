@@ -21,7 +21,7 @@
 //! shared reference; it is used from the one script thread that runs the execution.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -31,7 +31,7 @@ use super::Database;
 use super::backend::{CachedWriteEntry, FailedAttempt, RowSink, SqlConnector, SqlSession};
 use super::error::{DatabaseError, DatabaseErrorKind};
 use super::procedure::procedure_statement;
-use super::value::{RowSet, SqlValue, Statement};
+use super::value::{RowSet, SqlParams, SqlValue, Statement};
 
 /// Name of the governor counter of queries (for the engine's limit table).
 pub const QUERY_COUNTER: &str = "database.queries";
@@ -148,14 +148,24 @@ type Pinned = (Arc<str>, Box<dyn SqlSession>);
 struct State {
     /// Handles with an open transaction and the connection pinned to them.
     transactions: HashMap<u64, Pinned>,
-    counters: DatabaseCounters,
+    /// Rows affected by `Execute` and `CachedWrite` so far.
+    dml_rows: u64,
 }
 
 /// One execution's Database state. Create with [`Database::execution`].
+///
+/// The query count and the number of open transactions are atomics beside the locked state,
+/// so a statement outside a transaction (most of them) is counted and dispatched without
+/// taking the lock.
 pub struct DatabaseExecution {
     database: Database,
     limits: DatabaseLimits,
     next_handle: AtomicU64,
+    /// Statements sent (or attempted), checked against `limits.max_queries`.
+    queries: AtomicU64,
+    /// Transactions open on this execution's handles (`state.transactions` with the ones a
+    /// running statement took out); changed only under the state's lock.
+    open_transactions: AtomicUsize,
     state: Mutex<State>,
 }
 
@@ -165,9 +175,11 @@ impl DatabaseExecution {
             database,
             limits,
             next_handle: AtomicU64::new(1),
+            queries: AtomicU64::new(0),
+            open_transactions: AtomicUsize::new(0),
             state: Mutex::new(State {
                 transactions: HashMap::new(),
-                counters: DatabaseCounters::default(),
+                dml_rows: 0,
             }),
         }
     }
@@ -196,7 +208,10 @@ impl DatabaseExecution {
 
     /// Queries and DML rows used so far.
     pub fn counters(&self) -> DatabaseCounters {
-        self.state().counters
+        DatabaseCounters {
+            queries: self.queries.load(Ordering::Relaxed),
+            dml_rows: self.state().dml_rows,
+        }
     }
 
     /// `Connection.Query(sql, params)`: every row of the first result set.
@@ -229,7 +244,7 @@ impl DatabaseExecution {
         &self,
         handle: &ConnectionHandle,
         sql: &str,
-        params: Vec<SqlValue>,
+        params: SqlParams,
     ) -> Result<RowSet, DatabaseError> {
         let connector = &handle.connector;
         let statement = statement(&self.database, connector.as_ref(), sql, params)
@@ -246,7 +261,7 @@ impl DatabaseExecution {
         &self,
         handle: &ConnectionHandle,
         sql: &str,
-        params: Vec<SqlValue>,
+        params: SqlParams,
         sink: &mut dyn RowSink,
     ) -> Result<(), DatabaseError> {
         let connector = &handle.connector;
@@ -322,9 +337,11 @@ impl DatabaseExecution {
         session
             .begin()
             .map_err(|e| e.for_connection(handle.name()))?;
-        self.state()
+        let mut state = self.state();
+        state
             .transactions
             .insert(handle.id, (Arc::clone(&handle.name), session));
+        self.open_transactions.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
@@ -405,12 +422,11 @@ impl DatabaseExecution {
     /// The end-of-execution hook: roll back every open transaction and return (or, if the
     /// rollback fails, close) its connection. Safe to call more than once.
     pub fn end(&self) -> EndReport {
-        let open: Vec<_> = self
-            .state()
-            .transactions
-            .drain()
-            .map(|(_, open)| open)
-            .collect();
+        let open: Vec<_> = {
+            let mut state = self.state();
+            self.open_transactions.store(0, Ordering::Relaxed);
+            state.transactions.drain().map(|(_, open)| open).collect()
+        };
         let mut report = EndReport::default();
         for (name, mut session) in open {
             match session.rollback() {
@@ -428,7 +444,12 @@ impl DatabaseExecution {
         handle: &ConnectionHandle,
         operation: &str,
     ) -> Result<(Arc<str>, Box<dyn SqlSession>), DatabaseError> {
-        self.state().transactions.remove(&handle.id).ok_or_else(|| {
+        let mut state = self.state();
+        let taken = state.transactions.remove(&handle.id);
+        if taken.is_some() {
+            self.open_transactions.fetch_sub(1, Ordering::Relaxed);
+        }
+        taken.ok_or_else(|| {
             DatabaseError::new(
                 DatabaseErrorKind::TransactionState,
                 "no_transaction",
@@ -458,15 +479,14 @@ impl DatabaseExecution {
     }
 
     /// Count one query and take the handle's transaction connection out of the state, if it
-    /// has one (returned by [`DatabaseExecution::on_pinned`]). One lock for both, and no
-    /// lookup while no transaction is open (most executions).
+    /// has one (returned by [`DatabaseExecution::on_pinned`]). No lock while no transaction
+    /// is open (most executions).
     fn charge_and_pin(&self, handle: &ConnectionHandle) -> Result<Option<Pinned>, DatabaseError> {
-        let mut state = self.state();
-        charge_query(&mut state, self.limits)?;
-        Ok(if state.transactions.is_empty() {
+        self.charge_query()?;
+        Ok(if self.open_transactions.load(Ordering::Relaxed) == 0 {
             None
         } else {
-            state.transactions.remove(&handle.id)
+            self.state().transactions.remove(&handle.id)
         })
     }
 
@@ -483,20 +503,37 @@ impl DatabaseExecution {
         result.map_err(|e| e.for_connection(handle.name()))
     }
 
+    /// Count one query, unless the execution already sent its limit.
     fn charge_query(&self) -> Result<(), DatabaseError> {
-        charge_query(&mut self.state(), self.limits)
+        let limit = self.limits.max_queries;
+        self.queries
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |sent| match limit {
+                Some(limit) if sent >= limit => None,
+                _ => Some(sent.saturating_add(1)),
+            })
+            .map(|_| ())
+            .map_err(|_| {
+                DatabaseError::new(
+                    DatabaseErrorKind::Limit,
+                    "query_limit",
+                    format!(
+                        "the execution reached its limit of {} database queries",
+                        limit.unwrap_or(0)
+                    ),
+                )
+            })
     }
 
     fn charge_rows(&self, rows: u64) -> Result<(), DatabaseError> {
         let mut state = self.state();
-        state.counters.dml_rows = state.counters.dml_rows.saturating_add(rows);
+        state.dml_rows = state.dml_rows.saturating_add(rows);
         match self.limits.max_dml_rows {
-            Some(limit) if state.counters.dml_rows > limit => Err(DatabaseError::new(
+            Some(limit) if state.dml_rows > limit => Err(DatabaseError::new(
                 DatabaseErrorKind::Limit,
                 "dml_row_limit",
                 format!(
                     "the execution affected {} database rows, above its limit of {limit}",
-                    state.counters.dml_rows
+                    state.dml_rows
                 ),
             )),
             _ => Ok(()),
@@ -508,21 +545,6 @@ impl Drop for DatabaseExecution {
     fn drop(&mut self) {
         let _ = self.end();
     }
-}
-
-/// Count one query in `state`, unless the execution already sent its limit.
-fn charge_query(state: &mut State, limits: DatabaseLimits) -> Result<(), DatabaseError> {
-    if let Some(limit) = limits.max_queries
-        && state.counters.queries >= limit
-    {
-        return Err(DatabaseError::new(
-            DatabaseErrorKind::Limit,
-            "query_limit",
-            format!("the execution reached its limit of {limit} database queries"),
-        ));
-    }
-    state.counters.queries += 1;
-    Ok(())
 }
 
 /// Rewrite placeholders and convert parameters for the connector's driver.
@@ -541,7 +563,7 @@ fn statement(
     database: &Database,
     connector: &dyn SqlConnector,
     sql: &str,
-    params: Vec<SqlValue>,
+    params: SqlParams,
 ) -> Result<Statement, DatabaseError> {
     let sql = database
         .translations()

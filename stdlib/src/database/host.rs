@@ -28,7 +28,7 @@ use serde_json::Map;
 
 use super::{
     ConnectionHandle, DML_ROWS_COUNTER, DatabaseError, DatabaseExecution, Delivery, QUERY_COUNTER,
-    RowSink, SqlValue,
+    RowSink, SqlParams, SqlValue,
 };
 
 /// The script-side name of a connection handle.
@@ -207,8 +207,8 @@ impl<'a> QueryCall<'a> {
 /// The script's parameter values as bound values, `@p1` first; the first that cannot be bound is
 /// the error. A plain loop into a list of the right size: collecting the `Result`s through an
 /// iterator adapter cost about three times as many instructions for a one-parameter query.
-fn script_params(items: &[Value]) -> Result<Vec<SqlValue>, DatabaseError> {
-    let mut params = Vec::with_capacity(items.len());
+fn script_params(items: &[Value]) -> Result<SqlParams, DatabaseError> {
+    let mut params = SqlParams::with_capacity(items.len());
     for (index, value) in items.iter().enumerate() {
         params.push(SqlValue::from_script(value, index + 1)?);
     }
@@ -216,11 +216,11 @@ fn script_params(items: &[Value]) -> Result<Vec<SqlValue>, DatabaseError> {
 }
 
 /// A query's rows as the script's `list<map<json>>`, built cell by cell as the driver reads
-/// them: one map per row, keys in column order (unique, see [`RowSink`]).
+/// them: one map per row, keys in column order (unique, see [`RowSink`]). The row being read
+/// is the list's last map (no separate row vector to move into the list and leave behind).
 #[derive(Default)]
 struct ScriptRows {
     rows: Vec<Value>,
-    row: Vec<(Arc<str>, Value)>,
 }
 
 impl ScriptRows {
@@ -229,18 +229,26 @@ impl ScriptRows {
     }
 }
 
+/// The rows list's room at its first row: most queries return one row or a few, and growing
+/// from empty went through the vector's general growth path (0.15k instructions for a one-row
+/// query against about 0.05k for an allocation of this size).
+const FIRST_ROWS: usize = 4;
+
 impl RowSink for ScriptRows {
     fn start_row(&mut self, width: usize) {
-        self.row = Vec::with_capacity(width);
+        if self.rows.capacity() == 0 {
+            self.rows = Vec::with_capacity(FIRST_ROWS);
+        }
+        self.rows.push(Value::Map(Vec::with_capacity(width)));
     }
 
     fn cell(&mut self, column: &Arc<str>, value: serde_json::Value) {
-        self.row.push((Arc::clone(column), Value::Json(value)));
+        if let Some(Value::Map(row)) = self.rows.last_mut() {
+            row.push((Arc::clone(column), Value::Json(value)));
+        }
     }
 
-    fn end_row(&mut self) {
-        self.rows.push(Value::Map(std::mem::take(&mut self.row)));
-    }
+    fn end_row(&mut self) {}
 }
 
 /// The run's execution, from its host data.

@@ -18,7 +18,9 @@
 //!   server. With an EMPTY list the SQL is sent unchanged, so T-SQL that declares its own
 //!   `@p1` variables (a `CREATE PROCEDURE`, a `DECLARE`) works.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::error::DatabaseError;
@@ -28,13 +30,60 @@ use super::hash::FastHash;
 /// script that builds SQL text per call should not grow the node's memory).
 pub const TRANSLATIONS_KEPT: usize = 512;
 
+/// How many rewrites each thread remembers in front of the shared [`Translations`] (see
+/// [`RECENT`]).
+const RECENT_KEPT: usize = 8;
+
 /// The rewritten SQL of statements already seen, by the script's SQL text, driver and
 /// parameter count: a repeated statement is neither scanned nor copied again (the result is
 /// shared). Only successful rewrites are kept; a failing one is redone (and fails) each time.
 /// One per [`super::Database`], shared by every execution and thread.
-#[derive(Debug, Default)]
+///
+/// In front of the shared map (a mutex and a hash of the whole text), each thread remembers
+/// its last few rewrites of this cache ([`RECENT`]): a script that runs the same statements
+/// again and again finds them there with a length check and one comparison of the text, no
+/// lock and no hash. The rewrite is a function of the text, driver and count alone, so a
+/// remembered one is never stale.
+#[derive(Debug)]
 pub struct Translations {
+    /// Tells this cache's entries in [`RECENT`] from another cache's (never reused).
+    id: u64,
     kept: Mutex<HashMap<Box<str>, Vec<Translated>, FastHash>>,
+}
+
+impl Default for Translations {
+    fn default() -> Translations {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+        Translations {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            kept: Mutex::default(),
+        }
+    }
+}
+
+/// One rewrite a thread remembers: which cache it came from, its key and the shared result.
+struct RecentEntry {
+    cache: u64,
+    driver: Driver,
+    parameter_count: usize,
+    source: Box<str>,
+    sql: Arc<str>,
+}
+
+/// A thread's last [`RECENT_KEPT`] rewrites, replaced in turn.
+struct Recent {
+    entries: [Option<RecentEntry>; RECENT_KEPT],
+    next: usize,
+}
+
+thread_local! {
+    /// See [`Translations`]. Bounded (a few texts per thread) and dropped with the thread.
+    static RECENT: RefCell<Recent> = const {
+        RefCell::new(Recent {
+            entries: [const { None }; RECENT_KEPT],
+            next: 0,
+        })
+    };
 }
 
 #[derive(Debug)]
@@ -53,10 +102,15 @@ impl Translations {
         driver: Driver,
         parameter_count: usize,
     ) -> Result<Arc<str>, DatabaseError> {
+        if let Some(found) = self.recent(sql, driver, parameter_count) {
+            return Ok(found);
+        }
         if let Some(found) = self.find(sql, driver, parameter_count) {
+            self.remember(sql, driver, parameter_count, &found);
             return Ok(found);
         }
         let translated: Arc<str> = translate(sql, driver, parameter_count)?.into();
+        self.remember(sql, driver, parameter_count, &translated);
         let mut kept = self.lock();
         if kept.len() >= TRANSLATIONS_KEPT && !kept.contains_key(sql) {
             kept.clear();
@@ -83,6 +137,45 @@ impl Translations {
     /// Whether nothing is kept.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// This thread's remembered rewrite of `sql` by this cache, if any.
+    fn recent(&self, sql: &str, driver: Driver, parameter_count: usize) -> Option<Arc<str>> {
+        RECENT
+            .try_with(|recent| {
+                let recent = recent.try_borrow().ok()?;
+                recent
+                    .entries
+                    .iter()
+                    .flatten()
+                    .find(|entry| {
+                        entry.source.len() == sql.len()
+                            && entry.cache == self.id
+                            && entry.driver == driver
+                            && entry.parameter_count == parameter_count
+                            && *entry.source == *sql
+                    })
+                    .map(|entry| Arc::clone(&entry.sql))
+            })
+            .ok()
+            .flatten()
+    }
+
+    /// Remember a rewrite in this thread, in place of the oldest remembered one.
+    fn remember(&self, sql: &str, driver: Driver, parameter_count: usize, translated: &Arc<str>) {
+        let _ = RECENT.try_with(|recent| {
+            if let Ok(mut recent) = recent.try_borrow_mut() {
+                let slot = recent.next;
+                recent.next = (slot + 1) % RECENT_KEPT;
+                recent.entries[slot] = Some(RecentEntry {
+                    cache: self.id,
+                    driver,
+                    parameter_count,
+                    source: sql.into(),
+                    sql: Arc::clone(translated),
+                });
+            }
+        });
     }
 
     fn find(&self, sql: &str, driver: Driver, parameter_count: usize) -> Option<Arc<str>> {
@@ -390,6 +483,44 @@ mod tests {
         assert_eq!(
             cache.translate(sql, Driver::Sqlite, 1).ok().as_deref(),
             Some("SELECT * FROM t WHERE a = ?1")
+        );
+    }
+
+    #[test]
+    fn a_threads_remembered_rewrites_are_its_caches_own_and_keyed_like_the_cache() {
+        let sql = "SELECT * FROM t WHERE a = @p1";
+        let first = Translations::default();
+        let remembered = first.translate(sql, Driver::Sqlite, 1).ok();
+        // Another cache on the same thread does its own rewrite and keeps it.
+        let second = Translations::default();
+        let other = second.translate(sql, Driver::Sqlite, 1).ok();
+        assert_eq!(second.len(), 1);
+        assert!(matches!((&remembered, &other), (Some(a), Some(b)) if !Arc::ptr_eq(a, b)));
+        // Driver and count are part of the key here too.
+        assert_eq!(
+            first.translate(sql, Driver::Mssql, 1).ok().as_deref(),
+            Some("SELECT * FROM t WHERE a = @P1")
+        );
+        assert!(first.translate(sql, Driver::Sqlite, 2).is_err());
+        assert_eq!(
+            first.translate(sql, Driver::Sqlite, 0).ok().as_deref(),
+            Some(sql)
+        );
+        // Pushed out of this thread's few by other texts, the rewrite comes from the shared
+        // map: still the same shared text.
+        for index in 0..=RECENT_KEPT {
+            let other = format!("SELECT {index} WHERE 1 = @p1");
+            assert!(first.translate(&other, Driver::Sqlite, 1).is_ok());
+        }
+        let again = first.translate(sql, Driver::Sqlite, 1).ok();
+        assert!(matches!((&remembered, &again), (Some(a), Some(b)) if Arc::ptr_eq(a, b)));
+        // Texts that differ only after the same length are told apart.
+        assert_eq!(
+            first
+                .translate("SELECT * FROM t WHERE b = @p1", Driver::Sqlite, 1)
+                .ok()
+                .as_deref(),
+            Some("SELECT * FROM t WHERE b = ?1")
         );
     }
 

@@ -62,7 +62,7 @@ pub fn procedure_statement(
     };
     Ok(Statement {
         sql: sql.into(),
-        params: values,
+        params: values.into(),
     })
 }
 
@@ -122,7 +122,7 @@ mod tests {
             Some("EXEC dbo.AddReading @asset = @P1, @value = @P2")
         );
         assert_eq!(
-            statement.map(|s| s.params),
+            statement.map(|s| s.params.into_vec()),
             Some(vec![SqlValue::Text("P1".into()), SqlValue::Float(2.5)])
         );
     }

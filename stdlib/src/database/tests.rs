@@ -534,7 +534,7 @@ fn query_into_borrows_a_connection_for_just_the_query_and_writes_every_row() {
     let result = execution.query_into(
         &connection,
         "SELECT * FROM t WHERE a = @p1",
-        vec![SqlValue::Int(4)],
+        SqlParams::from_vec(vec![SqlValue::Int(4)]),
         &mut sink,
     );
     assert!(result.is_ok(), "{result:?}");
@@ -576,7 +576,7 @@ fn query_into_runs_on_the_transaction_connection_and_keeps_errors_and_counts() {
     let mut sink = Collected::default();
     assert!(
         execution
-            .query_into(&connection, "SELECT 1", Vec::new(), &mut sink)
+            .query_into(&connection, "SELECT 1", SqlParams::new(), &mut sink)
             .is_ok()
     );
     assert_eq!(sink.rows.len(), 2);
@@ -585,7 +585,7 @@ fn query_into_runs_on_the_transaction_connection_and_keeps_errors_and_counts() {
         .query_into(
             &connection,
             "SELECT 2",
-            Vec::new(),
+            SqlParams::new(),
             &mut Collected::default(),
         )
         .err();
@@ -593,11 +593,16 @@ fn query_into_runs_on_the_transaction_connection_and_keeps_errors_and_counts() {
     assert!(error.is_some_and(|e| e.message.contains("Historian")));
     // A bad placeholder is refused before the query is counted or sent.
     let error = execution
-        .query_into(&connection, "SELECT @p2", vec![SqlValue::Int(1)], &mut sink)
+        .query_into(
+            &connection,
+            "SELECT @p2",
+            SqlParams::from_vec(vec![SqlValue::Int(1)]),
+            &mut sink,
+        )
         .err();
     assert_eq!(error.map(|e| e.script_kind()), Some("type"));
     let limit = execution
-        .query_into(&connection, "SELECT 3", Vec::new(), &mut sink)
+        .query_into(&connection, "SELECT 3", SqlParams::new(), &mut sink)
         .err();
     assert_eq!(limit.map(|e| e.code), Some("query_limit".into()));
     assert!(execution.commit(&connection).is_ok());
@@ -612,4 +617,64 @@ fn query_into_runs_on_the_transaction_connection_and_keeps_errors_and_counts() {
             "1 returned"
         ]
     );
+}
+
+#[test]
+fn statements_find_their_handles_transaction_and_only_theirs() {
+    let fixture = fixture(Driver::Postgres);
+    let execution = fixture.database.execution(DatabaseLimits::default());
+    let (Ok(first), Ok(second)) = (
+        execution.connection("Historian"),
+        execution.connection("Historian"),
+    ) else {
+        panic!("connection");
+    };
+    let mut sink = Collected::default();
+    let mut query = |handle: &ConnectionHandle, sql: &str| {
+        execution
+            .query_into(handle, sql, SqlParams::new(), &mut sink)
+            .map_err(|error| error.code)
+    };
+    assert_eq!(query(&first, "SELECT 1"), Ok(()));
+    assert!(execution.begin(&first).is_ok());
+    // The other handle has no transaction: a connection of its own, returned at once.
+    assert_eq!(query(&second, "SELECT 2"), Ok(()));
+    assert_eq!(query(&first, "SELECT 3"), Ok(()));
+    assert!(execution.commit(&first).is_ok());
+    // After the commit nothing is pinned: the next statement borrows again.
+    assert_eq!(query(&first, "SELECT 4"), Ok(()));
+    assert!(execution.begin(&second).is_ok());
+    assert_eq!(query(&second, "SELECT 5"), Ok(()));
+    let report = execution.end();
+    assert_eq!(report.rolled_back, ["Historian"]);
+    assert_eq!(query(&second, "SELECT 6"), Ok(()));
+    assert_eq!(
+        fixture.events(),
+        [
+            "checkout 1",
+            "1 query SELECT 1 []",
+            "1 returned",
+            "checkout 2",
+            "2 begin",
+            "checkout 3",
+            "3 query SELECT 2 []",
+            "3 returned",
+            "2 query SELECT 3 []",
+            "2 commit",
+            "2 returned",
+            "checkout 4",
+            "4 query SELECT 4 []",
+            "4 returned",
+            "checkout 5",
+            "5 begin",
+            "5 query SELECT 5 []",
+            "5 rollback",
+            "5 returned",
+            "checkout 6",
+            "6 query SELECT 6 []",
+            "6 returned"
+        ]
+    );
+    assert_eq!(execution.counters().queries, 6);
+    assert_eq!(fixture.sessions_out(), 0);
 }

@@ -13,9 +13,17 @@
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
+use smallvec::SmallVec;
 
 use super::backend::RowSink;
 use super::error::DatabaseError;
+
+/// Parameter values inline for up to this many (most statements bind a few).
+const INLINE_PARAMS: usize = 4;
+
+/// A statement's parameter values, `@p1` first: inline up to a few values, so a statement
+/// needs no allocation for them (a `Vec` was an allocation and a free per statement).
+pub type SqlParams = SmallVec<[SqlValue; INLINE_PARAMS]>;
 
 /// One bound parameter value.
 #[derive(Clone, Debug, PartialEq)]
@@ -85,7 +93,7 @@ impl SqlValue {
     }
 
     /// Convert a whole parameter list (`@p1` is the first).
-    pub fn list_from_json(values: &[Value]) -> Result<Vec<SqlValue>, DatabaseError> {
+    pub fn list_from_json(values: &[Value]) -> Result<SqlParams, DatabaseError> {
         values
             .iter()
             .enumerate()
@@ -133,7 +141,7 @@ pub struct Statement {
     /// statements, so a repeated statement costs no copy).
     pub sql: Arc<str>,
     /// The values, `params[0]` bound to the first placeholder.
-    pub params: Vec<SqlValue>,
+    pub params: SqlParams,
 }
 
 /// The rows of one result set, as a driver returns them.
@@ -245,14 +253,16 @@ mod tests {
         ];
         let converted = SqlValue::list_from_json(&values).ok();
         assert_eq!(
-            converted,
-            Some(vec![
-                SqlValue::Null,
-                SqlValue::Int(42),
-                SqlValue::Float(2.5),
-                SqlValue::Bool(true),
-                SqlValue::Text("héllo".into())
-            ])
+            converted.as_deref(),
+            Some(
+                &[
+                    SqlValue::Null,
+                    SqlValue::Int(42),
+                    SqlValue::Float(2.5),
+                    SqlValue::Bool(true),
+                    SqlValue::Text("héllo".into())
+                ][..]
+            )
         );
     }
 
