@@ -98,26 +98,18 @@ impl Plant {
         let deployment = Deployment::load(&config).expect("the deployment loads");
         let env: EnvLookup =
             Arc::new(|name| (name == "IN_PROCESS_SITE_TOKEN").then(|| TOKEN.to_owned()));
-        let mut options = SiteOptions::new(
-            "plant-a",
-            config.clone(),
-            dir.path().join("data/site-plant-a"),
-            TOKEN.to_owned(),
-        );
-        options.env = Arc::clone(&env);
-        let site = Site::start(options, &deployment)
-            .await
-            .expect("the site starts");
-        let mut options = SiteOptions::new(
-            "plant-b",
-            config.clone(),
-            dir.path().join("data/site-plant-b"),
-            TOKEN.to_owned(),
-        );
-        options.env = Arc::clone(&env);
-        let site_b = Site::start(options, &deployment)
-            .await
-            .expect("the other site starts");
+        let start = |name: &str| {
+            let mut options = SiteOptions::new(
+                name,
+                config.clone(),
+                dir.path().join(format!("data/site-{name}")),
+                TOKEN.to_owned(),
+            );
+            options.env = Arc::clone(&env);
+            Site::start(options, &deployment)
+        };
+        let site = start("plant-a").await.expect("the site starts");
+        let site_b = start("plant-b").await.expect("the other site starts");
         let served = scl_runtime::site::api::router(&site_b);
         let elsewhere_server = tokio::spawn(async move {
             let _ = axum::serve(elsewhere_listener, served).await;
