@@ -18,7 +18,8 @@
 //! `cargo bench -p scl-runtime --bench central [-- SECONDS ROUNDS [NAME...]]`
 //! (NAME: `central`, `routed`, `routed_http`; all when none is given); prints
 //! requests/s, p50 and p99 per round and the medians with their ratios. Never
-//! asserts on time: the machine is shared.
+//! asserts on time: the machine is shared. `SCL_BENCH_SCRIPT_THREADS` sets
+//! central's script threads (default 8).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,6 +39,14 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const CONNECTIONS: usize = 64;
 const KEY: &str = "scl_bench_key";
+
+/// Script threads of the central under test: `SCL_BENCH_SCRIPT_THREADS`, default 8.
+fn script_threads() -> usize {
+    std::env::var("SCL_BENCH_SCRIPT_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8)
+}
 
 struct Round {
     requests_per_second: f64,
@@ -244,7 +253,7 @@ fn main() {
             Arc::new(deployment),
             listener,
             CentralConfig {
-                script_threads: 8,
+                script_threads: script_threads(),
                 ..CentralConfig::default()
             },
         )
@@ -432,7 +441,7 @@ async fn routed(
             Arc::clone(&deployment),
             listener,
             CentralConfig {
-                script_threads: 8,
+                script_threads: script_threads(),
                 env: Arc::clone(&env),
                 data_dir: Some(dir.path().join(format!("data-{name}"))),
                 in_process_sites,
