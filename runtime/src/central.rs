@@ -60,6 +60,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -954,17 +955,26 @@ async fn read_body(
     if declared.is_some_and(|length| length > drain_limit) {
         return Err(payload_too_large());
     }
-    let Ok(read) = tokio::time::timeout(
-        timeout,
-        read_limited(request.into_body(), max_body_bytes, drain_limit),
-    )
-    .await
-    else {
-        return Err(ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            codes::REQUEST_TIMEOUT,
-            "the body did not arrive in time",
-        ));
+    // A small body nearly always came with the head: one poll reads it, and
+    // the read timeout's timer (registered in the runtime's timer wheel and
+    // removed again) is only armed for a body that is still on its way.
+    let mut reading = std::pin::pin!(read_limited(
+        request.into_body(),
+        max_body_bytes,
+        drain_limit
+    ));
+    let read = match std::future::poll_fn(|cx| Poll::Ready(reading.as_mut().poll(cx))).await {
+        Poll::Ready(read) => read,
+        Poll::Pending => match tokio::time::timeout(timeout, reading).await {
+            Ok(read) => read,
+            Err(_) => {
+                return Err(ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    codes::REQUEST_TIMEOUT,
+                    "the body did not arrive in time",
+                ));
+            }
+        },
     };
     let bytes = match read {
         BodyRead::Complete(bytes) => Bytes::from(bytes),
