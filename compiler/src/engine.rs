@@ -29,7 +29,7 @@ use crate::exec::{
 };
 use crate::ir::{self, FuncIndex};
 use crate::runtime::convert::{
-    JsonOf, json_to_val, repr_of, val_to_json, val_to_value, value_to_val,
+    JsonOf, Trail, json_to_val, repr_of, val_to_json, val_to_value, value_to_val,
 };
 use crate::runtime::{
     CtxInner, ExecCtx, HeapCounters, STATUS_OK, ScriptTables, Val, heap_counters, release,
@@ -46,6 +46,9 @@ pub type RawHostFn =
 #[derive(Clone)]
 pub struct HostFunction {
     pub(crate) signature: HostFnSig,
+    /// [`argument_types`] of the signature, worked out once: every call
+    /// converts its arguments by them.
+    pub(crate) argument_types: Vec<Type>,
     /// The counter each call adds one to (`callouts`, `notifications`, ...).
     pub(crate) category: Option<String>,
     pub(crate) implementation: RawHostFn,
@@ -308,6 +311,7 @@ impl Engine {
         + 'static,
     ) -> Result<HostFnId, RegistrationError> {
         self.push(HostFunction {
+            argument_types: argument_types(&signature),
             signature,
             category: None,
             implementation: Arc::new(implementation),
@@ -352,6 +356,7 @@ impl Engine {
             doc: String::new(),
         };
         self.push(HostFunction {
+            argument_types: argument_types(&signature),
             signature,
             category: None,
             implementation: function.into_raw(qualified),
@@ -398,6 +403,7 @@ impl Engine {
             });
         }
         self.push(HostFunction {
+            argument_types: argument_types(&signature),
             signature,
             category: None,
             implementation: function.into_raw(qualified),
@@ -797,10 +803,10 @@ impl Script {
         for (at, (name, ty)) in signature.params.iter().enumerate() {
             // The path names where a conversion failed; it is only built
             // (by converting again) when one does, to keep calls cheap.
-            match args.convert(at, ty, &mut String::new()) {
+            match args.convert(at, ty, &mut Trail::off()) {
                 Ok(val) => arg_vals.push(val),
                 Err(_) => {
-                    let mut path = format!("parameter `{name}`");
+                    let mut path = Trail::at(format!("parameter `{name}`"));
                     let message = args
                         .convert(at, ty, &mut path)
                         .err()
@@ -939,7 +945,7 @@ impl Args<'_> {
     }
 
     /// Argument `at` as a run-time value of type `ty`.
-    fn convert(&self, at: usize, ty: &Type, path: &mut String) -> Result<Val, String> {
+    fn convert(&self, at: usize, ty: &Type, path: &mut Trail) -> Result<Val, String> {
         match self {
             Args::Values(values) => match values.get(at) {
                 Some(value) => value_to_val(value, ty, path),

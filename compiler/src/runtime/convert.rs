@@ -236,7 +236,7 @@ fn describe(value: &Json) -> &'static str {
     }
 }
 
-fn mismatch(path: &str, ty: &Type, value: &Json) -> String {
+fn mismatch(path: &Trail, ty: &Type, value: &Json) -> String {
     format!("{path}: expected {ty}, found {}", describe(value))
 }
 
@@ -252,7 +252,7 @@ pub(crate) fn box_val(val: Val) -> Val {
 
 /// Converts JSON to a value of type `ty` (the checked `as`). `path` names the
 /// position for the error message (`$.alarms[2]`).
-pub(crate) fn json_to_val(value: &Json, ty: &Type, path: &mut String) -> Result<Val, String> {
+pub(crate) fn json_to_val(value: &Json, ty: &Type, path: &mut Trail) -> Result<Val, String> {
     match ty {
         Type::Json => Ok(Val::Obj(Obj::json(value.clone()))),
         Type::Optional(inner) => {
@@ -295,10 +295,9 @@ pub(crate) fn json_to_val(value: &Json, ty: &Type, path: &mut String) -> Result<
             Json::Array(items) => {
                 let mut out = Vec::with_capacity(items.len());
                 for (i, item) in items.iter().enumerate() {
-                    let len = path.len();
-                    let _ = write!(path, "[{i}]");
+                    let len = path.index(i);
                     let converted = json_to_val(item, element, path);
-                    path.truncate(len);
+                    path.back(len);
                     out.push(converted?);
                 }
                 Ok(Val::Obj(Obj::list(out)))
@@ -309,10 +308,9 @@ pub(crate) fn json_to_val(value: &Json, ty: &Type, path: &mut String) -> Result<
             Json::Object(entries) => {
                 let mut out = IndexMap::with_capacity(entries.len());
                 for (key, item) in entries {
-                    let len = path.len();
-                    push_key(path, key);
+                    let len = path.key(key);
                     let converted = json_to_val(item, element, path);
-                    path.truncate(len);
+                    path.back(len);
                     out.insert(key.clone(), converted?);
                 }
                 Ok(Val::Obj(Obj::map(out)))
@@ -323,21 +321,19 @@ pub(crate) fn json_to_val(value: &Json, ty: &Type, path: &mut String) -> Result<
             Json::Object(entries) => {
                 let mut fields = Vec::with_capacity(record.fields.len());
                 for (name, field_ty) in &record.fields {
-                    let len = path.len();
-                    push_key(path, name);
+                    let len = path.key(name);
                     let converted = match entries.get(name) {
                         Some(item) => json_to_val(item, field_ty, path),
                         None if matches!(field_ty, Type::Optional(_)) => Ok(Val::Null),
                         None => Err(format!("{path}: missing field `{name}`")),
                     };
-                    path.truncate(len);
+                    path.back(len);
                     fields.push(converted?);
                 }
                 if let Some(extra) = entries.keys().find(|k| record.field(k).is_none()) {
-                    let len = path.len();
-                    push_key(path, extra);
+                    let len = path.key(extra);
                     let message = format!("{path}: unexpected field `{extra}`");
-                    path.truncate(len);
+                    path.back(len);
                     return Err(message);
                 }
                 Ok(Val::Obj(Obj::new(Body::Record(fields))))
@@ -350,11 +346,63 @@ pub(crate) fn json_to_val(value: &Json, ty: &Type, path: &mut String) -> Result<
     }
 }
 
-fn push_key(path: &mut String, key: &str) {
-    if !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        let _ = write!(path, ".{key}");
-    } else {
-        let _ = write!(path, "[{}]", Json::String(key.to_string()));
+/// Where a conversion is, for the message of a failure (`$.alarms[2]`).
+/// Conversions are hot and nearly always succeed, so callers convert with
+/// [`Trail::off`], which builds no text, and only when that fails convert
+/// again with [`Trail::at`] for the message.
+#[derive(Debug)]
+pub(crate) struct Trail(Option<String>);
+
+impl Trail {
+    /// No text: the message of a failure names no position.
+    pub(crate) fn off() -> Trail {
+        Trail(None)
+    }
+
+    /// Positions named from `root` (`$`, `parameter `x``).
+    pub(crate) fn at(root: impl Into<String>) -> Trail {
+        Trail(Some(root.into()))
+    }
+
+    /// Steps into element `i`; returns the mark to go [`back`](Self::back) to.
+    fn index(&mut self, i: usize) -> usize {
+        match &mut self.0 {
+            Some(path) => {
+                let len = path.len();
+                let _ = write!(path, "[{i}]");
+                len
+            }
+            None => 0,
+        }
+    }
+
+    /// Steps into field or entry `key`; returns the mark to go back to.
+    fn key(&mut self, key: &str) -> usize {
+        match &mut self.0 {
+            Some(path) => {
+                let len = path.len();
+                if !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    let _ = write!(path, ".{key}");
+                } else {
+                    let _ = write!(path, "[{}]", Json::String(key.to_string()));
+                }
+                len
+            }
+            None => 0,
+        }
+    }
+
+    /// Back to a mark of [`index`](Self::index) or [`key`](Self::key).
+    fn back(&mut self, mark: usize) {
+        if let Some(path) = &mut self.0 {
+            path.truncate(mark);
+        }
+    }
+}
+
+impl std::fmt::Display for Trail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.as_deref().unwrap_or_default())
     }
 }
 
@@ -364,7 +412,7 @@ pub(crate) fn as_convert(
     val: &Val,
     from: &Type,
     to: &Type,
-    path: &mut String,
+    path: &mut Trail,
 ) -> Result<Val, String> {
     if from == to {
         return Ok(val.clone());
@@ -386,10 +434,9 @@ pub(crate) fn as_convert(
             let items = items.borrow().clone();
             let mut out = Vec::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {
-                let len = path.len();
-                let _ = write!(path, "[{i}]");
+                let len = path.index(i);
                 let converted = as_convert(item, from_element, to_element, path);
-                path.truncate(len);
+                path.back(len);
                 out.push(converted?);
             }
             Ok(Val::Obj(Obj::list(out)))
@@ -401,10 +448,9 @@ pub(crate) fn as_convert(
             let entries = entries.borrow().clone();
             let mut out = IndexMap::with_capacity(entries.len());
             for (key, item) in &entries {
-                let len = path.len();
-                push_key(path, key);
+                let len = path.key(key);
                 let converted = as_convert(item, from_element, to_element, path);
-                path.truncate(len);
+                path.back(len);
                 out.insert(key.clone(), converted?);
             }
             Ok(Val::Obj(Obj::map(out)))
@@ -530,8 +576,8 @@ pub(crate) fn val_to_value(val: &Val, ty: &Type) -> Value {
 
 /// Converts a host [`Value`] to a run-time value of type `ty`, checking that
 /// it fits; the error names the position (`path`).
-pub(crate) fn value_to_val(value: &Value, ty: &Type, path: &mut String) -> Result<Val, String> {
-    let wrong = |path: &str| format!("{path}: expected {ty}, found {}", value.describe());
+pub(crate) fn value_to_val(value: &Value, ty: &Type, path: &mut Trail) -> Result<Val, String> {
+    let wrong = |path: &Trail| format!("{path}: expected {ty}, found {}", value.describe());
     match (ty, value) {
         (Type::Json, Value::Json(j)) => Ok(Val::Obj(Obj::json(j.clone()))),
         (Type::Json, other) => Ok(Val::Obj(Obj::json(other.to_json()))),
@@ -548,10 +594,9 @@ pub(crate) fn value_to_val(value: &Value, ty: &Type, path: &mut String) -> Resul
         (Type::List(element), Value::List(items)) => {
             let mut out = Vec::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {
-                let len = path.len();
-                let _ = write!(path, "[{i}]");
+                let len = path.index(i);
                 let converted = value_to_val(item, element, path);
-                path.truncate(len);
+                path.back(len);
                 out.push(converted?);
             }
             Ok(Val::Obj(Obj::list(out)))
@@ -559,10 +604,9 @@ pub(crate) fn value_to_val(value: &Value, ty: &Type, path: &mut String) -> Resul
         (Type::Map(element), Value::Map(entries)) => {
             let mut out = IndexMap::with_capacity(entries.len());
             for (key, item) in entries {
-                let len = path.len();
-                push_key(path, key);
+                let len = path.key(key);
                 let converted = value_to_val(item, element, path);
-                path.truncate(len);
+                path.back(len);
                 out.insert(String::from(&**key), converted?);
             }
             Ok(Val::Obj(Obj::map(out)))
@@ -570,14 +614,13 @@ pub(crate) fn value_to_val(value: &Value, ty: &Type, path: &mut String) -> Resul
         (Type::Record(record), Value::Record(entries) | Value::Map(entries)) => {
             let mut fields = Vec::with_capacity(record.fields.len());
             for (name, field_ty) in &record.fields {
-                let len = path.len();
-                push_key(path, name);
+                let len = path.key(name);
                 let converted = match entries.iter().find(|(k, _)| **k == **name) {
                     Some((_, item)) => value_to_val(item, field_ty, path),
                     None if matches!(field_ty, Type::Optional(_)) => Ok(Val::Null),
                     None => Err(format!("{path}: missing field `{name}`")),
                 };
-                path.truncate(len);
+                path.back(len);
                 fields.push(converted?);
             }
             Ok(Val::Obj(Obj::new(Body::Record(fields))))

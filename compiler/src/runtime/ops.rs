@@ -15,7 +15,7 @@ use indexmap::IndexMap;
 use scl_lang::types::Type;
 
 use super::convert::{
-    as_convert, box_val, format_val, repr_of, val_cmp, val_eq, val_to_json, val_to_value,
+    Trail, as_convert, box_val, format_val, repr_of, val_cmp, val_eq, val_to_json, val_to_value,
     value_to_val,
 };
 use super::{
@@ -353,10 +353,14 @@ pub(crate) extern "C" fn rt_as(ctx: Ctx<'_>, bits: i64, from: i64, to: i64) -> i
     with_ctx(ctx, |ctx| {
         let (from, to) = (type_at(ctx, from), type_at(ctx, to));
         let val = Val::from_bits(bits, repr_of(from));
-        let mut path = String::from("$");
-        match as_convert(&val, from, to, &mut path) {
+        // The position of a failure is only named (by converting again) when
+        // one happens.
+        match as_convert(&val, from, to, &mut Trail::off()) {
             Ok(converted) => ctx.give_val(converted),
-            Err(message) => {
+            Err(_) => {
+                let message = as_convert(&val, from, to, &mut Trail::at("$"))
+                    .err()
+                    .unwrap_or_else(|| "$: cannot be converted".to_owned());
                 ctx.raise("type", "invalid_conversion", message);
                 0
             }
@@ -1069,8 +1073,8 @@ pub(crate) extern "C" fn rt_host_call(ctx: Ctx<'_>, function: i64, args: i64, n:
             ctx.script_error("internal", format!("no host function #{function}"));
             return 0;
         };
-        let arg_types = crate::engine::argument_types(&host.signature);
-        let values: Vec<Value> = arg_types
+        let values: Vec<Value> = host
+            .argument_types
             .iter()
             .zip(raw_args)
             .map(|(ty, &bits)| val_to_value(&Val::from_bits(bits, repr_of(ty)), ty))
@@ -1085,10 +1089,10 @@ pub(crate) extern "C" fn rt_host_call(ctx: Ctx<'_>, function: i64, args: i64, n:
         }
         // The path that names where a conversion failed is only built (by
         // converting again) when one does: host calls are hot.
-        match value_to_val(&value, &host.signature.ret, &mut String::new()) {
+        match value_to_val(&value, &host.signature.ret, &mut Trail::off()) {
             Ok(val) => ctx.give_val(val),
             Err(_) => {
-                let mut path = format!("result of {}", host.signature.qualified_name());
+                let mut path = Trail::at(format!("result of {}", host.signature.qualified_name()));
                 let message = value_to_val(&value, &host.signature.ret, &mut path)
                     .err()
                     .unwrap_or_else(|| format!("{path}: cannot be converted"));
