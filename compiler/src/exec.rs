@@ -8,13 +8,13 @@
 //! that as well as `depth_left == 0` (the remaining call depth travels as a
 //! hidden argument of every script function) and `sp < stack_limit`. The
 //! deadline is folded into that compare: while an execution with a timeout
-//! runs, a ticker thread sleeps until the earliest deadline it watches and, once
-//! one has passed, raises that budget's `floor` from 0 to `i64::MAX`, so the
+//! runs, a ticker thread looks at its deadline every millisecond and, once
+//! it has passed, raises the budget's `floor` from 0 to `i64::MAX`, so the
 //! next check trips. Only when a check trips does the code call into the
 //! runtime, which tells the causes apart (the floor and the real clock, the
 //! fuel limit, the depth and stack) and sets a limit error (status 2, which
-//! no `catch` takes) or refills the budget. A `while true {}` therefore stops about when
-//! its deadline passes (plus the scheduler's delay in waking the ticker). Heap
+//! no `catch` takes) or refills the budget. A `while true {}` therefore stops within
+//! about one tick (1 ms, plus the scheduler's delay) of its deadline. Heap
 //! bytes are checked after each allocating runtime call; host-call counters
 //! when the host function runs.
 
@@ -413,13 +413,11 @@ struct Timed {
     budget: Arc<Budget>,
 }
 
-/// The timed executions the ticker watches, and when it looks next.
+/// The timed executions the ticker watches, and whether it sleeps on `wake`.
 struct Watch {
     next_id: u64,
     runs: Vec<Timed>,
-    /// When the ticker will next look at `runs` by itself; `None` while it
-    /// sleeps until woken. A starter whose deadline comes before this wakes it.
-    planned: Option<Instant>,
+    parked: bool,
 }
 
 struct Ticker {
@@ -427,8 +425,7 @@ struct Ticker {
     wake: Condvar,
 }
 
-/// How often the ticker looks while it has no deadline ahead to wait for
-/// (before it parks, see [`LINGER`]).
+/// How often the ticker looks at the deadlines of running executions.
 const TICK: Duration = Duration::from_millis(1);
 
 /// How long the ticker keeps ticking with nothing to watch before it sleeps
@@ -445,7 +442,7 @@ fn ticker() -> &'static Ticker {
         watch: Mutex::new(Watch {
             next_id: 0,
             runs: Vec::new(),
-            planned: None,
+            parked: false,
         }),
         wake: Condvar::new(),
     });
@@ -461,44 +458,34 @@ fn ticker() -> &'static Ticker {
     ticker
 }
 
-/// The ticker: trips every budget whose deadline has passed, then sleeps
-/// until the earliest deadline still ahead. With none ahead it ticks every
-/// [`TICK`] for [`LINGER`], then parks until an execution starts. A host
-/// whose executions have long timeouts (seconds, on script threads) so
-/// costs no wake-ups while they run, and short ones (an inline budget of
-/// milliseconds) about one per deadline.
 fn tick_forever() {
     let ticker = ticker();
     let mut watch = ticker.watch.lock().unwrap_or_else(|e| e.into_inner());
     let mut idle_since: Option<Instant> = None;
     loop {
-        let now = Instant::now();
-        let mut next: Option<Instant> = None;
-        for run in &watch.runs {
-            if now >= run.deadline {
-                run.budget.floor.store(i64::MAX, Ordering::Relaxed);
-            } else {
-                next = Some(next.map_or(run.deadline, |at| at.min(run.deadline)));
+        if watch.runs.is_empty() {
+            let now = Instant::now();
+            if now.duration_since(*idle_since.get_or_insert(now)) >= LINGER {
+                // `parked` is set before every wait: a starter clears it when it
+                // wakes us, and the run it added may be gone again by the time
+                // this thread runs.
+                while watch.runs.is_empty() {
+                    watch.parked = true;
+                    watch = ticker.wake.wait(watch).unwrap_or_else(|e| e.into_inner());
+                }
+                watch.parked = false;
+                idle_since = None;
             }
+        } else {
+            idle_since = None;
         }
-        let sleep = match next {
-            Some(at) => {
-                idle_since = None;
-                at.saturating_duration_since(now)
-            }
-            None if now.duration_since(*idle_since.get_or_insert(now)) >= LINGER => {
-                watch.planned = None;
-                watch = ticker.wake.wait(watch).unwrap_or_else(|e| e.into_inner());
-                idle_since = None;
-                continue;
-            }
-            None => TICK,
-        };
-        watch.planned = Some(now + sleep);
-        watch = match ticker.wake.wait_timeout(watch, sleep) {
-            Ok((watch, _)) => watch,
-            Err(poisoned) => poisoned.into_inner().0,
-        };
+        drop(watch);
+        std::thread::sleep(TICK);
+        watch = ticker.watch.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        for run in watch.runs.iter().filter(|run| now >= run.deadline) {
+            run.budget.floor.store(i64::MAX, Ordering::Relaxed);
+        }
     }
 }
 
@@ -519,14 +506,9 @@ impl TimedExecution {
             deadline,
             budget,
         });
-        // Only a ticker that would look too late needs waking (a notify is a
-        // system call every time, waiter or not): one that is parked, or
-        // sleeps past this deadline. Planning for it here keeps the starters
-        // that come before the ticker runs from waking it again.
-        let wake = watch.planned.is_none_or(|planned| deadline < planned);
-        if wake {
-            watch.planned = Some(deadline);
-        }
+        // Only a parked ticker needs waking (a notify is a system call every
+        // time, waiter or not); a ticking one sees the entry at its next tick.
+        let wake = std::mem::replace(&mut watch.parked, false);
         drop(watch);
         if wake {
             ticker.wake.notify_all();
