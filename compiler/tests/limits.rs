@@ -70,6 +70,42 @@ fn tight_loop_sees_its_deadline_within_a_few_ticks() {
     }
 }
 
+/// Every run's deadline is watched, not only the first one's: a run that
+/// starts with an earlier deadline than one already running stops on time
+/// (a ticker that slept until the deadline it planned for would let it
+/// overshoot by the long run's remaining time).
+#[test]
+fn a_short_deadline_is_kept_while_a_long_one_runs() {
+    let script = compile("fn main() -> void { while true { } }");
+    let timed = |timeout: Duration| CallOptions {
+        limits: Limits {
+            timeout: Some(timeout),
+            ..Limits::default()
+        },
+        ..CallOptions::default()
+    };
+    let long_timeout = Duration::from_millis(1500);
+    let long = {
+        let script = script.clone();
+        let options = timed(long_timeout);
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            let outcome = script.call_main(vec![], &options);
+            (outcome.stats.status, started.elapsed())
+        })
+    };
+    // Let the long run register, so the ticker plans for its deadline.
+    std::thread::sleep(Duration::from_millis(50));
+    let started = Instant::now();
+    let outcome = script.call_main(vec![], &timed(Duration::from_millis(30)));
+    let elapsed = started.elapsed();
+    assert_eq!(outcome.stats.status, Status::Timeout);
+    assert!(elapsed < Duration::from_millis(500), "{elapsed:?}");
+    let (status, elapsed) = long.join().unwrap();
+    assert_eq!(status, Status::Timeout);
+    assert!(elapsed >= long_timeout, "{elapsed:?}");
+}
+
 #[test]
 fn timeout_in_a_recursion_without_loops() {
     let src = "fn spin(n: int) -> int { if n <= 0 { return 0; } return spin(n - 1) + spin(n - 1); }\nfn main() -> int { return spin(60); }";
