@@ -92,6 +92,46 @@ fn bind_checks_rust_types_against_the_script_signature() {
     );
 }
 
+/// A raw host function whose result does not fit its declared type fails the
+/// call with `type/host_result`, naming where in the result it went wrong.
+#[test]
+fn a_host_result_of_the_wrong_shape_names_its_position() {
+    let mut engine = Engine::default();
+    let record = Type::Record(scl_lang::types::RecordType::new(
+        None,
+        vec![("tags".into(), Type::list(Type::String))],
+    ));
+    engine
+        .register_raw(
+            sig(Owner::Module("Plant".into()), "Read", &[], record),
+            |_: &mut HostContext<'_, '_>, _| {
+                Ok(Value::Json(serde_json::json!({ "tags": ["a", 2] })))
+            },
+        )
+        .unwrap();
+    let script = engine
+        .compile(
+            "fn main() -> int { return Plant.Read().tags.len(); }",
+            &CompileOptions::default(),
+        )
+        .unwrap();
+    let error = script
+        .call_main(vec![], &CallOptions::default())
+        .result
+        .unwrap_err();
+    assert_eq!(
+        (error.kind.as_str(), error.code.as_str()),
+        ("type", "host_result")
+    );
+    assert!(
+        error
+            .message
+            .contains("result of Plant.Read.tags[1]: expected string"),
+        "{}",
+        error.message
+    );
+}
+
 struct Counter {
     start: i64,
 }
@@ -187,7 +227,9 @@ fn named_parameters_from_json() {
         .unwrap_err();
     assert_eq!(error.kind, "type");
     assert!(
-        error.message.contains("p") && error.message.contains("tags[0]"),
+        error
+            .message
+            .contains("parameter `p`.tags[0]: expected string"),
         "{}",
         error.message
     );
