@@ -218,6 +218,44 @@ fn median(mut values: Vec<f64>) -> f64 {
     values.get(values.len() / 2).copied().unwrap_or(0.0)
 }
 
+/// The runtime central (and the routed site) runs on: `scl serve`'s
+/// ([`scl_runtime::serve::io_runtime`], half the cores as async workers, at
+/// least one), or `SCL_BENCH_IO_THREADS` workers. The bare handlers keep the
+/// bench's own runtime, tokio's default of a worker per core, which is their
+/// fastest here (one worker: about a quarter fewer requests/s).
+fn io_runtime() -> &'static tokio::runtime::Runtime {
+    static IO: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    IO.get_or_init(|| {
+        let threads = std::env::var("SCL_BENCH_IO_THREADS")
+            .ok()
+            .and_then(|v| v.parse().ok());
+        scl_runtime::serve::io_runtime(threads).expect("io runtime")
+    })
+}
+
+/// Runs `work` on the I/O runtime (what it spawns stays there) and waits for it.
+async fn on_io<T: Send + 'static>(
+    work: impl std::future::Future<Output = T> + Send + 'static,
+) -> T {
+    io_runtime().spawn(work).await.expect("io task")
+}
+
+/// Starts central on the I/O runtime, listening on a free loopback port.
+async fn start_central(
+    deployment: Arc<Deployment>,
+    config: CentralConfig,
+) -> central::CentralHandle {
+    on_io(async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        central::start(deployment, listener, config)
+            .await
+            .expect("central starts")
+    })
+    .await
+}
+
 fn main() {
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -248,17 +286,14 @@ fn main() {
         )
         .expect("deployment");
         let deployment = Deployment::load(&config_path).expect("deployment loads");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let central = central::start(
+        let central = start_central(
             Arc::new(deployment),
-            listener,
             CentralConfig {
                 script_threads: script_threads(),
                 ..CentralConfig::default()
             },
         )
-        .await
-        .expect("central starts");
+        .await;
         let central_url = format!("http://{}/api/Echo", central.local_addr());
 
         // The baseline: axum parsing the same body and answering the same JSON.
@@ -366,9 +401,8 @@ async fn routed(
 ) {
     const TOKEN: &str = "bench-site-token";
     let dir = tempfile::tempdir().expect("temp dir");
-    let site_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
+    let site_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    site_listener.set_nonblocking(true).expect("nonblocking");
     let site_addr = site_listener.local_addr().expect("addr");
     std::fs::write(
         dir.path().join("attrs.scl"),
@@ -398,13 +432,21 @@ async fn routed(
         TOKEN.to_owned(),
     );
     options.env = Arc::clone(&env);
-    let site = scl_runtime::site::Site::start(options, &deployment)
+    let site = {
+        let deployment = deployment.clone();
+        on_io(async move {
+            let site = scl_runtime::site::Site::start(options, &deployment)
+                .await
+                .expect("site starts");
+            let served = scl_runtime::site::api::router(&site);
+            let listener = tokio::net::TcpListener::from_std(site_listener).expect("listener");
+            tokio::spawn(async move {
+                let _ = axum::serve(listener, served).await;
+            });
+            site
+        })
         .await
-        .expect("site starts");
-    let served = scl_runtime::site::api::router(&site);
-    tokio::spawn(async move {
-        let _ = axum::serve(site_listener, served).await;
-    });
+    };
     let bare = axum::Router::new().route(
         "/api/Attrs",
         axum::routing::post(|axum::Json(_): axum::Json<Value>| async move {
@@ -430,16 +472,12 @@ async fn routed(
         if !wanted(name) {
             continue;
         }
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
         let mut in_process_sites = std::collections::HashMap::new();
         if in_process {
             in_process_sites.insert("plant-a".to_owned(), site.clone());
         }
-        let central = central::start(
+        let central = start_central(
             Arc::clone(&deployment),
-            listener,
             CentralConfig {
                 script_threads: script_threads(),
                 env: Arc::clone(&env),
@@ -448,8 +486,7 @@ async fn routed(
                 ..CentralConfig::default()
             },
         )
-        .await
-        .expect("central starts");
+        .await;
         let central_url = format!("http://{}/api/Attrs", central.local_addr());
         // The answer is the site's, before anything is timed.
         let check = client

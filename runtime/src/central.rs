@@ -256,11 +256,11 @@ impl CentralHandle {
 struct Method {
     name: Arc<str>,
     script: Script,
-    params: Vec<(String, Type)>,
+    params: Arc<[(String, Type)]>,
     approved_keys: Vec<String>,
     timeout: Duration,
-    /// Whether the script calls a host function; one that does not runs on the
-    /// async worker first ([`run_inline`]).
+    /// Whether the script calls a host function (worked out once: it walks the
+    /// IR); one that does not runs without a modules scope.
     calls_host: bool,
 }
 
@@ -445,7 +445,7 @@ fn build(deployment: &Deployment, config: &CentralConfig) -> Result<Central, Str
                 continue;
             }
         };
-        let params = compiled.params("main").unwrap_or(&[]).to_vec();
+        let params: Arc<[(String, Type)]> = Arc::from(compiled.params("main").unwrap_or(&[]));
         let timeout_s = definition.timeout_s.unwrap_or(DEFAULT_TIMEOUT_S).max(1);
         methods.insert(
             script.name.clone(),
@@ -526,7 +526,7 @@ fn build(deployment: &Deployment, config: &CentralConfig) -> Result<Central, Str
                 .iter()
                 .find(|s| s.name == "main")
                 .map_or(Type::Void, |s| s.ret.clone());
-            (name.as_str(), method.params.as_slice(), ret)
+            (name.as_str(), &method.params[..], ret)
         }),
     );
     let openapi = serde_json::to_vec_pretty(&openapi)
@@ -754,29 +754,59 @@ async fn answer(
     let caller = caller(central, request.headers(), peer_of())?;
     let method = approved_method(central, &caller, name)?;
     let body = read_body(request, central.body_read_timeout, central.max_body_bytes).await?;
-    let params = match body {
-        None => serde_json::Value::Object(serde_json::Map::new()),
-        Some(bytes) => match serde_json::from_slice::<serde_json::Value>(&bytes) {
-            Ok(value) => value,
-            Err(error) => {
-                return Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    codes::INVALID_JSON,
-                    format!("the body is not valid JSON: {error}"),
-                ));
-            }
-        },
-    };
     invoke(
         central,
         &caller.label(),
         name,
         method,
-        params,
+        Params::Body(body),
         started,
         Form::Text,
     )
     .await
+}
+
+/// A call's parameters as they came: a request body not yet read as JSON (read and
+/// checked where the method runs, so a script thread does it rather than the HTTP
+/// worker), or a value (the sub-requests of composite and bulk calls).
+pub(crate) enum Params {
+    Body(Option<Bytes>),
+    Value(serde_json::Value),
+}
+
+impl Params {
+    /// The parameters as a JSON object that fits `main`'s signature, or the 400
+    /// that says what does not.
+    fn checked(self, signature: &[(String, Type)]) -> Result<serde_json::Value, ApiError> {
+        let params = match self {
+            Params::Value(value) => value,
+            Params::Body(None) => serde_json::Value::Object(serde_json::Map::new()),
+            Params::Body(Some(bytes)) => serde_json::from_slice(&bytes).map_err(|error| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    codes::INVALID_JSON,
+                    format!("the body is not valid JSON: {error}"),
+                )
+            })?,
+        };
+        if !params.is_object() {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                codes::INVALID_BODY,
+                "the body must be a JSON object with the method's parameters as fields",
+            ));
+        }
+        if let Err(error) = crate::params::check(&params, signature) {
+            let code = match error.code {
+                "missing_parameter" => codes::MISSING_PARAMETER,
+                "unknown_parameter" => codes::UNKNOWN_PARAMETER,
+                "invalid_params" => codes::INVALID_BODY,
+                _ => codes::INVALID_PARAMETER,
+            };
+            return Err(ApiError::new(StatusCode::BAD_REQUEST, code, error.message));
+        }
+        Ok(params)
+    }
 }
 
 /// How a caller wants a method's result.
@@ -869,34 +899,19 @@ async fn invoke(
     key_name: &str,
     name: &str,
     method: &Method,
-    params: serde_json::Value,
+    params: Params,
     started: Instant,
     form: Form,
 ) -> Result<Reply, ApiError> {
-    if !params.is_object() {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            codes::INVALID_BODY,
-            "the body must be a JSON object with the method's parameters as fields",
-        ));
-    }
-    if let Err(error) = crate::params::check(&params, &method.params) {
-        let code = match error.code {
-            "missing_parameter" => codes::MISSING_PARAMETER,
-            "unknown_parameter" => codes::UNKNOWN_PARAMETER,
-            "invalid_params" => codes::INVALID_BODY,
-            _ => codes::INVALID_PARAMETER,
-        };
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, code, error.message));
-    }
     match run(central, method, params, started, form).await {
         Ok(reply) => Ok(reply),
-        Err(failure) if failure.code == codes::SHUTTING_DOWN => Err(ApiError::new(
+        Err(Stop::Refused(error)) => Err(error),
+        Err(Stop::Failed(failure)) if failure.code == codes::SHUTTING_DOWN => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             codes::SHUTTING_DOWN,
             failure.safe_message,
         )),
-        Err(failure) => {
+        Err(Stop::Failed(failure)) => {
             let duration = started.elapsed();
             tracing::warn!(
                 method = name,
@@ -1069,66 +1084,25 @@ fn strip_prefix_ignore_case<'a>(text: &'a [u8], prefix: &[u8]) -> Option<&'a [u8
     head.eq_ignore_ascii_case(prefix).then_some(rest)
 }
 
-/// What a method run on the async worker may use before it is given up and run
-/// again on the script pool: function entries and loop iterations, wall time,
-/// heap and stack. A short computation (most methods that call no host function)
-/// finishes well inside these; anything longer goes to the pool, where it does
-/// not hold up the worker's other requests.
-const INLINE_FUEL: u64 = 20_000;
-const INLINE_TIME: Duration = Duration::from_millis(2);
-const INLINE_HEAP_BYTES: usize = 16 << 20;
-/// Well inside the 2 MiB stack of a tokio worker thread.
-const INLINE_STACK_BYTES: usize = 256 << 10;
-
-/// Runs a method that calls no host function on this (async) thread, within the
-/// inline budget. The script cannot block or act on anything outside its run,
-/// so this keeps CD-ESG-7 (blocking work stays off the reactor) and saves the
-/// two thread hand-offs of the pool. `None` when it went over the budget (or
-/// over any limit): nothing happened outside the run, so the caller runs it again
-/// on the pool with the method's full limits, and only that run is recorded.
-fn run_inline(
-    central: &Arc<Central>,
-    method: &Method,
-    params: &serde_json::Value,
-    deadline: Instant,
-    form: Form,
-) -> Option<Ran> {
-    let remaining = deadline.saturating_duration_since(Instant::now());
-    let limits = Limits {
-        timeout: Some(remaining.min(INLINE_TIME)),
-        fuel: Some(INLINE_FUEL),
-        heap_bytes: Some(INLINE_HEAP_BYTES),
-        stack_bytes: INLINE_STACK_BYTES,
-        ..Limits::default()
-    };
-    let ran = execute(
-        central,
-        &method.script,
-        params,
-        deadline,
-        limits,
-        true,
-        form,
-    );
-    if matches!(ran.outcome.stats.status, Status::Limit | Status::Timeout) {
-        return None;
-    }
-    record(central, &method.name, &ran);
-    Some(ran)
-}
-
-/// Runs the method on the script pool with its full limits.
+/// Runs the method on the script pool: its parameters read and checked there,
+/// then its script with its full limits.
 async fn run_on_pool(
     central: &Arc<Central>,
     method: &Method,
-    params: serde_json::Value,
+    params: Params,
     deadline: Instant,
     form: Form,
-) -> Result<Ran, Failure> {
+) -> Result<Ran, Stop> {
     let shared = Arc::clone(central);
     let script = method.script.clone();
+    let calls_host = method.calls_host;
     let name = Arc::clone(&method.name);
+    let signature = Arc::clone(&method.params);
     let job = central.pool.run(move || {
+        let params = match params.checked(&signature) {
+            Ok(params) => params,
+            Err(refused) => return Some(Err(refused)),
+        };
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
             return None;
@@ -1138,19 +1112,33 @@ async fn run_on_pool(
             heap_bytes: Some(crate::pool::SCRIPT_HEAP_BYTES),
             ..Limits::default()
         };
-        let ran = execute(&shared, &script, &params, deadline, limits, false, form);
+        let ran = execute(
+            &shared,
+            (&script, calls_host),
+            &params,
+            deadline,
+            limits,
+            form,
+        );
         record(&shared, &name, &ran);
-        Some(ran)
+        Some(Ok(ran))
     });
     match tokio::time::timeout_at((deadline + DEADLINE_GRACE).into(), job).await {
-        Err(_) | Ok(Ok(None)) => Err(method_timed_out(method)),
-        Ok(Err(_closed)) => Err(Failure {
+        Err(_) | Ok(Ok(None)) => Err(Stop::Failed(method_timed_out(method))),
+        Ok(Err(_closed)) => Err(Stop::Failed(Failure {
             code: codes::SHUTTING_DOWN,
             safe_message: "the node is shutting down",
             detail: "the script threads were stopped".into(),
-        }),
-        Ok(Ok(Some(ran))) => Ok(ran),
+        })),
+        Ok(Ok(Some(ran))) => ran.map_err(Stop::Refused),
     }
+}
+
+/// Why a call ended without a result: its parameters were refused (400, not a
+/// failure of the method) or the run failed.
+enum Stop {
+    Refused(ApiError),
+    Failed(Failure),
 }
 
 /// What one run of a method left: its outcome, its result as JSON text (when
@@ -1163,27 +1151,23 @@ struct Ran {
     started_ms: i64,
 }
 
-/// One run of a method's `main` on this thread. `inline` runs (at most
-/// [`INLINE_TIME`] on a thread that does not block, of a script that calls no
-/// host function) report their wall time as CPU time instead of reading the
-/// thread's CPU clock twice, and open no modules scope: nothing in them could
-/// use it.
+/// One run of a method's `main` on this (script) thread. A script that calls
+/// no host function (`calls_host` false) runs without a modules scope: nothing
+/// in it could use one.
 fn execute(
     central: &Central,
-    script: &Script,
+    (script, calls_host): (&Script, bool),
     params: &serde_json::Value,
     deadline: Instant,
     limits: Limits,
-    inline: bool,
     form: Form,
 ) -> Ran {
-    let scope = (!inline).then(|| central.modules.scope(Some(Arc::new(ApiRun { deadline }))));
+    let scope = calls_host.then(|| central.modules.scope(Some(Arc::new(ApiRun { deadline }))));
     let options = CallOptions {
         limits,
         host_data: scope
             .as_ref()
             .map(|scope| scope as &(dyn std::any::Any + Sync)),
-        wall_time_as_cpu: inline,
         ..CallOptions::default()
     };
     let started_ms = crate::timelog::now_ms();
@@ -1237,25 +1221,16 @@ fn method_timed_out(method: &Method) -> Failure {
     }
 }
 
-/// Runs the method's script within the method's time: on this worker when it
-/// calls no host function and fits the inline budget, else on the pool.
+/// Runs the method's script on the script pool within the method's time.
 async fn run(
     central: &Arc<Central>,
     method: &Method,
-    params: serde_json::Value,
+    params: Params,
     started: Instant,
     form: Form,
-) -> Result<Reply, Failure> {
+) -> Result<Reply, Stop> {
     let deadline = started + method.timeout;
-    let inline = if method.calls_host {
-        None
-    } else {
-        run_inline(central, method, &params, deadline, form)
-    };
-    let ran = match inline {
-        Some(ran) => ran,
-        None => run_on_pool(central, method, params, deadline, form).await?,
-    };
+    let ran = run_on_pool(central, method, params, deadline, form).await?;
     let outcome = ran.outcome;
     let error = match outcome.result {
         Ok(value) => {
@@ -1322,7 +1297,7 @@ async fn run(
             detail,
         }
     };
-    Err(failure)
+    Err(Stop::Failed(failure))
 }
 
 async fn openapi_document(State(central): State<Arc<Central>>) -> Response {

@@ -91,6 +91,10 @@ enum Command {
         /// site with a `standby`): its `listen`, `link` and data directory.
         #[arg(long)]
         standby: bool,
+        /// Threads that serve HTTP (the async runtime's workers); scripts run on
+        /// script threads of their own. Default: half the cores, at least one.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+        io_threads: Option<u16>,
     },
     /// Check a deployment and push it to its running sites (redeploy without restart).
     Deploy {
@@ -340,6 +344,7 @@ pub fn main() -> i32 {
             log_json,
             listen,
             standby,
+            io_threads,
         } => match crate::serve::Role::parse(&role) {
             Ok(role) => crate::serve::serve(&crate::serve::ServeRequest {
                 config,
@@ -347,6 +352,7 @@ pub fn main() -> i32 {
                 log_json,
                 listen,
                 standby,
+                io_threads: io_threads.map(usize::from),
             }),
             Err(message) => {
                 eprintln!("error: {message}");

@@ -60,6 +60,33 @@ pub struct ServeRequest {
     pub listen: Option<String>,
     /// Run the standby node of the site's pair (`--standby`, [`crate::failover`]).
     pub standby: bool,
+    /// Workers of the async runtime (`--io-threads`); [`io_threads_default`] when `None`.
+    pub io_threads: Option<usize>,
+}
+
+/// Workers of a node's async runtime unless `--io-threads` says otherwise: half
+/// the cores, at least one.
+///
+/// The async workers only serve HTTP (hyper, routing, the API-key check, reading
+/// the body, writing the answer); everything else a request needs (reading its
+/// JSON, checking the parameters, the script, the execution-log row) runs on
+/// script threads. With a worker per core, the workers took every core under load
+/// and a woken script thread waited for the kernel's next tick (4 ms on a 250 Hz
+/// kernel) to run: on 2 cores central's p99 was 5-5.6 ms against 2.8-3.3 ms with one
+/// worker, at the same or better throughput (docs/benchmarks.md, "Central,
+/// session 13").
+pub fn io_threads_default() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+}
+
+/// The async runtime of a node process: `io_threads` workers (default
+/// [`io_threads_default`]) named `scl-io`.
+pub fn io_runtime(io_threads: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(io_threads.unwrap_or_else(io_threads_default).max(1))
+        .enable_all()
+        .thread_name("scl-io")
+        .build()
 }
 
 type Env = crate::site::EnvLookup;
@@ -79,11 +106,7 @@ pub fn serve(request: &ServeRequest) -> i32 {
             return 2;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("scl-io")
-        .build()
-    {
+    let runtime = match io_runtime(request.io_threads) {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");

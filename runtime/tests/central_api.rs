@@ -408,18 +408,17 @@ async fn a_method_that_runs_too_long_answers_timeout() {
     fixture.stop().await;
 }
 
-/// A method that calls no host function runs on the async worker within a small
-/// budget first (`run_inline` in central.rs); one that outgrows it (more loop
-/// steps, a bigger heap) runs again on the script pool and still answers right.
+/// A method that calls no host function (it runs without a modules scope) answers
+/// right whether it is short, loops long or keeps a large heap.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_pure_method_past_the_inline_budget_still_answers() {
+async fn a_pure_method_answers_short_long_and_large() {
     let mut fixture = Fixture::start().await;
     let cases = [
         (10, 1, 45, 65_537),
-        // 200,000 loop steps: ten times the inline fuel.
+        // 200,000 loop steps.
         (200_000, 0, 19_999_900_000_i64, 0),
-        // 300 strings of 64 KiB: about 19 MiB live, past the inline heap limit
-        // (16 MiB) and well inside the pool's (128 MiB).
+        // 300 strings of 64 KiB: about 19 MiB live, well inside a run's heap limit
+        // (128 MiB).
         (10, 300, 45, 19_661_100),
     ];
     for (n, width, total, length) in cases {

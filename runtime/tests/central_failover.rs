@@ -108,9 +108,18 @@ async fn a_central_node_killed_under_load_leaves_the_api_served() {
     let folder = Folder::new(&deployment(site_port), SCRIPTS);
     let _site = folder.serve("site:plant-a", &[], &[]);
     let ports = [free_port(), free_port()];
+    // The peers need not be alike: one serves HTTP on one thread, the other on two.
     let mut nodes: Vec<_> = ports
         .iter()
-        .map(|port| folder.serve("central", &["--listen", &format!("127.0.0.1:{port}")], &[]))
+        .zip(["1", "2"])
+        .map(|(port, io_threads)| {
+            let listen = format!("127.0.0.1:{port}");
+            folder.serve(
+                "central",
+                &["--listen", &listen, "--io-threads", io_threads],
+                &[],
+            )
+        })
         .collect();
     let params = json!({ "code": "PUMP-1", "scale": 2.0 });
     // Each node answers on its own before the balancer is in front.

@@ -44,8 +44,10 @@ fn the_example_plant_answers_through_central_and_its_site() {
         .replace("127.0.0.1:9101", &format!("127.0.0.1:{site}"));
     std::fs::write(&config, text).expect("write");
 
+    // One thread serving HTTP for central and the site together (what half of a
+    // 2-core machine's cores gives by default, stated so every machine runs it).
     let mut child = Command::new(env!("CARGO_BIN_EXE_scl"))
-        .args(["serve", "--config"])
+        .args(["serve", "--io-threads", "1", "--config"])
         .arg(&config)
         .env_remove("SCL_SITE_TOKEN")
         .env("SCL_LOG", "warn")
@@ -131,4 +133,18 @@ fn the_example_plant_answers_through_central_and_its_site() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+#[test]
+fn serve_refuses_zero_io_threads_before_starting() {
+    let output = Command::new(env!("CARGO_BIN_EXE_scl"))
+        .args(["serve", "--config", "deploy.toml", "--io-threads", "0"])
+        .output()
+        .expect("scl serve");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--io-threads") && stderr.contains("0"),
+        "{stderr}"
+    );
 }

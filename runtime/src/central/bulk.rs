@@ -39,8 +39,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{
-    ApiError, Central, Form, Reply, approved_method, caller, codes, invoke, peer_of, read_body,
-    refuse_when_stopping,
+    ApiError, Central, Form, Params, Reply, approved_method, caller, codes, invoke, peer_of,
+    read_body, refuse_when_stopping,
 };
 use crate::timelog::{now_ms, rfc3339_ms};
 
@@ -481,7 +481,7 @@ async fn run_job(central: &Arc<Central>, mut job: Job, batch_size: usize) {
                 &job.caller,
                 &job.method,
                 method,
-                params,
+                Params::Value(params),
                 Instant::now(),
                 Form::Value,
             )

@@ -28,8 +28,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
-    ApiError, Caller, Central, Form, Reply, approved_method, caller, codes, invoke, peer_of,
-    read_body, refuse_when_stopping,
+    ApiError, Caller, Central, Form, Params, Reply, approved_method, caller, codes, invoke,
+    peer_of, read_body, refuse_when_stopping,
 };
 
 /// The most sub-requests one composite request may carry.
@@ -167,7 +167,7 @@ async fn run_one(
         &label,
         &sub.method,
         method,
-        params,
+        Params::Value(params),
         started,
         Form::Value,
     )
