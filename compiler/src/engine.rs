@@ -527,11 +527,6 @@ pub struct CallOptions<'h> {
     /// What host functions get from [`HostContext::host_data`].
     pub host_data: Option<&'h (dyn Any + Sync)>,
     pub backend: Backend,
-    /// Report the run's wall time as its CPU time and read no CPU clock (the
-    /// thread's CPU clock is a system call, twice per call otherwise). For
-    /// short runs on a thread that does not block, where the two differ only
-    /// by the thread's preemptions; central's inline API methods use it.
-    pub wall_time_as_cpu: bool,
 }
 
 /// A compiled script: immutable, shareable between threads.
@@ -790,7 +785,7 @@ impl Script {
             },
             Backend::Eval => None,
         };
-        let meter = CpuMeter::start(!options.wall_time_as_cpu);
+        let meter = CpuMeter::start();
         let start = meter.wall_start();
         let outer_heap = heap_counters();
         set_heap_counters(HeapCounters {

@@ -571,33 +571,22 @@ fn read_cpu_clock(now: Instant) -> Duration {
 ///   of [`CPU_CLOCK_MIN_RUN`] or more; the result is capped at the wall time.
 ///
 /// So `cpu_time` is exact to within 100 µs, and a tight loop of small calls
-/// reads the clock about once per 50 µs instead of twice per call. A caller
-/// that asks for wall time only ([`CallOptions::wall_time_as_cpu`]) reads no
-/// CPU clock at all.
-///
-/// [`CallOptions::wall_time_as_cpu`]: crate::CallOptions::wall_time_as_cpu
+/// reads the clock about once per 50 µs instead of twice per call.
 pub(crate) struct CpuMeter {
     wall_start: Instant,
-    /// `None`: report the wall time.
-    cpu_start: Option<Duration>,
+    cpu_start: Duration,
 }
 
 impl CpuMeter {
-    pub(crate) fn start(read_cpu: bool) -> CpuMeter {
+    pub(crate) fn start() -> CpuMeter {
         let wall_start = Instant::now();
-        if !read_cpu {
-            return CpuMeter {
-                wall_start,
-                cpu_start: None,
-            };
-        }
         let recent = CPU_READING.with(|r| r.get()).and_then(|(wall, cpu)| {
             (wall_start.saturating_duration_since(wall) <= CPU_READING_MAX_AGE).then_some(cpu)
         });
         let cpu_start = recent.unwrap_or_else(|| read_cpu_clock(wall_start));
         CpuMeter {
             wall_start,
-            cpu_start: Some(cpu_start),
+            cpu_start,
         }
     }
 
@@ -609,10 +598,10 @@ impl CpuMeter {
     pub(crate) fn finish(&self) -> (Duration, Duration) {
         let now = Instant::now();
         let wall = now.saturating_duration_since(self.wall_start);
-        let Some(cpu_start) = self.cpu_start.filter(|_| wall >= CPU_CLOCK_MIN_RUN) else {
+        if wall < CPU_CLOCK_MIN_RUN {
             return (wall, wall);
-        };
-        let cpu = read_cpu_clock(now).saturating_sub(cpu_start);
+        }
+        let cpu = read_cpu_clock(now).saturating_sub(self.cpu_start);
         (wall, cpu.min(wall))
     }
 }

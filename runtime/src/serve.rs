@@ -67,14 +67,14 @@ pub struct ServeRequest {
 /// Workers of a node's async runtime unless `--io-threads` says otherwise: half
 /// the cores, at least one.
 ///
-/// The async workers only serve HTTP (hyper, routing, the API-key check, reading
-/// the body, writing the answer); everything else a request needs (reading its
-/// JSON, checking the parameters, the script, the execution-log row) runs on
-/// script threads. With a worker per core, the workers took every core under load
-/// and a woken script thread waited for the kernel's next tick (4 ms on a 250 Hz
-/// kernel) to run: on 2 cores central's p99 was 5-5.6 ms against 2.8-3.3 ms with one
-/// worker, at the same or better throughput (docs/benchmarks.md, "Central,
-/// session 13").
+/// The async workers serve HTTP (hyper, routing, the API-key check, reading the
+/// body, writing the answer); the rest of a central API call (reading its JSON,
+/// checking the parameters, the script, the execution-log row) runs on script
+/// threads. With a worker per core, the workers took every core under load and a
+/// woken script thread waited for the kernel's next tick (4 ms on a 250 Hz kernel)
+/// to run: on 2 cores the routed method's p99 was 5.1-5.5 ms against 2.8-3.0 ms
+/// with one worker, and throughput rose from 0.71x-0.74x to 0.82x-0.86x of bare
+/// axum (docs/benchmarks.md, "Central, session 13"); measured on 2 cores only.
 pub fn io_threads_default() -> usize {
     std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
 }
